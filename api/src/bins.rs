@@ -1,0 +1,244 @@
+//! Bins, their configured responses and limits, and the requests captured in them.
+
+use serde::{Deserialize, Serialize};
+
+/// One HTTP header as received (original case, arrival order, duplicates kept as separate entries).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    pub name: String,
+    pub value: String,
+}
+
+/// What a bin answers to every captured request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BinResponse {
+    /// HTTP status, 200..=599.
+    #[serde(default = "default_status")]
+    pub status: u16,
+    /// Response headers, in order.
+    #[serde(default)]
+    pub headers: Vec<Header>,
+    /// Response body (text). Empty with no headers means the default JSON body naming the request id.
+    #[serde(default)]
+    pub body: String,
+    /// Delay before answering, in milliseconds (at most 30,000).
+    #[serde(default)]
+    pub delay_ms: u64,
+}
+
+fn default_status() -> u16 {
+    200
+}
+
+impl Default for BinResponse {
+    fn default() -> Self {
+        Self {
+            status: 200,
+            headers: Vec::new(),
+            body: String::new(),
+            delay_ms: 0,
+        }
+    }
+}
+
+/// Per-bin limits; each is capped by the server's own limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BinLimitsIn {
+    /// Requests kept in this bin (oldest evicted first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_requests: Option<u32>,
+    /// Largest body stored; larger bodies are answered 413 and stored truncated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<u64>,
+}
+
+/// The limits in force for a bin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BinLimits {
+    pub max_requests: u32,
+    pub max_body_bytes: u64,
+}
+
+/// Body of `POST /api/bins` and `PUT /api/bins/{name}`. Every field is optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BinIn {
+    /// A fixed name (`[a-z0-9][a-z0-9-_]{0,63}`); `POST` without it gets a random UUID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<BinResponse>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<BinLimitsIn>,
+    /// A JSON Schema (draft 2020-12) every captured JSON body is checked against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<serde_json::Value>,
+    /// The secret signatures are checked with (see `signature_scheme`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// `standard` (Standard Webhooks), `github` or `stripe`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature_scheme: Option<String>,
+}
+
+/// How many requests a bin has lost to its limits (never hidden).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvictionCounts {
+    /// Evicted because the bin held `max_requests` already.
+    pub by_bin_limit: u64,
+    /// Evicted because the server's global byte budget was reached.
+    pub by_byte_budget: u64,
+    /// The sum of both.
+    pub total: u64,
+}
+
+/// A bin as the API returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BinOut {
+    /// The bin's id: a UUID or the chosen name.
+    pub id: String,
+    /// The capture URL: send requests here.
+    pub url: String,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    /// RFC 3339, UTC: the last capture (or creation / update).
+    pub last_activity: String,
+    /// Requests stored now.
+    pub request_count: u64,
+    /// Requests captured since creation (stored or evicted).
+    pub total_captured: u64,
+    /// Bytes of bodies stored now.
+    pub bytes_stored: u64,
+    pub evicted: EvictionCounts,
+    pub response: BinResponse,
+    pub limits: BinLimits,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<serde_json::Value>,
+    /// `standard`, `github` or `stripe` when a secret is set (the secret itself is never returned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature_scheme: Option<String>,
+}
+
+/// `GET /api/bins`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BinList {
+    pub bins: Vec<BinOut>,
+}
+
+/// How the `body` field of a [`CapturedRequestOut`] is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BodyEncoding {
+    /// The body is valid UTF-8 and given as is.
+    Utf8,
+    /// The body is not UTF-8 and given as standard base64.
+    Base64,
+}
+
+/// The outcome of checking a captured body against the bin's schema.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Validation {
+    pub valid: bool,
+    #[serde(default)]
+    pub errors: Vec<ValidationError>,
+}
+
+/// One schema violation: a JSON pointer into the body and what is wrong there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidationError {
+    pub path: String,
+    pub message: String,
+}
+
+/// The outcome of checking a captured request's signature with the bin's secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignatureCheck {
+    /// `valid`, `invalid` or `missing`.
+    pub status: String,
+    /// Why, when not valid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// One captured request, byte-exact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CapturedRequestOut {
+    /// Unique id (UUID).
+    pub id: String,
+    /// The bin it was captured in.
+    pub bin: String,
+    /// Sequence number within the bin, from 1, never reused.
+    pub seq: u64,
+    /// RFC 3339, UTC, microseconds.
+    pub received_at: String,
+    pub method: String,
+    /// The path below the bin (`/` for the bin itself), as sent (not decoded).
+    pub path: String,
+    /// The raw query string without `?`, as sent; `None` when the URL had no `?`.
+    pub query: Option<String>,
+    /// Headers in arrival order, duplicates kept, original case (HTTP/1.1).
+    pub headers: Vec<Header>,
+    /// The `Content-Type` header, when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// The stored body (see `body_encoding`); omitted in summaries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    pub body_encoding: BodyEncoding,
+    /// Bytes stored (the whole body unless `truncated`).
+    pub body_size: u64,
+    /// True when the body was larger than the bin's limit and was cut at it.
+    pub truncated: bool,
+    /// The client's address as `ip:port`.
+    pub remote_addr: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<Validation>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<SignatureCheck>,
+}
+
+/// `GET /api/bins/{bin}/requests`: newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestPage {
+    pub requests: Vec<CapturedRequestOut>,
+    /// Requests stored in the bin now (before filters).
+    pub total: u64,
+    /// Requests that matched the filters (all pages).
+    pub matched: u64,
+    /// Pass as `before` to get the next (older) page; `None` on the last page.
+    pub next_before: Option<u64>,
+    pub evicted: EvictionCounts,
+}
+
+/// `data` of the SSE `resync` event: the subscriber fell behind and missed events; reload the list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResyncEvent {
+    pub missed: u64,
+}
+
+/// `data` of the SSE `deleted` / `cleared` events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeletedEvent {
+    pub bin: String,
+    /// The deleted request's id; absent when the whole bin was cleared or deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+/// The default body of a capture response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureAck {
+    pub ok: bool,
+    pub bin: String,
+    pub request_id: String,
+    pub seq: u64,
+}
+
+/// `GET /healthz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+}

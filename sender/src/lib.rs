@@ -1,0 +1,3 @@
+//! # Hookbin sender
+//!
+//! The sending side (catalog, registry, signing, delivery). Filled in by the sender issue.
