@@ -7,9 +7,12 @@
 //! Layout:
 //! - [`error`]: the JSON error body every route uses.
 //! - [`bins`]: bins, their configured responses and limits, captured requests, live events.
+//! - [`webhooks`]: the sending side: catalog events, webhooks, messages, attempts, test outcomes.
 
 pub mod bins;
 pub mod error;
+pub mod webhooks;
 
 pub use bins::*;
 pub use error::*;
+pub use webhooks::*;
