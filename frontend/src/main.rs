@@ -1,2 +1,6 @@
-//! Hookbin's web UI. Filled in by the frontend issue.
-fn main() {}
+//! Hookbin's web UI: a Leptos client-side app, compiled to wasm32 and embedded in bin-server.
+use leptos::prelude::*;
+
+fn main() {
+    leptos::mount::mount_to_body(|| view! { <h1>"Hookbin"</h1> });
+}
