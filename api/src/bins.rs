@@ -19,9 +19,11 @@ pub struct BinResponse {
     /// Response headers, in order.
     #[serde(default)]
     pub headers: Vec<Header>,
-    /// Response body (text). Empty with no headers means the default JSON body naming the request id.
-    #[serde(default)]
-    pub body: String,
+    /// Response body (text). `None`: the default JSON body naming the request id. Without a
+    /// `Content-Type` header, a body that parses as JSON is sent as `application/json`, any other
+    /// as `text/plain; charset=utf-8`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
     /// Delay before answering, in milliseconds (at most 30,000).
     #[serde(default)]
     pub delay_ms: u64,
@@ -36,7 +38,7 @@ impl Default for BinResponse {
         Self {
             status: 200,
             headers: Vec::new(),
-            body: String::new(),
+            body: None,
             delay_ms: 0,
         }
     }

@@ -1,1 +1,123 @@
-//! tmp
+//! # bin-server
+//!
+//! Hookbin's server: unique capture URLs (`/b/{bin}`) that record every request byte-exact in a
+//! bounded in-memory store, a JSON API under `/api`, live Server-Sent Events, and the UI.
+//!
+//! ## Layout
+//! - [`store`]: bins and captured requests, limits and eviction; no HTTP in it. [`store::Store`]
+//!   is the seam for other backends, [`store::MemoryStore`] the embedded one.
+//! - [`conn`]: the accept loop, graceful shutdown, and the tap that keeps headers as they came.
+//! - [`routes`]: one module per resource, each with a `router()`; [`app`] puts them together.
+//! - [`error`]: [`error::ApiError`], the JSON error body of every route.
+//! - [`config`]: flags and environment variables.
+//!
+//! `main.rs` only parses flags, sets up tracing, binds and calls [`run`].
+
+pub mod config;
+pub mod conn;
+pub mod error;
+pub mod routes;
+pub mod store;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{MemoryStore, Store, StoreLimits};
+
+/// Settings of the HTTP layer (the store has its own limits).
+#[derive(Debug, Clone, Default)]
+pub struct ServerConfig {
+    /// Base of capture URLs, without trailing slash; `None`: `http://` + the request's Host.
+    pub public_url: Option<String>,
+    /// A capture to an unknown well-formed bin name creates the bin.
+    pub auto_create: bool,
+}
+
+/// Server-wide counters the store does not own.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Open SSE streams (per-bin and all-bins).
+    pub sse_subscribers: AtomicU64,
+    /// SSE subscribers that fell behind and were told to resync.
+    pub sse_resyncs: AtomicU64,
+}
+
+/// Everything handlers share: cheap to clone (handles only).
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub config: Arc<ServerConfig>,
+    pub metrics: Arc<Metrics>,
+    /// Cancelled when the server shuts down: live streams end so connections can drain.
+    pub shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// State over a fresh in-memory store.
+    pub fn new(limits: StoreLimits, config: ServerConfig) -> Self {
+        Self {
+            store: Arc::new(MemoryStore::new(limits)),
+            config: Arc::new(config),
+            metrics: Arc::new(Metrics::default()),
+            shutdown: CancellationToken::new(),
+        }
+    }
+}
+
+/// The whole HTTP application.
+pub fn app(state: AppState) -> Router {
+    routes::router().with_state(state)
+}
+
+/// Serves [`app`] on `listener` until `shutdown` resolves; then live streams end, in-flight
+/// requests finish, and it returns. Also runs the idle-bin expiry in the background.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let token = state.shutdown.clone();
+    if let Some(ttl) = state.store.limits().bin_ttl {
+        let store = Arc::clone(&state.store);
+        let token = token.clone();
+        // Sweep often enough that a bin outlives its TTL by at most a tenth of it (or a minute).
+        let every = (ttl / 10).clamp(
+            std::time::Duration::from_secs(1),
+            std::time::Duration::from_secs(60),
+        );
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let n = store.expire_idle(chrono::Utc::now());
+                        if n > 0 {
+                            tracing::info!("expired {n} idle bins");
+                        }
+                    }
+                    () = token.cancelled() => break,
+                }
+            }
+        });
+    }
+    let app = app(state);
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: closing live streams, finishing in-flight requests");
+        token.cancel();
+    };
+    conn::serve(listener, app, signal).await
+}

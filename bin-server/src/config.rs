@@ -1,0 +1,167 @@
+//! Command-line flags (each also read from a `HOOKBIN_*` environment variable) and the parsing of
+//! sizes (`1MiB`, `512k`) and durations (`30s`, `7d`, `0` = off).
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::store::StoreLimits;
+
+/// Hookbin: self-hosted webhook capture and testing.
+#[derive(Debug, Parser)]
+#[command(name = "bin-server", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// `serve`'s flags also work without the subcommand (it is the default).
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve(ServeArgs),
+}
+
+/// Flags of `bin-server serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "HOOKBIN_BIND", default_value = "127.0.0.1")]
+    pub bind: IpAddr,
+    /// Port to listen on (0 picks a free one and logs it).
+    #[arg(long, env = "HOOKBIN_PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// Base URL capture URLs are built from (e.g. https://hooks.example.com). Default: the
+    /// scheme-less Host the API was called with, as http://HOST.
+    #[arg(long, env = "HOOKBIN_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Largest body stored per request (bytes; k/KiB/M/MiB/G/GiB suffixes). Larger bodies are
+    /// answered 413 and stored cut at this size with `truncated: true`.
+    #[arg(long, env = "HOOKBIN_MAX_BODY", default_value = "1MiB", value_parser = parse_size)]
+    pub max_body: u64,
+    /// Requests kept per bin; the oldest is evicted first.
+    #[arg(long, env = "HOOKBIN_MAX_REQUESTS_PER_BIN", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_requests_per_bin: u32,
+    /// Budget for all stored requests (bodies and heads) across bins; the oldest request of any
+    /// bin is evicted first.
+    #[arg(long, env = "HOOKBIN_MAX_BYTES", default_value = "256MiB", value_parser = parse_size)]
+    pub max_bytes: u64,
+    /// Bins at most; creating one more is answered 507.
+    #[arg(long, env = "HOOKBIN_MAX_BINS", default_value_t = 10_000)]
+    pub max_bins: usize,
+    /// Bins idle (no capture, no update) for longer are deleted. `0` keeps bins forever.
+    #[arg(long, env = "HOOKBIN_BIN_TTL", default_value = "7d", value_parser = parse_duration)]
+    pub bin_ttl: Duration,
+    /// A capture to an unknown, well-formed bin name creates the bin (otherwise: 404).
+    #[arg(long, env = "HOOKBIN_AUTO_CREATE", default_value_t = false)]
+    pub auto_create: bool,
+}
+
+impl ServeArgs {
+    /// The store limits these flags set, checked for consistency.
+    pub fn limits(&self) -> Result<StoreLimits, String> {
+        if self.max_body > self.max_bytes {
+            return Err(format!(
+                "--max-body ({}) cannot exceed --max-bytes ({})",
+                self.max_body, self.max_bytes
+            ));
+        }
+        if self.max_body > u64::from(u32::MAX) / 2 {
+            return Err("--max-body must stay under 2 GiB".into());
+        }
+        if self.max_bins == 0 {
+            return Err("--max-bins must be at least 1".into());
+        }
+        Ok(StoreLimits {
+            max_requests_per_bin: self.max_requests_per_bin,
+            max_body_bytes: self.max_body,
+            max_bytes: self.max_bytes,
+            max_bins: self.max_bins,
+            bin_ttl: (!self.bin_ttl.is_zero()).then_some(self.bin_ttl),
+        })
+    }
+}
+
+/// Parses `1048576`, `512k`, `512KiB`, `1M`, `1MiB`, `1G`, `1GiB` (k/M/G are binary here too:
+/// a byte budget is about memory).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size: use bytes or a k/KiB/M/MiB/G/GiB suffix"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit {other:?} in {s:?}")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// Parses `0`, `500ms`, `30s`, `5m`, `2h`, `7d` (a bare number is seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration: use e.g. 500ms, 30s, 5m, 2h, 7d"))?;
+    let ms = match unit {
+        "ms" => 1,
+        "" | "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        other => return Err(format!("unknown duration unit {other:?} in {s:?}")),
+    };
+    n.checked_mul(ms)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("{s:?} is too long"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("512k"), Ok(512 << 10));
+        assert_eq!(parse_size("42"), Ok(42));
+        assert!(parse_size("1.5M").is_err());
+        assert!(parse_size("10 parsecs").is_err());
+        assert!(parse_size("99999999999999999999G").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert!(parse_duration("1w").is_err());
+    }
+
+    #[test]
+    fn flags_parse_with_defaults_and_env_names() {
+        let cli = Cli::try_parse_from(["bin-server", "--port", "0", "--max-body", "2k"]).unwrap();
+        assert_eq!(cli.serve.port, 0);
+        assert_eq!(cli.serve.max_body, 2048);
+        assert_eq!(cli.serve.max_requests_per_bin, 1000);
+        assert_eq!(
+            cli.serve.limits().unwrap().bin_ttl,
+            Some(Duration::from_secs(604_800))
+        );
+        let bad =
+            Cli::try_parse_from(["bin-server", "--max-body", "2G", "--max-bytes", "1G"]).unwrap();
+        assert!(bad.serve.limits().is_err());
+    }
+}

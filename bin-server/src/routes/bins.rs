@@ -1,0 +1,121 @@
+//! Bins: create (random or named), create-or-update by name, read, list, delete.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+
+use crate::AppState;
+use crate::error::{ApiError, ApiJson};
+use crate::routes::{BaseUrl, bin_out};
+use crate::store::{BinName, BinSettings};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/bins", get(list).post(create))
+        .route("/api/bins/{bin}", get(read).put(put).delete(delete))
+}
+
+/// Turns a request body into settings, checking every field against the server's limits.
+fn settings(state: &AppState, input: api::BinIn) -> Result<BinSettings, ApiError> {
+    let limits = state.store.limits();
+    let response = input.response.unwrap_or_default();
+    super::capture::validate_response(&response)?;
+    let bin_limits = input.limits.unwrap_or_default();
+    if let Some(n) = bin_limits.max_requests
+        && (n == 0 || n > limits.max_requests_per_bin)
+    {
+        return Err(ApiError::bad_request(
+            "invalid_limits",
+            format!(
+                "limits.max_requests must be between 1 and the server's --max-requests-per-bin ({}), got {n}",
+                limits.max_requests_per_bin
+            ),
+        ));
+    }
+    if let Some(n) = bin_limits.max_body_bytes
+        && n > limits.max_body_bytes
+    {
+        return Err(ApiError::bad_request(
+            "invalid_limits",
+            format!(
+                "limits.max_body_bytes must be at most the server's --max-body ({}), got {n}",
+                limits.max_body_bytes
+            ),
+        ));
+    }
+    let checks = crate::routes::checks::BinChecks::parse(
+        input.schema.as_ref(),
+        input.secret.as_deref(),
+        input.signature_scheme.as_deref(),
+    )?;
+    Ok(BinSettings {
+        response,
+        max_requests: bin_limits.max_requests,
+        max_body_bytes: bin_limits.max_body_bytes,
+        schema: checks.schema,
+        signature: checks.signature,
+    })
+}
+
+async fn create(
+    State(state): State<AppState>,
+    base: BaseUrl,
+    ApiJson(input): ApiJson<api::BinIn>,
+) -> Result<(StatusCode, Json<api::BinOut>), ApiError> {
+    let name = input.name.as_deref().map(BinName::parse).transpose()?;
+    let settings = settings(&state, input)?;
+    let bin = state.store.create_bin(name, settings)?;
+    Ok((StatusCode::CREATED, Json(bin_out(bin, &base))))
+}
+
+async fn put(
+    State(state): State<AppState>,
+    Path(bin): Path<String>,
+    base: BaseUrl,
+    ApiJson(input): ApiJson<api::BinIn>,
+) -> Result<(StatusCode, Json<api::BinOut>), ApiError> {
+    let name = BinName::parse(&bin)?;
+    if let Some(other) = input.name.as_deref()
+        && other != bin
+    {
+        return Err(ApiError::bad_request(
+            "name_mismatch",
+            format!("the body names bin {other:?} but the URL names {bin:?}"),
+        ));
+    }
+    let settings = settings(&state, input)?;
+    let (bin, created) = state.store.put_bin(name, settings)?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(bin_out(bin, &base))))
+}
+
+async fn read(
+    State(state): State<AppState>,
+    Path(bin): Path<String>,
+    base: BaseUrl,
+) -> Result<Json<api::BinOut>, ApiError> {
+    Ok(Json(bin_out(state.store.get_bin(&bin)?, &base)))
+}
+
+async fn list(State(state): State<AppState>, base: BaseUrl) -> Json<api::BinList> {
+    let bins = state
+        .store
+        .list_bins()
+        .into_iter()
+        .map(|b| bin_out(b, &base))
+        .collect();
+    Json(api::BinList { bins })
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    Path(bin): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.store.delete_bin(&bin)?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,103 @@
+//! Liveness (`/healthz`) and Prometheus metrics (`/metrics`).
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering::Relaxed;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+}
+
+async fn healthz() -> Json<api::Health> {
+    Json(api::Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let s = state.store.stats();
+    let l = state.store.limits();
+    let m = &state.metrics;
+    let mut out = String::with_capacity(2048);
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, v) in samples {
+            let _ = writeln!(out, "{name}{labels} {v}");
+        }
+    };
+    metric("hookbin_bins", "gauge", "Bins that exist.", &[("", s.bins)]);
+    metric(
+        "hookbin_bins_max",
+        "gauge",
+        "The --max-bins limit.",
+        &[("", l.max_bins as u64)],
+    );
+    metric(
+        "hookbin_captures_total",
+        "counter",
+        "Requests captured.",
+        &[("", s.captures_total)],
+    );
+    metric(
+        "hookbin_requests_stored",
+        "gauge",
+        "Captured requests stored now.",
+        &[("", s.requests_stored)],
+    );
+    metric(
+        "hookbin_bytes_stored",
+        "gauge",
+        "Bytes of stored requests (bodies and heads).",
+        &[("", s.bytes_stored)],
+    );
+    metric(
+        "hookbin_bytes_max",
+        "gauge",
+        "The --max-bytes budget.",
+        &[("", l.max_bytes)],
+    );
+    metric(
+        "hookbin_evictions_total",
+        "counter",
+        "Stored requests evicted to make room, by the limit that forced it.",
+        &[
+            ("{reason=\"bin_limit\"}", s.evicted_by_bin_limit),
+            ("{reason=\"byte_budget\"}", s.evicted_by_byte_budget),
+        ],
+    );
+    metric(
+        "hookbin_truncated_total",
+        "counter",
+        "Captures whose body was cut at the limit.",
+        &[("", s.truncated_total)],
+    );
+    metric(
+        "hookbin_sse_subscribers",
+        "gauge",
+        "Open live streams.",
+        &[("", m.sse_subscribers.load(Relaxed))],
+    );
+    metric(
+        "hookbin_sse_resyncs_total",
+        "counter",
+        "Live subscribers that fell behind and were told to resync.",
+        &[("", m.sse_resyncs.load(Relaxed))],
+    );
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+}

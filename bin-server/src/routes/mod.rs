@@ -1,0 +1,125 @@
+//! # HTTP routes
+//!
+//! One module per resource, each exporting `router()`; this module merges them and holds the
+//! conversions from store types to the wire types of the `api` crate.
+
+pub mod bins;
+pub mod capture;
+pub mod checks;
+pub mod health;
+pub mod requests;
+pub mod stream;
+
+use axum::Router;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use base64::Engine;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::store::{BinSnapshot, CapturedRequest};
+
+/// All routes, without state.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .merge(capture::router())
+        .merge(bins::router())
+        .merge(requests::router())
+        .merge(stream::router())
+        .merge(health::router())
+        .fallback(not_found)
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found("not_found", format!("no route for {}", uri.path()))
+}
+
+/// The base capture URLs are built from: `--public-url`, else `http://` + the Host header.
+#[derive(Debug, Clone)]
+pub struct BaseUrl(pub String);
+
+impl FromRequestParts<AppState> for BaseUrl {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if let Some(url) = &state.config.public_url {
+            return Ok(Self(url.trim_end_matches('/').to_owned()));
+        }
+        let host = parts
+            .headers
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+            .unwrap_or("localhost");
+        Ok(Self(format!("http://{host}")))
+    }
+}
+
+impl BaseUrl {
+    pub fn capture_url(&self, bin: &str) -> String {
+        format!("{}/b/{bin}", self.0)
+    }
+}
+
+pub fn bin_out(b: BinSnapshot, base: &BaseUrl) -> api::BinOut {
+    api::BinOut {
+        url: base.capture_url(b.name.as_str()),
+        id: b.name.to_string(),
+        created_at: rfc3339(b.created_at),
+        last_activity: rfc3339(b.last_activity),
+        request_count: b.request_count,
+        total_captured: b.total_captured,
+        bytes_stored: b.bytes_stored,
+        evicted: b.evicted,
+        response: b.settings.response,
+        limits: api::BinLimits {
+            max_requests: b.max_requests,
+            max_body_bytes: b.max_body_bytes,
+        },
+        schema: b.settings.schema,
+        signature_scheme: b.settings.signature.map(|(scheme, _)| scheme),
+    }
+}
+
+/// A captured request on the wire; `with_body` false gives the summary used by lists.
+pub fn request_out(bin: &str, r: &CapturedRequest, with_body: bool) -> api::CapturedRequestOut {
+    let (body, body_encoding) = match std::str::from_utf8(r.body()) {
+        Ok(text) => (with_body.then(|| text.to_owned()), api::BodyEncoding::Utf8),
+        Err(_) => (
+            with_body.then(|| base64::engine::general_purpose::STANDARD.encode(r.body())),
+            api::BodyEncoding::Base64,
+        ),
+    };
+    api::CapturedRequestOut {
+        id: r.id.to_string(),
+        bin: bin.to_owned(),
+        seq: r.seq,
+        received_at: rfc3339(r.received_at),
+        method: r.method().to_owned(),
+        path: r.path().to_owned(),
+        query: r.query().map(str::to_owned),
+        headers: r
+            .headers()
+            .map(|(n, v)| api::Header {
+                name: String::from_utf8_lossy(n).into_owned(),
+                value: String::from_utf8_lossy(v).into_owned(),
+            })
+            .collect(),
+        content_type: r.content_type().map(str::to_owned),
+        body,
+        body_encoding,
+        body_size: r.body().len() as u64,
+        truncated: r.truncated(),
+        remote_addr: r.remote_addr.to_string(),
+        validation: r.validation.as_deref().cloned(),
+        signature: r.signature.as_deref().cloned(),
+    }
+}
+
+/// RFC 3339 in UTC with microseconds, e.g. `2026-11-27T20:42:03.123456Z`.
+pub fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}

@@ -1,0 +1,169 @@
+//! Captured requests of a bin: list (newest first, cursors, filters), read as JSON, read the
+//! exact body bytes, delete one, clear all.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::routes::request_out;
+use crate::store::{PageQuery, RequestFilter};
+
+/// Page size when none is asked for, and the most one page may hold.
+const DEFAULT_LIMIT: usize = 50;
+const MAX_LIMIT: usize = 1000;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/bins/{bin}/requests", get(list).delete(clear))
+        .route("/api/bins/{bin}/requests/{id}", get(read).delete(delete))
+        .route("/api/bins/{bin}/requests/{id}/raw", get(raw))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    limit: Option<usize>,
+    /// A sequence number or request id: only older requests.
+    before: Option<String>,
+    /// A sequence number or request id: only newer requests.
+    after: Option<String>,
+    method: Option<String>,
+    path: Option<String>,
+    q: Option<String>,
+    /// `true`: leave bodies out (lists in the UI).
+    #[serde(default)]
+    summary: bool,
+}
+
+/// A cursor is a sequence number, or a request id that is still stored.
+fn cursor(
+    state: &AppState,
+    bin: &str,
+    c: Option<&str>,
+    which: &str,
+) -> Result<Option<u64>, ApiError> {
+    let Some(c) = c else { return Ok(None) };
+    if let Ok(seq) = c.parse::<u64>() {
+        return Ok(Some(seq));
+    }
+    if uuid::Uuid::parse_str(c).is_err() {
+        return Err(ApiError::bad_request(
+            "invalid_cursor",
+            format!("{which}={c:?} is neither a sequence number nor a request id"),
+        ));
+    }
+    Ok(Some(state.store.request(bin, c)?.seq))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Path(bin): Path<String>,
+    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<api::RequestPage>, ApiError> {
+    let Query(p) = params.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            format!("limit must be between 1 and {MAX_LIMIT}, got {limit}"),
+        ));
+    }
+    let query = PageQuery {
+        limit,
+        before: cursor(&state, &bin, p.before.as_deref(), "before")?,
+        after: cursor(&state, &bin, p.after.as_deref(), "after")?,
+        filter: RequestFilter {
+            method: p.method,
+            path: p.path,
+            text: p.q.filter(|q| !q.is_empty()),
+        },
+    };
+    let page = state.store.requests(&bin, &query)?;
+    Ok(Json(api::RequestPage {
+        requests: page
+            .requests
+            .iter()
+            .map(|r| request_out(&bin, r, !p.summary))
+            .collect(),
+        total: page.total,
+        matched: page.matched,
+        next_before: page.next_before,
+        evicted: page.evicted,
+    }))
+}
+
+async fn read(
+    State(state): State<AppState>,
+    Path((bin, id)): Path<(String, String)>,
+) -> Result<Json<api::CapturedRequestOut>, ApiError> {
+    let r = state.store.request(&bin, &id)?;
+    Ok(Json(request_out(&bin, &r, true)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawParams {
+    /// `true`: `Content-Disposition: attachment`.
+    #[serde(default)]
+    download: bool,
+}
+
+/// The exact body bytes with the original content type. Captured content is hostile and this is
+/// served from the UI's origin, so it is sandboxed (no scripts, own origin) and never sniffed.
+async fn raw(
+    State(state): State<AppState>,
+    Path((bin, id)): Path<(String, String)>,
+    Query(p): Query<RawParams>,
+) -> Result<Response, ApiError> {
+    let r = state.store.request(&bin, &id)?;
+    let ct = r
+        .content_type()
+        .and_then(|c| HeaderValue::from_str(c).ok())
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    let mut resp = r.body().to_vec().into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, ct);
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox; default-src 'none'"),
+    );
+    if r.truncated() {
+        h.insert("x-hookbin-truncated", HeaderValue::from_static("true"));
+    }
+    if p.download {
+        let v = format!("attachment; filename=\"request-{}-{}.bin\"", bin, r.seq);
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            h.insert(header::CONTENT_DISPOSITION, v);
+        }
+    }
+    Ok(resp)
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    Path((bin, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    state.store.delete_request(&bin, &id)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Cleared {
+    deleted: u64,
+}
+
+async fn clear(
+    State(state): State<AppState>,
+    Path(bin): Path<String>,
+) -> Result<Json<Cleared>, ApiError> {
+    let deleted = state.store.clear_requests(&bin)?;
+    Ok(Json(Cleared { deleted }))
+}

@@ -1,0 +1,194 @@
+//! Live Server-Sent Events: `GET /api/bins/{bin}/stream` (one bin) and `GET /api/stream` (all).
+//!
+//! Events: `ready` once connected; `request` per capture (data: the request as JSON, SSE id: its
+//! sequence number); `deleted` / `cleared` when requests are removed; `bin_deleted` (then the
+//! stream ends); `resync` when this subscriber fell more than the store's per-subscriber buffer
+//! behind and missed events (data `{"missed": n}`: reload the list). Keep-alive comments every
+//! 15 s. A bin stream honours `Last-Event-ID`: requests after it that are still stored are sent
+//! first, so a reconnecting client misses nothing the store still has.
+
+use std::convert::Infallible;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::routing::get;
+use futures_util::{Stream, StreamExt, stream};
+use tokio::sync::broadcast::{self, error::RecvError};
+
+use crate::error::ApiError;
+use crate::routes::request_out;
+use crate::store::{LiveEvent, PageQuery, RequestFilter};
+use crate::{AppState, Metrics};
+
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/bins/{bin}/stream", get(bin_stream))
+        .route("/api/stream", get(all_stream))
+}
+
+type BoxedEvents = std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>>;
+type EventStream = Sse<axum::response::sse::KeepAliveStream<BoxedEvents>>;
+
+fn json_event(name: &str, data: &impl serde::Serialize) -> Event {
+    Event::default()
+        .event(name)
+        .json_data(data)
+        .unwrap_or_else(|_| Event::default().event(name))
+}
+
+/// Turns a store event into an SSE event; `true` when the stream should end after it.
+fn to_sse(ev: LiveEvent, after_seq: u64) -> Option<(Event, bool)> {
+    match ev {
+        LiveEvent::Captured { bin, request } => (request.seq > after_seq).then(|| {
+            let out = request_out(bin.as_str(), &request, true);
+            (
+                json_event("request", &out).id(request.seq.to_string()),
+                false,
+            )
+        }),
+        LiveEvent::Deleted { bin, id } => Some((
+            json_event(
+                "deleted",
+                &api::DeletedEvent {
+                    bin: bin.to_string(),
+                    id: Some(id.to_string()),
+                },
+            ),
+            false,
+        )),
+        LiveEvent::Cleared { bin } => Some((
+            json_event(
+                "cleared",
+                &api::DeletedEvent {
+                    bin: bin.to_string(),
+                    id: None,
+                },
+            ),
+            false,
+        )),
+        LiveEvent::BinDeleted { bin } => Some((
+            json_event(
+                "bin_deleted",
+                &api::DeletedEvent {
+                    bin: bin.to_string(),
+                    id: None,
+                },
+            ),
+            true,
+        )),
+    }
+}
+
+/// Counts an open stream for `/metrics` while it lives.
+struct Subscribed(std::sync::Arc<Metrics>);
+
+impl Subscribed {
+    fn new(m: &std::sync::Arc<Metrics>) -> Self {
+        m.sse_subscribers.fetch_add(1, Relaxed);
+        Self(std::sync::Arc::clone(m))
+    }
+}
+
+impl Drop for Subscribed {
+    fn drop(&mut self) {
+        self.0.sse_subscribers.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Live events from `rx`; `all_bins` streams end only on shutdown.
+fn live(
+    state: &AppState,
+    rx: broadcast::Receiver<LiveEvent>,
+    after_seq: u64,
+    all_bins: bool,
+) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
+    let metrics = std::sync::Arc::clone(&state.metrics);
+    stream::unfold((rx, false), move |(mut rx, done)| {
+        let metrics = std::sync::Arc::clone(&metrics);
+        async move {
+            if done {
+                return None;
+            }
+            loop {
+                match rx.recv().await {
+                    Ok(ev) => {
+                        // One bin's deletion does not end the all-bins stream.
+                        let after = if all_bins { 0 } else { after_seq };
+                        if let Some((event, end)) = to_sse(ev, after) {
+                            return Some((Ok(event), (rx, end && !all_bins)));
+                        }
+                    }
+                    Err(RecvError::Lagged(missed)) => {
+                        metrics.sse_resyncs.fetch_add(1, Relaxed);
+                        let ev = json_event("resync", &api::ResyncEvent { missed });
+                        return Some((Ok(ev), (rx, false)));
+                    }
+                    Err(RecvError::Closed) => return None,
+                }
+            }
+        }
+    })
+}
+
+fn sse(
+    state: &AppState,
+    events: impl Stream<Item = Result<Event, Infallible>> + Send + 'static,
+) -> EventStream {
+    let guard = Subscribed::new(&state.metrics);
+    let events = events
+        .take_until(state.shutdown.clone().cancelled_owned())
+        .map(move |e| {
+            let _alive = &guard;
+            e
+        });
+    Sse::new(Box::pin(events) as BoxedEvents).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+}
+
+async fn bin_stream(
+    State(state): State<AppState>,
+    Path(bin): Path<String>,
+    headers: HeaderMap,
+) -> Result<EventStream, ApiError> {
+    // Subscribe before reading the backlog so nothing falls between the two.
+    let rx = state.store.subscribe(&bin)?;
+    let last_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    let mut backlog = Vec::new();
+    let mut after_seq = 0;
+    if let Some(last) = last_id {
+        let page = state.store.requests(
+            &bin,
+            &PageQuery {
+                limit: usize::MAX,
+                before: None,
+                after: Some(last),
+                filter: RequestFilter::default(),
+            },
+        )?;
+        after_seq = page.requests.first().map_or(last, |r| r.seq);
+        backlog = page
+            .requests
+            .iter()
+            .rev()
+            .map(|r| Ok(json_event("request", &request_out(&bin, r, true)).id(r.seq.to_string())))
+            .collect();
+    }
+    let ready = json_event("ready", &serde_json::json!({ "bin": bin }));
+    let events = stream::iter(std::iter::once(Ok(ready)).chain(backlog))
+        .chain(live(&state, rx, after_seq, false));
+    Ok(sse(&state, events))
+}
+
+async fn all_stream(State(state): State<AppState>) -> EventStream {
+    let rx = state.store.subscribe_all();
+    let ready = json_event("ready", &serde_json::json!({ "bin": null }));
+    let events = stream::once(async { Ok(ready) }).chain(live(&state, rx, 0, true));
+    sse(&state, events)
+}

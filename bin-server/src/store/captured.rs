@@ -1,0 +1,276 @@
+//! A captured request, stored compactly: method, path, query, headers and body live in one
+//! exact-size allocation (`data`), indexed by offsets. At 1 KiB bodies this keeps the whole
+//! request near 1.3 KiB of heap, where a `HeaderMap` plus separate buffers costs several times
+//! that (and keeping hyper's `Bytes` would pin the connection's whole read buffer).
+
+use std::net::SocketAddr;
+
+use api::{SignatureCheck, Validation};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+/// Headers in arrival order, duplicates kept, original case: packed as `name:value\n` lines.
+/// Names never contain `:` and values never contain `\n` (the HTTP/1 parser rejects both), so the
+/// packing is unambiguous.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawHeaders(Vec<u8>);
+
+impl RawHeaders {
+    pub fn new() -> Self {
+        Self(Vec::new())
+    }
+
+    pub fn with_capacity(n: usize) -> Self {
+        Self(Vec::with_capacity(n))
+    }
+
+    /// Appends one header. Bytes that would break the packing (`:` in a name, `\n` in a value)
+    /// cannot come from a parsed HTTP message; they are replaced rather than trusted.
+    pub fn push(&mut self, name: &[u8], value: &[u8]) {
+        self.0.extend(
+            name.iter()
+                .map(|&b| if b == b':' || b == b'\n' { b'_' } else { b }),
+        );
+        self.0.push(b':');
+        self.0
+            .extend(value.iter().map(|&b| if b == b'\n' { b' ' } else { b }));
+        self.0.push(b'\n');
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn iter(&self) -> HeaderIter<'_> {
+        HeaderIter(&self.0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Iterates `(name, value)` pairs of packed headers.
+#[derive(Debug, Clone)]
+pub struct HeaderIter<'a>(&'a [u8]);
+
+impl<'a> Iterator for HeaderIter<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.0.is_empty() {
+            return None;
+        }
+        let line_end = self
+            .0
+            .iter()
+            .position(|&b| b == b'\n')
+            .unwrap_or(self.0.len());
+        let line = &self.0[..line_end];
+        self.0 = self.0.get(line_end + 1..).unwrap_or(&[]);
+        let colon = line.iter().position(|&b| b == b':').unwrap_or(line.len());
+        Some((&line[..colon], line.get(colon + 1..).unwrap_or(&[])))
+    }
+}
+
+/// A request on its way into the store: built once, its body appended as it streams in.
+#[derive(Debug)]
+pub struct NewCapture {
+    data: Vec<u8>,
+    /// End offsets of method, path, query and headers in `data`; the body follows.
+    ends: [u32; 4],
+    has_query: bool,
+    /// The body was larger than the bin's limit and was cut at it.
+    pub truncated: bool,
+    pub remote_addr: SocketAddr,
+    pub validation: Option<Box<Validation>>,
+    pub signature: Option<Box<SignatureCheck>>,
+}
+
+impl NewCapture {
+    /// Starts a capture; `body_hint` is the expected body size (e.g. `Content-Length`, capped).
+    pub fn new(
+        method: &str,
+        path: &str,
+        query: Option<&str>,
+        headers: &RawHeaders,
+        body_hint: usize,
+        remote_addr: SocketAddr,
+    ) -> Self {
+        let head = method.len() + path.len() + query.map_or(0, str::len) + headers.0.len();
+        let mut data = Vec::with_capacity(head + body_hint);
+        let mut ends = [0u32; 4];
+        for (i, part) in [
+            method.as_bytes(),
+            path.as_bytes(),
+            query.unwrap_or("").as_bytes(),
+            headers.as_bytes(),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            data.extend_from_slice(part);
+            ends[i] = offset(data.len());
+        }
+        Self {
+            data,
+            ends,
+            has_query: query.is_some(),
+            truncated: false,
+            remote_addr,
+            validation: None,
+            signature: None,
+        }
+    }
+
+    pub fn push_body(&mut self, chunk: &[u8]) {
+        self.data.extend_from_slice(chunk);
+    }
+
+    pub fn body(&self) -> &[u8] {
+        &self.data[self.ends[3] as usize..]
+    }
+
+    pub fn headers(&self) -> HeaderIter<'_> {
+        HeaderIter(&self.data[self.ends[2] as usize..self.ends[3] as usize])
+    }
+
+    /// Seals the capture with its identity. The allocation is shrunk to its exact size.
+    pub(crate) fn finish(self, seq: u64, received_at: DateTime<Utc>) -> CapturedRequest {
+        CapturedRequest {
+            id: Uuid::new_v4(),
+            seq,
+            received_at,
+            remote_addr: self.remote_addr,
+            data: self.data.into_boxed_slice(),
+            ends: self.ends,
+            flags: u8::from(self.has_query) | (u8::from(self.truncated) << 1),
+            validation: self.validation,
+            signature: self.signature,
+        }
+    }
+}
+
+fn offset(n: usize) -> u32 {
+    // Bodies are capped far below 4 GiB by `--max-body`, enforced before they are read.
+    u32::try_from(n).expect("captured request larger than 4 GiB")
+}
+
+/// One captured request, immutable once stored (shared by `Arc` with the API and live streams).
+#[derive(Debug)]
+pub struct CapturedRequest {
+    pub id: Uuid,
+    /// Per-bin sequence number, from 1, never reused.
+    pub seq: u64,
+    pub received_at: DateTime<Utc>,
+    pub remote_addr: SocketAddr,
+    data: Box<[u8]>,
+    ends: [u32; 4],
+    flags: u8,
+    pub validation: Option<Box<Validation>>,
+    pub signature: Option<Box<SignatureCheck>>,
+}
+
+impl CapturedRequest {
+    fn part(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.data[start..self.ends[i] as usize]
+    }
+
+    pub fn method(&self) -> &str {
+        std::str::from_utf8(self.part(0)).unwrap_or("?")
+    }
+
+    /// The path below the bin, as sent (percent-encoding kept).
+    pub fn path(&self) -> &str {
+        std::str::from_utf8(self.part(1)).unwrap_or("/")
+    }
+
+    /// The raw query string without `?`; `None` when the URL had no `?`.
+    pub fn query(&self) -> Option<&str> {
+        (self.flags & 1 != 0).then(|| std::str::from_utf8(self.part(2)).unwrap_or(""))
+    }
+
+    pub fn headers(&self) -> HeaderIter<'_> {
+        HeaderIter(self.part(3))
+    }
+
+    /// The first header of that name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
+    }
+
+    pub fn content_type(&self) -> Option<&str> {
+        self.header("content-type")
+            .and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// The stored body bytes (cut at the limit when `truncated`).
+    pub fn body(&self) -> &[u8] {
+        &self.data[self.ends[3] as usize..]
+    }
+
+    pub fn truncated(&self) -> bool {
+        self.flags & 2 != 0
+    }
+
+    /// Bytes this request holds in the store (counted against the global byte budget).
+    pub fn stored_bytes(&self) -> u64 {
+        self.data.len() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_round_trip_byte_exact() {
+        let mut h = RawHeaders::new();
+        h.push(b"X-Dup", b"1");
+        h.push(b"x-dup", b"2");
+        h.push(b"Content-Type", b"application/octet-stream");
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let mut c = NewCapture::new("PATCH", "/a/%20b", Some(""), &h, 4, addr);
+        c.push_body(&[0, 255, 10]);
+        c.push_body(b"\r");
+        c.truncated = true;
+        let r = c.finish(7, Utc::now());
+        assert_eq!(r.method(), "PATCH");
+        assert_eq!(r.path(), "/a/%20b");
+        assert_eq!(r.query(), Some(""));
+        assert_eq!(r.body(), &[0, 255, 10, 13]);
+        assert!(r.truncated());
+        let hs: Vec<_> = r.headers().collect();
+        assert_eq!(
+            hs,
+            vec![
+                (&b"X-Dup"[..], &b"1"[..]),
+                (&b"x-dup"[..], &b"2"[..]),
+                (&b"Content-Type"[..], &b"application/octet-stream"[..])
+            ]
+        );
+        assert_eq!(r.header("X-DUP"), Some(&b"1"[..]));
+        assert_eq!(r.content_type(), Some("application/octet-stream"));
+    }
+
+    #[test]
+    fn no_query_differs_from_empty_query() {
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let r =
+            NewCapture::new("GET", "/", None, &RawHeaders::new(), 0, addr).finish(1, Utc::now());
+        assert_eq!(r.query(), None);
+        assert_eq!(r.headers().count(), 0);
+        assert!(r.body().is_empty());
+    }
+
+    #[test]
+    fn packing_cannot_be_broken_by_separators() {
+        let mut h = RawHeaders::new();
+        h.push(b"a:b", b"c\nd:e");
+        let v: Vec<_> = h.iter().collect();
+        assert_eq!(v, vec![(&b"a_b"[..], &b"c d:e"[..])]);
+    }
+}

@@ -1,0 +1,249 @@
+//! # The store: bins and the requests captured in them
+//!
+//! Owns the domain of the receiving side and nothing of HTTP (no axum here). [`Store`] is the
+//! seam a shared backend (Redis with pub/sub, for several bin-server instances behind a load
+//! balancer) would implement; [`MemoryStore`] is the embedded default.
+//!
+//! Limits, all enforced here and all counted (nothing is dropped silently):
+//! - requests per bin: a ring buffer, the oldest evicted first (`evicted.by_bin_limit`);
+//! - a global byte budget for stored bodies and heads: the oldest request across all bins is
+//!   evicted first (`evicted.by_byte_budget`);
+//! - the number of bins: creating one more is refused with [`StoreError::TooManyBins`];
+//! - idle bins expire after the configured TTL ([`MemoryStore::expire_idle`]).
+
+mod captured;
+mod memory;
+
+pub use captured::{CapturedRequest, NewCapture, RawHeaders};
+pub use memory::MemoryStore;
+
+use std::sync::Arc;
+
+use api::{BinResponse, EvictionCounts};
+use tokio::sync::broadcast;
+
+/// A bin's name: a UUID v4 or a user-chosen `[a-z0-9][a-z0-9-_]{0,63}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BinName(Arc<str>);
+
+impl BinName {
+    /// Parses a bin name, saying what is wrong with a bad one.
+    pub fn parse(s: &str) -> Result<Self, StoreError> {
+        let bytes = s.as_bytes();
+        let ok_first = bytes
+            .first()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        let ok_rest = bytes
+            .iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'_');
+        // A UUID in canonical form is 36 characters and fits the same alphabet.
+        if !ok_first || !ok_rest || bytes.len() > 64 {
+            return Err(StoreError::BadName(format!(
+                "bin name {s:?} is not valid: use 1 to 64 characters of a-z, 0-9, '-' and '_', \
+                 starting with a letter or digit"
+            )));
+        }
+        Ok(Self(Arc::from(s)))
+    }
+
+    /// A fresh, unguessable name (UUID v4).
+    pub fn random() -> Self {
+        Self(Arc::from(uuid::Uuid::new_v4().to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for BinName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The server-wide limits the store enforces.
+#[derive(Debug, Clone)]
+pub struct StoreLimits {
+    /// Default and maximum requests kept per bin.
+    pub max_requests_per_bin: u32,
+    /// Default and maximum body bytes stored per request.
+    pub max_body_bytes: u64,
+    /// Budget for all stored request bytes (bodies and heads) across bins.
+    pub max_bytes: u64,
+    /// Bins at most.
+    pub max_bins: usize,
+    /// Idle bins older than this are deleted; `None` keeps them forever.
+    pub bin_ttl: Option<std::time::Duration>,
+}
+
+impl Default for StoreLimits {
+    fn default() -> Self {
+        Self {
+            max_requests_per_bin: 1000,
+            max_body_bytes: 1024 * 1024,
+            max_bytes: 256 * 1024 * 1024,
+            max_bins: 10_000,
+            bin_ttl: Some(std::time::Duration::from_secs(7 * 24 * 3600)),
+        }
+    }
+}
+
+/// The settings of a bin that users choose (all validated before they reach the store).
+#[derive(Debug, Clone, Default)]
+pub struct BinSettings {
+    pub response: BinResponse,
+    /// `None`: the server's limit.
+    pub max_requests: Option<u32>,
+    /// `None`: the server's limit.
+    pub max_body_bytes: Option<u64>,
+    /// Opaque to the store: the JSON Schema checked at capture time by the routes.
+    pub schema: Option<serde_json::Value>,
+    /// Opaque to the store: `(scheme, secret)` for signature checks at capture time.
+    pub signature: Option<(String, String)>,
+}
+
+/// A bin's state at one moment, for the API.
+#[derive(Debug, Clone)]
+pub struct BinSnapshot {
+    pub name: BinName,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub last_activity: chrono::DateTime<chrono::Utc>,
+    pub request_count: u64,
+    pub total_captured: u64,
+    pub bytes_stored: u64,
+    pub evicted: EvictionCounts,
+    pub settings: BinSettings,
+    /// The limits in force (settings capped by the server's).
+    pub max_requests: u32,
+    pub max_body_bytes: u64,
+}
+
+/// Filters of `GET .../requests`; all must match.
+#[derive(Debug, Clone, Default)]
+pub struct RequestFilter {
+    /// Method, case-insensitive.
+    pub method: Option<String>,
+    /// Path below the bin: exact, or a prefix when it ends with `*`.
+    pub path: Option<String>,
+    /// Text searched (case-insensitive) in path, query, header names and values, and body.
+    pub text: Option<String>,
+}
+
+/// Which page of a bin's requests, newest first.
+#[derive(Debug, Clone)]
+pub struct PageQuery {
+    pub limit: usize,
+    /// Only requests with a smaller sequence number (older).
+    pub before: Option<u64>,
+    /// Only requests with a larger sequence number (newer).
+    pub after: Option<u64>,
+    pub filter: RequestFilter,
+}
+
+/// One page of requests.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub requests: Vec<Arc<CapturedRequest>>,
+    pub total: u64,
+    pub matched: u64,
+    pub next_before: Option<u64>,
+    pub evicted: EvictionCounts,
+}
+
+/// What live subscribers receive.
+#[derive(Debug, Clone)]
+pub enum LiveEvent {
+    Captured {
+        bin: BinName,
+        request: Arc<CapturedRequest>,
+    },
+    Deleted {
+        bin: BinName,
+        id: uuid::Uuid,
+    },
+    Cleared {
+        bin: BinName,
+    },
+    BinDeleted {
+        bin: BinName,
+    },
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct StoreStats {
+    pub bins: u64,
+    pub requests_stored: u64,
+    pub bytes_stored: u64,
+    pub captures_total: u64,
+    pub evicted_by_bin_limit: u64,
+    pub evicted_by_byte_budget: u64,
+    pub truncated_total: u64,
+}
+
+/// Errors of the store; the routes map each to a status code.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum StoreError {
+    #[error("bin {0:?} does not exist")]
+    NoSuchBin(String),
+    #[error("request {0:?} does not exist in this bin")]
+    NoSuchRequest(String),
+    #[error("{0}")]
+    BadName(String),
+    #[error("bin {0:?} exists already")]
+    BinExists(String),
+    #[error("the server holds {0} bins, its limit: delete some or raise --max-bins")]
+    TooManyBins(usize),
+}
+
+/// The storage seam. Implementations never block for long: the in-memory one takes short
+/// critical sections only, so it is called straight from async handlers.
+pub trait Store: Send + Sync + 'static {
+    /// Creates a bin; `name` `None` draws a random UUID.
+    fn create_bin(
+        &self,
+        name: Option<BinName>,
+        settings: BinSettings,
+    ) -> Result<BinSnapshot, StoreError>;
+    /// Creates the bin or replaces its settings (stored requests are kept). `true` when created.
+    fn put_bin(
+        &self,
+        name: BinName,
+        settings: BinSettings,
+    ) -> Result<(BinSnapshot, bool), StoreError>;
+    fn get_bin(&self, name: &str) -> Result<BinSnapshot, StoreError>;
+    /// All bins, most recently active first.
+    fn list_bins(&self) -> Vec<BinSnapshot>;
+    fn delete_bin(&self, name: &str) -> Result<(), StoreError>;
+
+    /// The settings and limits capture needs, without copying the whole snapshot.
+    fn capture_settings(&self, name: &str) -> Result<Arc<CaptureSettings>, StoreError>;
+    /// Stores one captured request (evicting what the limits require) and tells subscribers.
+    fn capture(&self, name: &str, new: NewCapture) -> Result<Arc<CapturedRequest>, StoreError>;
+
+    fn requests(&self, name: &str, query: &PageQuery) -> Result<Page, StoreError>;
+    fn request(&self, name: &str, id: &str) -> Result<Arc<CapturedRequest>, StoreError>;
+    fn delete_request(&self, name: &str, id: &str) -> Result<(), StoreError>;
+    /// Deletes all requests of a bin; returns how many.
+    fn clear_requests(&self, name: &str) -> Result<u64, StoreError>;
+
+    /// Live events of one bin.
+    fn subscribe(&self, name: &str) -> Result<broadcast::Receiver<LiveEvent>, StoreError>;
+    /// Live events of all bins.
+    fn subscribe_all(&self) -> broadcast::Receiver<LiveEvent>;
+
+    fn stats(&self) -> StoreStats;
+    /// Deletes bins idle for longer than the TTL; returns how many.
+    fn expire_idle(&self, now: chrono::DateTime<chrono::Utc>) -> usize;
+    fn limits(&self) -> &StoreLimits;
+}
+
+/// What the capture path needs to know about a bin, shared without copying.
+#[derive(Debug, Clone)]
+pub struct CaptureSettings {
+    pub response: BinResponse,
+    pub max_body_bytes: u64,
+    pub schema: Option<serde_json::Value>,
+    pub signature: Option<(String, String)>,
+}

@@ -1,0 +1,225 @@
+//! The web UI: the assets `build.rs` built from the `frontend` crate, embedded in the binary.
+//!
+//! - `/assets/{version}/{file}`: the wasm, its JS glue, the stylesheet; the version is a hash of
+//!   all of them, so they are cached for a year as `immutable`.
+//! - `/` and every other path that is not an API or capture path: the SPA shell (`index.html`,
+//!   `no-cache`), whose client-side router picks the page.
+//! - `/api/...` and `/b/...` never fall back to the shell: an unknown one is a JSON 404.
+//!
+//! [`router`] owns the app's fallback, so it must be merged into a router that has none.
+
+use api::ErrorBody;
+use axum::Router;
+use axum::extract::Path;
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tower_http::compression::CompressionLayer;
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/ui_assets.rs"));
+}
+
+pub use embedded::ASSET_VERSION;
+
+/// Assets change only with their version in the URL.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+/// The shell names the current asset version: always revalidate it.
+const NO_CACHE: &str = "no-cache";
+/// Scripts only from this origin (the wasm needs `wasm-unsafe-eval`); captured content is shown as
+/// text, and this makes any slip inert too. Inline styles are allowed for the list's positioning.
+const CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
+    style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
+    object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
+
+/// Routes serving the UI, with gzip for clients that accept it. Includes the app's fallback.
+pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new()
+        .route("/", get(index))
+        .route("/assets/{version}/{*file}", get(asset))
+        .fallback(fallback)
+        .layer(CompressionLayer::new())
+}
+
+async fn index() -> Response {
+    shell()
+}
+
+fn shell() -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static(NO_CACHE)),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(CSP),
+            ),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+            (
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            ),
+        ],
+        embedded::INDEX_HTML,
+    )
+        .into_response()
+}
+
+async fn asset(Path((version, file)): Path<(String, String)>) -> Response {
+    let found = (version == ASSET_VERSION)
+        .then(|| embedded::ASSETS.iter().find(|(name, _)| *name == file))
+        .flatten();
+    let Some((name, bytes)) = found else {
+        return not_found(&format!("no UI asset /assets/{version}/{file}"));
+    };
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(content_type(name)),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE)),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+        ],
+        *bytes,
+    )
+        .into_response()
+}
+
+/// The SPA fallback: GET/HEAD of any page path gets the shell; API and capture paths, and other
+/// methods, get the API's JSON 404.
+async fn fallback(method: Method, uri: Uri) -> Response {
+    let path = uri.path();
+    if is_server_path(path) || !(method == Method::GET || method == Method::HEAD) {
+        return not_found(&format!("no route for {method} {path}"));
+    }
+    shell()
+}
+
+/// Paths owned by the API, the capture endpoints, the assets and the probes: never the SPA.
+fn is_server_path(path: &str) -> bool {
+    ["/api", "/b", "/assets", "/healthz", "/metrics"]
+        .iter()
+        .any(|prefix| path == *prefix || path.starts_with(&format!("{prefix}/")))
+}
+
+fn not_found(message: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(ErrorBody::new("not_found", message)),
+    )
+        .into_response()
+}
+
+fn content_type(name: &str) -> &'static str {
+    match name.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("wasm") => "application/wasm",
+        Some("json") => "application/json",
+        Some("svg") => "image/svg+xml",
+        _ => "application/octet-stream",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    async fn get(uri: &str, accept_gzip: bool) -> Response {
+        let mut req = Request::get(uri);
+        if accept_gzip {
+            req = req.header(header::ACCEPT_ENCODING, "gzip");
+        }
+        router::<()>()
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap()
+    }
+
+    fn header_of<'a>(res: &'a Response, name: header::HeaderName) -> &'a str {
+        res.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap())
+            .unwrap_or("")
+    }
+
+    #[tokio::test]
+    async fn root_and_page_paths_serve_the_uncached_shell() {
+        for path in ["/", "/bins/abc", "/webhooks", "/some/deep/page?x=1"] {
+            let res = get(path, false).await;
+            assert_eq!(res.status(), StatusCode::OK, "{path}");
+            assert_eq!(
+                header_of(&res, header::CONTENT_TYPE),
+                "text/html; charset=utf-8"
+            );
+            assert_eq!(header_of(&res, header::CACHE_CONTROL), NO_CACHE);
+            assert!(header_of(&res, header::CONTENT_SECURITY_POLICY).contains("script-src 'self'"));
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            let body = String::from_utf8(body.to_vec()).unwrap();
+            assert!(
+                body.contains(&format!("/assets/{ASSET_VERSION}/")),
+                "{body}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn api_and_capture_paths_never_fall_back_to_the_shell() {
+        for path in ["/api", "/api/nope", "/b", "/b/", "/assets/x", "/healthz/x"] {
+            let res = get(path, false).await;
+            assert_eq!(res.status(), StatusCode::NOT_FOUND, "{path}");
+            assert_eq!(header_of(&res, header::CONTENT_TYPE), "application/json");
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            let err: ErrorBody = serde_json::from_slice(&body).unwrap();
+            assert_eq!(err.error.code, "not_found");
+        }
+    }
+
+    #[tokio::test]
+    async fn assets_are_immutable_typed_and_gzipped() {
+        for (name, bytes) in embedded::ASSETS {
+            let res = get(&format!("/assets/{ASSET_VERSION}/{name}"), false).await;
+            assert_eq!(res.status(), StatusCode::OK, "{name}");
+            assert_eq!(header_of(&res, header::CACHE_CONTROL), IMMUTABLE);
+            assert_eq!(header_of(&res, header::CONTENT_TYPE), content_type(name));
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(&body[..], *bytes, "{name} is served byte-exact");
+        }
+        let Some((name, _)) = embedded::ASSETS.iter().find(|(n, _)| n.ends_with(".wasm")) else {
+            return; // built with HOOKBIN_SKIP_UI
+        };
+        let res = get(&format!("/assets/{ASSET_VERSION}/{name}"), true).await;
+        assert_eq!(header_of(&res, header::CONTENT_ENCODING), "gzip");
+        assert_eq!(header_of(&res, header::CONTENT_TYPE), "application/wasm");
+    }
+
+    #[tokio::test]
+    async fn a_stale_asset_version_is_a_404_not_the_shell() {
+        let res = get("/assets/0000000000000000/frontend.js", false).await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn other_methods_on_page_paths_are_404() {
+        let res = router::<()>()
+            .oneshot(Request::post("/webhooks").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    }
+}
