@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs Hookbin's whole test suite: unit, API, CLI and end-to-end tests (cargo), the doctests of
+# the test helper, and the real-browser tests. Installs what they need first.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+scripts/setup.sh --test
+
+# One build of the workspace (default members: all but the wasm-only frontend) serves every
+# step below; the browser tests drive the bin-server binary it produces.
+cargo build --workspace --exclude frontend --all-features --bins
+cargo test --workspace --exclude frontend --all-features
+
+if [[ -f tests/browser/package.json ]]; then
+  (cd tests/browser && node --test)
+fi
