@@ -1,3 +1,315 @@
 //! # Hookbin sender
 //!
-//! The sending side (catalog, registry, signing, delivery). Filled in by the sender issue.
+//! The sending side of Hookbin: an event catalog, a registry of webhooks, Standard Webhooks
+//! signatures and a delivery engine with retries, all behind one handle, [`Hooks`], that
+//! bin-server keeps in its state and its `/api/events`, `/api/webhooks` and `/api/deliveries`
+//! routes call.
+//!
+//! # Layout
+//! - [`catalog`]: which events exist, with example payloads and JSON Schemas (built in, or
+//!   loaded from a user's file).
+//! - [`registry`]: the webhooks (URL, events, secret, counters, disabled reason), validated.
+//! - [`signing`]: Standard Webhooks `sign` and `verify` (bin-server uses `verify` on captures).
+//! - [`delivery`]: the engine: per-webhook queues, bounded concurrency, retries with backoff,
+//!   410 and auto-disable, bounded attempt logs, resend, graceful shutdown.
+//! - [`client`]: the CLI's HTTP client for a running bin-server.
+//! - this file: [`Hooks`], which wires the four together for the routes.
+
+pub mod catalog;
+pub mod client;
+pub mod delivery;
+pub mod registry;
+pub mod signing;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rand::Rng;
+use rand::distributions::Alphanumeric;
+
+pub use catalog::{Catalog, CatalogError};
+pub use delivery::{Delivery, DeliveryConfig, DeliveryError, ShutdownReport};
+pub use registry::{Registry, RegistryError, Webhook};
+pub use signing::{Secret, VerifyError, verify};
+
+/// RFC 3339 in UTC with milliseconds, as every timestamp of the API.
+pub(crate) fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// `prefix` + 24 random letters and digits (about 143 bits): unguessable, URL-safe ids.
+pub(crate) fn random_id(prefix: &str) -> String {
+    let mut id = String::with_capacity(prefix.len() + 24);
+    id.push_str(prefix);
+    id.extend(
+        rand::thread_rng()
+            .sample_iter(&Alphanumeric)
+            .take(24)
+            .map(char::from),
+    );
+    id
+}
+
+/// Settings of [`Hooks`].
+#[derive(Debug, Clone)]
+pub struct HooksConfig {
+    /// A user catalog replacing the built-in one.
+    pub catalog_path: Option<PathBuf>,
+    /// Webhooks kept at most; creating one more is refused (409 `webhook_limit`).
+    pub max_webhooks: usize,
+    /// Largest event payload accepted by emit, once serialised; bounds the logs' memory.
+    pub max_payload_bytes: usize,
+    pub delivery: DeliveryConfig,
+}
+
+impl Default for HooksConfig {
+    fn default() -> Self {
+        Self {
+            catalog_path: None,
+            max_webhooks: 1000,
+            max_payload_bytes: 256 * 1024,
+            delivery: DeliveryConfig::default(),
+        }
+    }
+}
+
+/// Every way a [`Hooks`] call can be refused; [`HooksError::status`] and [`HooksError::code`]
+/// give the HTTP answer, so route handlers stay one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HooksError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Delivery(#[from] DeliveryError),
+    #[error("no event `{0}` in the catalog")]
+    UnknownEvent(String),
+    #[error("webhook `{webhook}` is not subscribed to `{event}`")]
+    NotSubscribed { webhook: String, event: String },
+    #[error("the payload is {0} bytes; the limit is {1}")]
+    PayloadTooLarge(usize, usize),
+}
+
+impl HooksError {
+    /// The HTTP status of the error body.
+    pub fn status(&self) -> u16 {
+        match self {
+            HooksError::Registry(RegistryError::Invalid { .. }) => 422,
+            HooksError::Registry(RegistryError::NotFound(_)) => 404,
+            HooksError::Registry(RegistryError::NameTaken(_)) => 409,
+            HooksError::Registry(RegistryError::Full(_)) => 409,
+            HooksError::Delivery(DeliveryError::MessageNotFound(_)) => 404,
+            HooksError::Delivery(DeliveryError::WebhookNotFound(_)) => 404,
+            HooksError::Delivery(DeliveryError::InProgress(_)) => 409,
+            HooksError::Delivery(DeliveryError::WebhookDisabled(_)) => 409,
+            HooksError::Delivery(DeliveryError::QueueFull(..)) => 429,
+            HooksError::Delivery(DeliveryError::ShuttingDown) => 503,
+            HooksError::UnknownEvent(_) => 404,
+            HooksError::NotSubscribed { .. } => 422,
+            HooksError::PayloadTooLarge(..) => 413,
+        }
+    }
+
+    /// The stable machine-readable `code` of the error body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            HooksError::Registry(RegistryError::Invalid { .. }) => "invalid_webhook",
+            HooksError::Registry(RegistryError::NotFound(_)) => "webhook_not_found",
+            HooksError::Registry(RegistryError::NameTaken(_)) => "webhook_name_taken",
+            HooksError::Registry(RegistryError::Full(_)) => "webhook_limit",
+            HooksError::Delivery(DeliveryError::MessageNotFound(_)) => "delivery_not_found",
+            HooksError::Delivery(DeliveryError::WebhookNotFound(_)) => "webhook_not_found",
+            HooksError::Delivery(DeliveryError::InProgress(_)) => "delivery_in_progress",
+            HooksError::Delivery(DeliveryError::WebhookDisabled(_)) => "webhook_disabled",
+            HooksError::Delivery(DeliveryError::QueueFull(..)) => "queue_full",
+            HooksError::Delivery(DeliveryError::ShuttingDown) => "shutting_down",
+            HooksError::UnknownEvent(_) => "event_not_found",
+            HooksError::NotSubscribed { .. } => "not_subscribed",
+            HooksError::PayloadTooLarge(..) => "payload_too_large",
+        }
+    }
+}
+
+/// Catalog + registry + delivery engine: the handle bin-server holds. Clones share it.
+#[derive(Clone)]
+pub struct Hooks {
+    catalog: Arc<Catalog>,
+    registry: Registry,
+    delivery: Delivery,
+    max_payload_bytes: usize,
+}
+
+impl Hooks {
+    /// Loads the catalog (the user's when `catalog_path` is set) and starts an empty registry.
+    /// Needs no runtime; the first emit must run inside a tokio runtime.
+    pub fn new(config: HooksConfig) -> Result<Self, CatalogError> {
+        let catalog = Arc::new(match &config.catalog_path {
+            Some(path) => Catalog::from_file(path)?,
+            None => Catalog::builtin(),
+        });
+        Ok(Self::with_catalog(catalog, config))
+    }
+
+    pub fn with_catalog(catalog: Arc<Catalog>, config: HooksConfig) -> Self {
+        let registry = Registry::new(catalog.clone(), config.max_webhooks);
+        let delivery = Delivery::new(config.delivery, registry.clone());
+        Self {
+            catalog,
+            registry,
+            delivery,
+            max_payload_bytes: config.max_payload_bytes,
+        }
+    }
+
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub fn delivery(&self) -> &Delivery {
+        &self.delivery
+    }
+
+    /// `GET /api/events`.
+    pub fn events(&self) -> api::EventList {
+        self.catalog.to_out()
+    }
+
+    /// `POST /api/webhooks`.
+    pub fn create_webhook(&self, input: api::WebhookIn) -> Result<api::WebhookOut, HooksError> {
+        Ok(self.registry.create(input)?.to_out())
+    }
+
+    /// `GET /api/webhooks`.
+    pub fn list_webhooks(&self) -> api::WebhookList {
+        api::WebhookList {
+            webhooks: self.registry.list().iter().map(Webhook::to_out).collect(),
+        }
+    }
+
+    /// `GET /api/webhooks/{id}`: by id, or by name (for the CLI).
+    pub fn get_webhook(&self, id_or_name: &str) -> Result<api::WebhookOut, HooksError> {
+        Ok(self.find(id_or_name)?.to_out())
+    }
+
+    fn find(&self, id_or_name: &str) -> Result<Webhook, HooksError> {
+        self.registry
+            .find(id_or_name)
+            .ok_or_else(|| RegistryError::NotFound(id_or_name.to_owned()).into())
+    }
+
+    /// `PATCH /api/webhooks/{id}`.
+    pub fn update_webhook(
+        &self,
+        id_or_name: &str,
+        patch: api::WebhookPatch,
+    ) -> Result<api::WebhookOut, HooksError> {
+        let id = self.find(id_or_name)?.id;
+        let updated = self.registry.update(&id, patch)?;
+        self.delivery.webhook_changed(&id);
+        Ok(updated.to_out())
+    }
+
+    /// `DELETE /api/webhooks/{id}`: its unfinished messages end failed.
+    pub fn delete_webhook(&self, id_or_name: &str) -> Result<api::WebhookOut, HooksError> {
+        let id = self.find(id_or_name)?.id;
+        let removed = self.registry.remove(&id)?;
+        self.delivery.webhook_removed(&id);
+        Ok(removed.to_out())
+    }
+
+    /// `POST /api/webhooks/{id}/test`: sends the example of `event` (default: the webhook's
+    /// first event) now and returns what really happened.
+    pub async fn test_webhook(
+        &self,
+        id_or_name: &str,
+        event: Option<&str>,
+    ) -> Result<api::TestOutcome, HooksError> {
+        let webhook = self.find(id_or_name)?;
+        let slug = match event {
+            Some(slug) if !webhook.subscribes_to(slug) => {
+                return Err(HooksError::NotSubscribed {
+                    webhook: webhook.id,
+                    event: slug.to_owned(),
+                });
+            }
+            Some(slug) => slug.to_owned(),
+            None => webhook.events[0].clone(),
+        };
+        let event = self
+            .catalog
+            .get(&slug)
+            .ok_or_else(|| HooksError::UnknownEvent(slug.clone()))?;
+        let body = delivery::message_body(webhook.envelope, &slug, &event.example, Utc::now());
+        Ok(self.delivery.test(&webhook, &slug, body).await?)
+    }
+
+    /// `POST /api/events/{slug}/emit`: one message per active webhook subscribed to the event.
+    pub fn emit(
+        &self,
+        slug: &str,
+        payload: Option<serde_json::Value>,
+    ) -> Result<api::EmitOut, HooksError> {
+        let event = self
+            .catalog
+            .get(slug)
+            .ok_or_else(|| HooksError::UnknownEvent(slug.to_owned()))?;
+        let payload = payload.unwrap_or_else(|| event.example.clone());
+        let now = Utc::now();
+        // One body per envelope kind, shared by every webhook that uses it.
+        let flat = delivery::message_body(api::Envelope::Flat, slug, &payload, now);
+        if flat.len() > self.max_payload_bytes {
+            return Err(HooksError::PayloadTooLarge(
+                flat.len(),
+                self.max_payload_bytes,
+            ));
+        }
+        let mut standard = None;
+        let mut out = api::EmitOut {
+            event: slug.to_owned(),
+            message_ids: Vec::new(),
+            messages: Vec::new(),
+        };
+        for webhook in self.registry.subscribers(slug) {
+            let body = match webhook.envelope {
+                api::Envelope::Flat => flat.clone(),
+                api::Envelope::Standard => standard
+                    .get_or_insert_with(|| {
+                        delivery::message_body(api::Envelope::Standard, slug, &payload, now)
+                    })
+                    .clone(),
+            };
+            let id = self.delivery.enqueue(&webhook, slug, body)?;
+            out.message_ids.push(id.clone());
+            out.messages.push(api::MessageRef {
+                message_id: id,
+                webhook_id: webhook.id,
+            });
+        }
+        Ok(out)
+    }
+
+    /// `GET /api/webhooks/{id}/deliveries`: attempts and messages, newest first.
+    pub fn deliveries(
+        &self,
+        id_or_name: &str,
+        limit: usize,
+    ) -> Result<api::DeliveryLog, HooksError> {
+        let webhook = self.find(id_or_name)?;
+        Ok(self.delivery.log(&webhook.id, limit))
+    }
+
+    /// `POST /api/deliveries/{id}/resend` (`id` is a message id).
+    pub fn resend(&self, message_id: &str) -> Result<api::MessageRef, HooksError> {
+        Ok(self.delivery.resend(message_id)?)
+    }
+
+    /// Stops deliveries; see [`Delivery::shutdown`].
+    pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
+        self.delivery.shutdown(grace).await
+    }
+}

@@ -1,0 +1,1 @@
+//! The CLI's HTTP client for a running bin-server (filled in below).

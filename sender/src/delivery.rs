@@ -1,0 +1,1690 @@
+//! The delivery engine: sends signed messages, retries them, and logs every attempt.
+//!
+//! # How a message travels
+//! [`Delivery::enqueue`] records the message in its webhook's log and spawns one task for it.
+//! The task waits for a slot of its webhook (a per-webhook semaphore: that FIFO wait *is* the
+//! per-endpoint queue), then for a slot of the whole engine (a global semaphore bounding
+//! in-flight requests), then makes one attempt: a POST signed per Standard Webhooks with a
+//! fresh timestamp. The answer decides:
+//! - 2xx: delivered;
+//! - network error, timeout, 408, 429, 5xx: retried after the next delay of the schedule (plus
+//!   up to 20 % jitter, and no sooner than a `Retry-After` answer asks), until the schedule is
+//!   used up, then failed;
+//! - 410 Gone: failed, and the webhook is disabled;
+//! - anything else (3xx: redirects are not followed; other 4xx): failed, no retry.
+//!
+//! While a message waits for its retry it holds no slot, so a dead endpoint costs the others
+//! nothing but the slots its own in-flight attempts hold (at most `max_in_flight_per_webhook`).
+//! A message ends delivered or failed (kept in the log, resendable); on shutdown the messages
+//! still pending or scheduled are reported in [`ShutdownReport`].
+//!
+//! # Bounds (all in [`DeliveryConfig`])
+//! - `max_pending_per_webhook`: messages of one webhook not yet finished. At the bound a new
+//!   message is not queued: it is logged as failed ("queue full") at once and can be resent.
+//! - `max_messages_per_webhook`: messages kept in a webhook's log. Past it the oldest finished
+//!   message is dropped and counted in `evicted_messages` (it can no longer be resent).
+//! - `max_attempts_per_webhook`: attempts kept in a webhook's log; oldest dropped first and
+//!   counted in `evicted_attempts`.
+//! - `max_in_flight` and `max_in_flight_per_webhook`: concurrent requests.
+//! - Response excerpts are cut at 4 KiB.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use tokio::sync::{Notify, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::registry::{Registry, Webhook};
+use crate::signing::{SignedHeaders, unix_now};
+
+/// How much of a response body is kept in the log: enough to read an error page, bounded so a
+/// huge answer cannot fill memory.
+pub const RESPONSE_EXCERPT_BYTES: usize = 4096;
+
+/// The engine's settings.
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// Delays before the 2nd, 3rd, ... attempt. Empty: no retries.
+    pub retry_schedule: Vec<Duration>,
+    pub connect_timeout: Duration,
+    /// Whole attempt: connect, send, answer headers and the excerpt of its body.
+    pub request_timeout: Duration,
+    pub max_in_flight: usize,
+    pub max_in_flight_per_webhook: usize,
+    pub max_pending_per_webhook: usize,
+    pub max_messages_per_webhook: usize,
+    pub max_attempts_per_webhook: usize,
+    /// Failed messages in a row that disable a webhook; 0 never disables.
+    pub disable_after_failures: u32,
+    /// The longest `Retry-After` honoured; longer asks are cut to it so one answer cannot park a
+    /// message forever.
+    pub max_retry_after: Duration,
+    pub user_agent: String,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            retry_schedule: default_schedule(),
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(15),
+            max_in_flight: 256,
+            max_in_flight_per_webhook: 4,
+            max_pending_per_webhook: 1000,
+            max_messages_per_webhook: 1000,
+            max_attempts_per_webhook: 500,
+            disable_after_failures: 5,
+            max_retry_after: Duration::from_secs(24 * 3600),
+            user_agent: format!("hookbin-sender/{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+/// 5s, 5m, 30m, 2h, 5h, 10h, 10h: about 28 hours in all, so a receiver down for a day still
+/// gets its messages.
+pub fn default_schedule() -> Vec<Duration> {
+    parse_schedule("5s,5m,30m,2h,5h,10h,10h").expect("valid default")
+}
+
+/// Why a retry schedule or a duration could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{text}`: {problem}")]
+pub struct DurationError {
+    pub text: String,
+    pub problem: &'static str,
+}
+
+/// Reads `500ms`, `5s`, `5m`, `2h`, `1d`.
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+    let t = text.trim();
+    let fail = |problem| DurationError {
+        text: text.to_owned(),
+        problem,
+    };
+    let split = t
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or(fail("needs a unit: ms, s, m, h or d"))?;
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| fail("must start with a number"))?;
+    let unit_ms: u64 = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(fail("unit must be ms, s, m, h or d")),
+    };
+    n.checked_mul(unit_ms)
+        .map(Duration::from_millis)
+        .ok_or(fail("too long"))
+}
+
+/// Reads a comma-separated schedule such as `1s,1s,2s`. `none` (or an empty text) means no
+/// retries.
+pub fn parse_schedule(text: &str) -> Result<Vec<Duration>, DurationError> {
+    let t = text.trim();
+    if t.is_empty() || t == "none" {
+        return Ok(Vec::new());
+    }
+    t.split(',').map(parse_duration).collect()
+}
+
+/// The delay before the next attempt after `failed` failed attempts of a run (1 = the first
+/// attempt failed), or `None` when the schedule is used up.
+///
+/// Jitter adds up to 20 % so that messages failing together do not come back together; the
+/// delay never goes below the schedule's. A `Retry-After` longer than that wins, up to
+/// `max_retry_after`.
+pub fn retry_delay(
+    schedule: &[Duration],
+    failed: u32,
+    retry_after: Option<Duration>,
+    max_retry_after: Duration,
+    rng: &mut impl Rng,
+) -> Option<Duration> {
+    let base = *schedule.get(usize::try_from(failed).ok()?.checked_sub(1)?)?;
+    let jitter = base.mul_f64(rng.gen_range(0.0..=0.2));
+    let delay = base + jitter;
+    Some(match retry_after {
+        Some(asked) => delay.max(asked.min(max_retry_after)),
+        None => delay,
+    })
+}
+
+/// Reads a `Retry-After` value: seconds, or an HTTP date (then relative to `now`).
+pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
+    let v = value.trim();
+    if let Ok(secs) = u64::from_str(v) {
+        return Some(Duration::from_secs(secs));
+    }
+    let date = DateTime::parse_from_rfc2822(v).ok()?;
+    Some(
+        (date.with_timezone(&Utc) - now)
+            .to_std()
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// What one attempt found, before it is logged.
+#[derive(Debug, Clone)]
+pub struct AttemptResult {
+    pub started_at: DateTime<Utc>,
+    pub request_headers: Vec<api::Header>,
+    pub request_body_size: u64,
+    pub status: Option<u16>,
+    pub duration: Duration,
+    pub response_body: Option<String>,
+    pub error: Option<String>,
+    pub retry_after: Option<Duration>,
+    pub verdict: Verdict,
+}
+
+/// What an attempt means for its message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// 2xx.
+    Delivered,
+    /// Network error, timeout, 408, 429 or 5xx: worth another try.
+    Retry,
+    /// 410 Gone: the receiver asks us to stop; the webhook gets disabled.
+    Gone,
+    /// Any other answer (3xx, 4xx): retrying would get the same answer.
+    Fail,
+}
+
+fn verdict_for(status: u16) -> Verdict {
+    match status {
+        200..=299 => Verdict::Delivered,
+        408 | 429 | 500..=599 => Verdict::Retry,
+        410 => Verdict::Gone,
+        _ => Verdict::Fail,
+    }
+}
+
+fn status_error(status: u16) -> String {
+    let reason = reqwest::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("");
+    match status {
+        300..=399 => format!("HTTP {status} {reason}: redirects are not followed"),
+        _ => format!("HTTP {status} {reason}").trim_end().to_owned(),
+    }
+}
+
+/// The one HTTP client the engine and the CLI use: timeouts set, redirects never followed
+/// (a redirect is a failure per Standard Webhooks).
+pub fn http_client(connect_timeout: Duration, user_agent: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .tcp_nodelay(true)
+        .user_agent(user_agent)
+        .build()
+        .expect("the TLS backend initialises")
+}
+
+/// Describes a transport error with its causes ("connection refused", "operation timed out").
+fn describe(e: &reqwest::Error, timeout: Duration) -> String {
+    if e.is_timeout() {
+        return format!("timed out after {} ms", timeout.as_millis());
+    }
+    let kind = if e.is_connect() {
+        "connection failed"
+    } else if e.is_request() || e.is_body() {
+        "request failed"
+    } else {
+        "error"
+    };
+    let mut text = kind.to_owned();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    if text == kind {
+        text = format!("{kind}: {e}");
+    }
+    text
+}
+
+/// Sends one signed POST and reads at most [`RESPONSE_EXCERPT_BYTES`] of the answer.
+pub async fn send_attempt(
+    client: &reqwest::Client,
+    timeout: Duration,
+    url: &str,
+    secret: &crate::signing::Secret,
+    message_id: &str,
+    body: Bytes,
+) -> AttemptResult {
+    let started_at = Utc::now();
+    let signed = SignedHeaders::new(&[secret], message_id, unix_now(), &body);
+    let mut request_headers = vec![api::Header {
+        name: "content-type".into(),
+        value: "application/json".into(),
+    }];
+    let mut request = client
+        .post(url)
+        .timeout(timeout)
+        .header(reqwest::header::CONTENT_TYPE, "application/json");
+    for (name, value) in signed.pairs() {
+        request = request.header(name, &value);
+        request_headers.push(api::Header {
+            name: name.into(),
+            value,
+        });
+    }
+    let request_body_size = body.len() as u64;
+    let start = Instant::now();
+    let mut result = AttemptResult {
+        started_at,
+        request_headers,
+        request_body_size,
+        status: None,
+        duration: Duration::ZERO,
+        response_body: None,
+        error: None,
+        retry_after: None,
+        verdict: Verdict::Retry,
+    };
+    match request.body(body).send().await {
+        Err(e) => result.error = Some(describe(&e, timeout)),
+        Ok(mut response) => {
+            let status = response.status().as_u16();
+            result.status = Some(status);
+            result.verdict = verdict_for(status);
+            result.retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, Utc::now()));
+            let mut excerpt: Vec<u8> = Vec::new();
+            let mut body_error = None;
+            while excerpt.len() < RESPONSE_EXCERPT_BYTES {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => {
+                        let room = RESPONSE_EXCERPT_BYTES - excerpt.len();
+                        excerpt.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        body_error = Some(describe(&e, timeout));
+                        break;
+                    }
+                }
+            }
+            result.response_body = Some(String::from_utf8_lossy(&excerpt).into_owned());
+            if result.verdict != Verdict::Delivered {
+                result.error = Some(status_error(status));
+            } else if let Some(e) = body_error {
+                // The 2xx status counts; an answer cut short afterwards is noted, not failed.
+                result.error = Some(format!("delivered, but reading the answer failed: {e}"));
+            }
+        }
+    }
+    result.duration = start.elapsed();
+    result
+}
+
+/// Wraps a payload in the webhook's envelope.
+pub fn message_body(
+    envelope: api::Envelope,
+    event: &str,
+    payload: &serde_json::Value,
+    at: DateTime<Utc>,
+) -> Bytes {
+    let value = match envelope {
+        api::Envelope::Flat => serde_json::to_vec(payload),
+        api::Envelope::Standard => serde_json::to_vec(&serde_json::json!({
+            "type": event,
+            "timestamp": crate::rfc3339(at),
+            "data": payload,
+        })),
+    };
+    Bytes::from(value.expect("a JSON value serialises"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The engine.
+
+/// Why the engine refused a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("no message `{0}`")]
+    MessageNotFound(String),
+    #[error("no webhook `{0}`")]
+    WebhookNotFound(String),
+    #[error("message `{0}` is still pending or scheduled; wait for it to finish")]
+    InProgress(String),
+    #[error("webhook `{0}` is disabled; re-enable it before resending")]
+    WebhookDisabled(String),
+    #[error("{0} messages are already pending for webhook `{1}`; try again later")]
+    QueueFull(usize, String),
+    #[error("the sender is shutting down")]
+    ShuttingDown,
+}
+
+/// A message that had not finished at shutdown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unfinished {
+    pub message_id: String,
+    pub webhook_id: String,
+    pub event: String,
+    pub state: api::MessageState,
+    pub attempts: u32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+/// What [`Delivery::shutdown`] left behind: never hidden.
+#[derive(Debug, Clone, Default)]
+pub struct ShutdownReport {
+    /// Messages waiting for a retry or for their turn (not lost: listed here).
+    pub unfinished: Vec<Unfinished>,
+    /// True when in-flight attempts were still running at the end of the grace period.
+    pub timed_out: bool,
+}
+
+impl std::fmt::Display for ShutdownReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.unfinished.is_empty() {
+            return write!(f, "no messages pending");
+        }
+        writeln!(f, "{} messages not finished:", self.unfinished.len())?;
+        for u in &self.unfinished {
+            write!(
+                f,
+                "  {} ({} -> {}): {:?}, {} attempts",
+                u.message_id, u.event, u.webhook_id, u.state, u.attempts
+            )?;
+            if let Some(at) = u.next_attempt_at {
+                write!(f, ", next attempt was due {}", crate::rfc3339(at))?;
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}
+
+/// Handle to the engine; clones share it.
+#[derive(Clone)]
+pub struct Delivery {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    config: DeliveryConfig,
+    client: reqwest::Client,
+    registry: Registry,
+    /// Bounds concurrent requests across all webhooks (sockets, memory).
+    global: Arc<Semaphore>,
+    // std Mutex: short map lookups, never held across `.await`.
+    endpoints: Mutex<HashMap<String, Arc<Endpoint>>>,
+    /// Message id -> webhook id, for resend. Entries leave with their message (eviction,
+    /// webhook deletion), so it is bounded like the logs.
+    message_index: Mutex<HashMap<Arc<str>, String>>,
+    /// Cancelled by shutdown: waiting and sleeping tasks stop at once.
+    shutdown: CancellationToken,
+    /// Tracks every message task so shutdown can wait for in-flight attempts.
+    tasks: TaskTracker,
+}
+
+/// One webhook's side of the engine: its queue and its logs.
+struct Endpoint {
+    webhook_id: String,
+    /// Bounds this webhook's concurrent requests; its FIFO wait list is the webhook's queue.
+    slots: Arc<Semaphore>,
+    /// Woken when the webhook is disabled or deleted, so messages sleeping before a retry end
+    /// at once instead of hours later.
+    changed: Notify,
+    // std Mutex: every use is a short update with no `.await` inside.
+    log: Mutex<EndpointLog>,
+}
+
+#[derive(Default)]
+struct EndpointLog {
+    /// Messages by creation sequence (oldest first), for listing and eviction.
+    messages: BTreeMap<u64, Message>,
+    by_id: HashMap<Arc<str>, u64>,
+    next_seq: u64,
+    /// Messages not finished (pending or scheduled).
+    pending: usize,
+    /// Oldest first.
+    attempts: VecDeque<api::AttemptOut>,
+    evicted_attempts: u64,
+    evicted_messages: u64,
+}
+
+struct Message {
+    id: Arc<str>,
+    event: Arc<str>,
+    body: Bytes,
+    created_at: DateTime<Utc>,
+    state: api::MessageState,
+    attempts: u32,
+    next_attempt_at: Option<DateTime<Utc>>,
+    error: Option<String>,
+}
+
+impl Message {
+    fn to_out(&self, webhook_id: &str) -> api::MessageOut {
+        api::MessageOut {
+            id: self.id.to_string(),
+            webhook_id: webhook_id.to_owned(),
+            event: self.event.to_string(),
+            state: self.state,
+            attempts: self.attempts,
+            created_at: crate::rfc3339(self.created_at),
+            next_attempt_at: self.next_attempt_at.map(crate::rfc3339),
+            error: self.error.clone(),
+            body_size: self.body.len() as u64,
+        }
+    }
+
+    fn finished(&self) -> bool {
+        matches!(
+            self.state,
+            api::MessageState::Delivered | api::MessageState::Failed
+        )
+    }
+}
+
+impl EndpointLog {
+    fn message_mut(&mut self, id: &str) -> Option<&mut Message> {
+        let seq = *self.by_id.get(id)?;
+        self.messages.get_mut(&seq)
+    }
+
+    /// Adds a message; returns the ids of finished messages evicted to stay in bound.
+    fn insert(&mut self, message: Message, max: usize) -> Vec<Arc<str>> {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.by_id.insert(message.id.clone(), seq);
+        self.messages.insert(seq, message);
+        let mut evicted = Vec::new();
+        while self.messages.len() > max {
+            let Some(oldest_finished) = self
+                .messages
+                .iter()
+                .find(|(_, m)| m.finished())
+                .map(|(&s, _)| s)
+            else {
+                // Only unfinished messages left; they are bounded by max_pending_per_webhook.
+                break;
+            };
+            if let Some(m) = self.messages.remove(&oldest_finished) {
+                self.by_id.remove(&m.id);
+                self.evicted_messages += 1;
+                evicted.push(m.id);
+            }
+        }
+        evicted
+    }
+
+    fn push_attempt(&mut self, attempt: api::AttemptOut, max: usize) {
+        self.attempts.push_back(attempt);
+        while self.attempts.len() > max {
+            self.attempts.pop_front();
+            self.evicted_attempts += 1;
+        }
+    }
+}
+
+impl Delivery {
+    pub fn new(config: DeliveryConfig, registry: Registry) -> Self {
+        let client = http_client(config.connect_timeout, &config.user_agent);
+        Self {
+            shared: Arc::new(Shared {
+                global: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
+                config,
+                client,
+                registry,
+                endpoints: Mutex::new(HashMap::new()),
+                message_index: Mutex::new(HashMap::new()),
+                shutdown: CancellationToken::new(),
+                tasks: TaskTracker::new(),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &DeliveryConfig {
+        &self.shared.config
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.shared.client
+    }
+
+    fn endpoint(&self, webhook_id: &str) -> Arc<Endpoint> {
+        let mut endpoints = lock(&self.shared.endpoints);
+        endpoints
+            .entry(webhook_id.to_owned())
+            .or_insert_with(|| {
+                Arc::new(Endpoint {
+                    webhook_id: webhook_id.to_owned(),
+                    slots: Arc::new(Semaphore::new(
+                        self.shared.config.max_in_flight_per_webhook.max(1),
+                    )),
+                    changed: Notify::new(),
+                    log: Mutex::new(EndpointLog::default()),
+                })
+            })
+            .clone()
+    }
+
+    fn existing_endpoint(&self, webhook_id: &str) -> Option<Arc<Endpoint>> {
+        lock(&self.shared.endpoints).get(webhook_id).cloned()
+    }
+
+    fn index_add(&self, id: &Arc<str>, webhook_id: &str, evicted: Vec<Arc<str>>) {
+        let mut index = lock(&self.shared.message_index);
+        for gone in evicted {
+            index.remove(&gone);
+        }
+        index.insert(id.clone(), webhook_id.to_owned());
+    }
+
+    /// Queues one event for one webhook and returns the message id. At the webhook's pending
+    /// bound the message is logged as failed ("queue full") instead; it can be resent.
+    pub fn enqueue(
+        &self,
+        webhook: &Webhook,
+        event: &str,
+        body: Bytes,
+    ) -> Result<String, DeliveryError> {
+        if self.shared.shutdown.is_cancelled() {
+            return Err(DeliveryError::ShuttingDown);
+        }
+        let config = &self.shared.config;
+        let endpoint = self.endpoint(&webhook.id);
+        let id: Arc<str> = crate::random_id("msg_").into();
+        let (queued, evicted) = {
+            let mut log = lock(&endpoint.log);
+            let full = log.pending >= config.max_pending_per_webhook;
+            let mut message = Message {
+                id: id.clone(),
+                event: event.into(),
+                body,
+                created_at: Utc::now(),
+                state: api::MessageState::Pending,
+                attempts: 0,
+                next_attempt_at: None,
+                error: None,
+            };
+            if full {
+                message.state = api::MessageState::Failed;
+                message.error = Some(format!(
+                    "queue full: {} messages were already pending for this webhook",
+                    config.max_pending_per_webhook
+                ));
+            } else {
+                log.pending += 1;
+            }
+            let evicted = log.insert(message, config.max_messages_per_webhook);
+            (!full, evicted)
+        };
+        self.index_add(&id, &webhook.id, evicted);
+        if queued {
+            self.spawn_run(endpoint, id.clone(), api::AttemptTrigger::Scheduled);
+        } else {
+            let reason = "queue full";
+            self.shared
+                .registry
+                .note_failed_attempt(&webhook.id, reason);
+        }
+        Ok(id.to_string())
+    }
+
+    fn spawn_run(&self, endpoint: Arc<Endpoint>, id: Arc<str>, trigger: api::AttemptTrigger) {
+        let this = self.clone();
+        self.shared
+            .tasks
+            .spawn(async move { this.run(endpoint, id, trigger).await });
+    }
+
+    /// Sends a message again (after it was delivered or failed), with a fresh retry schedule.
+    /// The message keeps its id so receivers can recognise a duplicate.
+    pub fn resend(&self, message_id: &str) -> Result<api::MessageRef, DeliveryError> {
+        if self.shared.shutdown.is_cancelled() {
+            return Err(DeliveryError::ShuttingDown);
+        }
+        let webhook_id = lock(&self.shared.message_index)
+            .get(message_id)
+            .cloned()
+            .ok_or_else(|| DeliveryError::MessageNotFound(message_id.to_owned()))?;
+        let webhook = self
+            .shared
+            .registry
+            .get(&webhook_id)
+            .ok_or_else(|| DeliveryError::WebhookNotFound(webhook_id.clone()))?;
+        if !webhook.active {
+            return Err(DeliveryError::WebhookDisabled(webhook_id));
+        }
+        let endpoint = self
+            .existing_endpoint(&webhook_id)
+            .ok_or_else(|| DeliveryError::MessageNotFound(message_id.to_owned()))?;
+        let id = {
+            let mut log = lock(&endpoint.log);
+            let pending = log.pending;
+            let max = self.shared.config.max_pending_per_webhook;
+            let message = log
+                .message_mut(message_id)
+                .ok_or_else(|| DeliveryError::MessageNotFound(message_id.to_owned()))?;
+            if !message.finished() {
+                return Err(DeliveryError::InProgress(message_id.to_owned()));
+            }
+            if pending >= max {
+                return Err(DeliveryError::QueueFull(max, webhook_id));
+            }
+            message.state = api::MessageState::Pending;
+            message.error = None;
+            message.next_attempt_at = None;
+            let id = message.id.clone();
+            log.pending += 1;
+            id
+        };
+        self.spawn_run(endpoint, id.clone(), api::AttemptTrigger::Resend);
+        Ok(api::MessageRef {
+            message_id: id.to_string(),
+            webhook_id,
+        })
+    }
+
+    /// Sends one message now, outside the queues, with no retry, and returns the true outcome.
+    /// The attempt is logged (trigger `test`) but does not touch the webhook's counters.
+    pub async fn test(
+        &self,
+        webhook: &Webhook,
+        event: &str,
+        body: Bytes,
+    ) -> Result<api::TestOutcome, DeliveryError> {
+        if self.shared.shutdown.is_cancelled() {
+            return Err(DeliveryError::ShuttingDown);
+        }
+        let config = &self.shared.config;
+        let endpoint = self.endpoint(&webhook.id);
+        let id: Arc<str> = crate::random_id("msg_").into();
+        let result = send_attempt(
+            &self.shared.client,
+            config.request_timeout,
+            &webhook.url,
+            &webhook.secret,
+            &id,
+            body.clone(),
+        )
+        .await;
+        let delivered = result.verdict == Verdict::Delivered;
+        let attempt = attempt_out(
+            &id,
+            webhook,
+            event,
+            1,
+            api::AttemptTrigger::Test,
+            &result,
+            None,
+        );
+        let evicted = {
+            let mut log = lock(&endpoint.log);
+            log.push_attempt(attempt, config.max_attempts_per_webhook);
+            log.insert(
+                Message {
+                    id: id.clone(),
+                    event: event.into(),
+                    body,
+                    created_at: result.started_at,
+                    state: if delivered {
+                        api::MessageState::Delivered
+                    } else {
+                        api::MessageState::Failed
+                    },
+                    attempts: 1,
+                    next_attempt_at: None,
+                    error: if delivered {
+                        None
+                    } else {
+                        result.error.clone()
+                    },
+                },
+                config.max_messages_per_webhook,
+            )
+        };
+        self.index_add(&id, &webhook.id, evicted);
+        Ok(api::TestOutcome {
+            delivered,
+            status: result.status,
+            duration_ms: millis(result.duration),
+            response_body: result.response_body,
+            error: result.error,
+            message_id: id.to_string(),
+            event: event.to_owned(),
+            webhook_id: Some(webhook.id.clone()),
+            request_headers: result.request_headers,
+        })
+    }
+
+    /// A webhook was disabled, re-enabled or edited: wake its sleeping messages so they see it.
+    pub fn webhook_changed(&self, webhook_id: &str) {
+        if let Some(endpoint) = self.existing_endpoint(webhook_id) {
+            endpoint.changed.notify_waiters();
+        }
+    }
+
+    /// A webhook was deleted: drop its logs; its unfinished messages end failed.
+    pub fn webhook_removed(&self, webhook_id: &str) {
+        let endpoint = lock(&self.shared.endpoints).remove(webhook_id);
+        if let Some(endpoint) = endpoint {
+            let ids: Vec<Arc<str>> = lock(&endpoint.log).by_id.keys().cloned().collect();
+            let mut index = lock(&self.shared.message_index);
+            for id in ids {
+                index.remove(&id);
+            }
+            drop(index);
+            endpoint.changed.notify_waiters();
+        }
+    }
+
+    /// The webhook's log, newest first (`limit` attempts and messages at most).
+    pub fn log(&self, webhook_id: &str, limit: usize) -> api::DeliveryLog {
+        let mut out = api::DeliveryLog {
+            webhook_id: webhook_id.to_owned(),
+            attempts: Vec::new(),
+            messages: Vec::new(),
+            evicted_attempts: 0,
+            evicted_messages: 0,
+        };
+        if let Some(endpoint) = self.existing_endpoint(webhook_id) {
+            let log = lock(&endpoint.log);
+            out.attempts = log.attempts.iter().rev().take(limit).cloned().collect();
+            out.messages = log
+                .messages
+                .values()
+                .rev()
+                .take(limit)
+                .map(|m| m.to_out(webhook_id))
+                .collect();
+            out.evicted_attempts = log.evicted_attempts;
+            out.evicted_messages = log.evicted_messages;
+        }
+        out
+    }
+
+    /// One message, wherever it is.
+    pub fn message(&self, message_id: &str) -> Option<api::MessageOut> {
+        let webhook_id = lock(&self.shared.message_index).get(message_id)?.clone();
+        let endpoint = self.existing_endpoint(&webhook_id)?;
+        let mut log = lock(&endpoint.log);
+        log.message_mut(message_id).map(|m| m.to_out(&webhook_id))
+    }
+
+    /// Stops taking messages, lets in-flight attempts finish for up to `grace`, and reports the
+    /// messages left pending or scheduled.
+    pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
+        self.shared.shutdown.cancel();
+        self.shared.tasks.close();
+        let timed_out = tokio::time::timeout(grace, self.shared.tasks.wait())
+            .await
+            .is_err();
+        let endpoints: Vec<Arc<Endpoint>> =
+            lock(&self.shared.endpoints).values().cloned().collect();
+        let mut unfinished = Vec::new();
+        for endpoint in endpoints {
+            let log = lock(&endpoint.log);
+            for m in log.messages.values().filter(|m| !m.finished()) {
+                unfinished.push(Unfinished {
+                    message_id: m.id.to_string(),
+                    webhook_id: endpoint.webhook_id.clone(),
+                    event: m.event.to_string(),
+                    state: m.state,
+                    attempts: m.attempts,
+                    next_attempt_at: m.next_attempt_at,
+                });
+            }
+        }
+        ShutdownReport {
+            unfinished,
+            timed_out,
+        }
+    }
+
+    /// Ends a message: updates its state, the pending count and the webhook's counters.
+    fn finish(&self, endpoint: &Endpoint, id: &str, error: Option<String>) {
+        let delivered = error.is_none();
+        {
+            let mut log = lock(&endpoint.log);
+            let Some(message) = log.message_mut(id) else {
+                return;
+            };
+            message.state = if delivered {
+                api::MessageState::Delivered
+            } else {
+                api::MessageState::Failed
+            };
+            message.next_attempt_at = None;
+            message.error = error;
+            log.pending = log.pending.saturating_sub(1);
+        }
+        let registry = &self.shared.registry;
+        if delivered {
+            registry.note_delivered(&endpoint.webhook_id);
+        } else if registry
+            .note_failed_message(
+                &endpoint.webhook_id,
+                self.shared.config.disable_after_failures,
+            )
+            .is_some()
+        {
+            endpoint.changed.notify_waiters();
+        }
+    }
+
+    /// The life of one message: wait for a slot, attempt, retry per the schedule, finish.
+    async fn run(&self, endpoint: Arc<Endpoint>, id: Arc<str>, trigger: api::AttemptTrigger) {
+        let config = &self.shared.config;
+        let shutdown = &self.shared.shutdown;
+        // Failed attempts of this run (a resend starts a fresh schedule).
+        let mut failed: u32 = 0;
+        let mut trigger = trigger;
+        loop {
+            // Our turn on this webhook, then a slot of the engine; shutdown leaves the message
+            // pending (it is reported).
+            let slot = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return,
+                slot = endpoint.slots.clone().acquire_owned() => slot,
+            };
+            let Ok(slot) = slot else { return };
+            let global = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return,
+                g = self.shared.global.clone().acquire_owned() => g,
+            };
+            let Ok(global) = global else { return };
+
+            let Some(webhook) = self.shared.registry.get(&endpoint.webhook_id) else {
+                self.finish(&endpoint, &id, Some("the webhook was deleted".into()));
+                return;
+            };
+            if !webhook.active {
+                let reason = webhook
+                    .disabled_reason
+                    .clone()
+                    .unwrap_or_else(|| "switched off".into());
+                self.finish(&endpoint, &id, Some(format!("webhook disabled: {reason}")));
+                return;
+            }
+            let (event, body, number) = {
+                let mut log = lock(&endpoint.log);
+                let Some(message) = log.message_mut(&id) else {
+                    // Evicted while pending cannot happen (only finished messages are
+                    // evicted); nothing to send.
+                    return;
+                };
+                message.attempts += 1;
+                (
+                    message.event.clone(),
+                    message.body.clone(),
+                    message.attempts,
+                )
+            };
+            let result = send_attempt(
+                &self.shared.client,
+                config.request_timeout,
+                &webhook.url,
+                &webhook.secret,
+                &id,
+                body,
+            )
+            .await;
+            // Slots are held for the request only, never while sleeping before a retry.
+            drop(global);
+            drop(slot);
+
+            let mut next = None;
+            if result.verdict == Verdict::Retry {
+                failed += 1;
+                next = retry_delay(
+                    &config.retry_schedule,
+                    failed,
+                    result.retry_after,
+                    config.max_retry_after,
+                    &mut rand::thread_rng(),
+                );
+            }
+            let next_at =
+                next.map(|d| Utc::now() + chrono::Duration::from_std(d).unwrap_or_default());
+            let attempt = attempt_out(&id, &webhook, &event, number, trigger, &result, next_at);
+            {
+                let mut log = lock(&endpoint.log);
+                log.push_attempt(attempt, config.max_attempts_per_webhook);
+                if let (Some(at), Some(m)) = (next_at, log.message_mut(&id)) {
+                    m.state = api::MessageState::Scheduled;
+                    m.next_attempt_at = Some(at);
+                    m.error = result.error.clone();
+                }
+            }
+            let registry = &self.shared.registry;
+            if result.verdict != Verdict::Delivered {
+                registry
+                    .note_failed_attempt(&webhook.id, result.error.as_deref().unwrap_or("failed"));
+            }
+            match (result.verdict, next) {
+                (Verdict::Delivered, _) => {
+                    self.finish(&endpoint, &id, None);
+                    return;
+                }
+                (Verdict::Gone, _) => {
+                    registry.disable(&webhook.id, "the endpoint answered 410 Gone");
+                    self.finish(&endpoint, &id, result.error);
+                    endpoint.changed.notify_waiters();
+                    return;
+                }
+                (Verdict::Retry, Some(delay)) => {
+                    if !self.sleep_before_retry(&endpoint, delay).await {
+                        return;
+                    }
+                    if let Some(m) = lock(&endpoint.log).message_mut(&id) {
+                        m.state = api::MessageState::Pending;
+                        m.next_attempt_at = None;
+                    }
+                    trigger = api::AttemptTrigger::Scheduled;
+                }
+                (Verdict::Retry, None) => {
+                    let error = format!(
+                        "gave up after {failed} failed attempts: {}",
+                        result.error.as_deref().unwrap_or("failed")
+                    );
+                    self.finish(&endpoint, &id, Some(error));
+                    return;
+                }
+                (Verdict::Fail, _) => {
+                    self.finish(&endpoint, &id, result.error);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Sleeps until the retry is due. Wakes early when the webhook changes, to end the message
+    /// if the webhook was disabled or deleted. Returns false on shutdown (the message stays
+    /// scheduled and is reported).
+    async fn sleep_before_retry(&self, endpoint: &Endpoint, delay: Duration) -> bool {
+        let deadline = Instant::now() + delay;
+        loop {
+            // Registered before the check so a change between the check and the wait is seen.
+            let changed = endpoint.changed.notified();
+            match self.shared.registry.get(&endpoint.webhook_id) {
+                // Let the loop in `run` end the message with the right reason.
+                None => return true,
+                Some(w) if !w.active => return true,
+                Some(_) => {}
+            }
+            tokio::select! {
+                biased;
+                _ = self.shared.shutdown.cancelled() => return false,
+                _ = tokio::time::sleep_until(deadline) => return true,
+                _ = changed => continue,
+            }
+        }
+    }
+}
+
+fn attempt_out(
+    message_id: &str,
+    webhook: &Webhook,
+    event: &str,
+    number: u32,
+    trigger: api::AttemptTrigger,
+    result: &AttemptResult,
+    next_at: Option<DateTime<Utc>>,
+) -> api::AttemptOut {
+    api::AttemptOut {
+        id: crate::random_id("atm_"),
+        message_id: message_id.to_owned(),
+        webhook_id: webhook.id.clone(),
+        event: event.to_owned(),
+        attempt: number,
+        trigger,
+        started_at: crate::rfc3339(result.started_at),
+        url: webhook.url.clone(),
+        request_headers: result.request_headers.clone(),
+        request_body_size: result.request_body_size,
+        delivered: result.verdict == Verdict::Delivered,
+        status: result.status,
+        duration_ms: millis(result.duration),
+        response_body: result.response_body.clone(),
+        error: result.error.clone(),
+        next_attempt_at: next_at.map(crate::rfc3339),
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Locks a std Mutex, going on after a panic elsewhere: every critical section here assigns
+/// whole values, so a poisoned lock holds consistent data.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Hooks, HooksConfig};
+    use axum::extract::State;
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::{IntoResponse, Response};
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    // -- Pure functions ------------------------------------------------------------------------
+
+    #[test]
+    fn schedules_and_durations_parse() {
+        assert_eq!(
+            default_schedule(),
+            [5, 300, 1800, 7200, 18000, 36000, 36000].map(Duration::from_secs)
+        );
+        assert_eq!(
+            parse_schedule(" 1s,1s,2s ").unwrap(),
+            [1, 1, 2].map(Duration::from_secs)
+        );
+        assert!(parse_schedule("none").unwrap().is_empty());
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("1d").unwrap(), Duration::from_secs(86400));
+        assert_eq!(parse_schedule("1s,,2s").unwrap_err().text, "");
+        assert_eq!(
+            parse_duration("5").unwrap_err().problem,
+            "needs a unit: ms, s, m, h or d"
+        );
+        assert_eq!(
+            parse_duration("5y").unwrap_err().to_string(),
+            "`5y`: unit must be ms, s, m, h or d"
+        );
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("99999999999999999999h").is_err());
+    }
+
+    #[test]
+    fn retry_delays_stay_within_jitter_bounds() {
+        let schedule = [SECOND, 10 * SECOND];
+        let cap = Duration::from_secs(3600);
+        let mut rng = StdRng::seed_from_u64(7);
+        let (mut low, mut high) = (Duration::MAX, Duration::ZERO);
+        for _ in 0..2000 {
+            let d = retry_delay(&schedule, 2, None, cap, &mut rng).unwrap();
+            assert!(d >= 10 * SECOND && d <= 12 * SECOND, "{d:?}");
+            low = low.min(d);
+            high = high.max(d);
+        }
+        // The jitter really spreads the retries.
+        assert!(low < Duration::from_millis(10_200) && high > Duration::from_millis(11_800));
+        let first = retry_delay(&schedule, 1, None, cap, &mut rng).unwrap();
+        assert!(first >= SECOND && first <= Duration::from_millis(1200));
+        assert_eq!(retry_delay(&schedule, 3, None, cap, &mut rng), None);
+        assert_eq!(retry_delay(&[], 1, None, cap, &mut rng), None);
+        // Retry-After wins when longer, is capped, and never shortens the schedule.
+        assert_eq!(
+            retry_delay(&schedule, 1, Some(60 * SECOND), cap, &mut rng),
+            Some(60 * SECOND)
+        );
+        assert_eq!(
+            retry_delay(&schedule, 1, Some(cap * 10), cap, &mut rng),
+            Some(cap)
+        );
+        let d = retry_delay(&schedule, 2, Some(SECOND), cap, &mut rng).unwrap();
+        assert!(d >= 10 * SECOND);
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let now = DateTime::parse_from_rfc3339("2015-10-21T07:27:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(parse_retry_after("120", now), Some(120 * SECOND));
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now),
+            Some(60 * SECOND)
+        );
+        // A date in the past means "now".
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
+    }
+
+    #[test]
+    fn verdicts_follow_the_spec() {
+        assert_eq!(verdict_for(204), Verdict::Delivered);
+        for s in [408, 429, 500, 502, 503, 504] {
+            assert_eq!(verdict_for(s), Verdict::Retry, "{s}");
+        }
+        assert_eq!(verdict_for(410), Verdict::Gone);
+        for s in [301, 302, 400, 401, 404, 422] {
+            assert_eq!(verdict_for(s), Verdict::Fail, "{s}");
+        }
+        assert_eq!(
+            status_error(302),
+            "HTTP 302 Found: redirects are not followed"
+        );
+        assert_eq!(status_error(503), "HTTP 503 Service Unavailable");
+    }
+
+    #[test]
+    fn envelopes_shape_the_body() {
+        let payload = serde_json::json!({"payment_id": 1});
+        let at = Utc::now();
+        let flat = message_body(api::Envelope::Flat, "payment_received", &payload, at);
+        assert_eq!(&flat[..], br#"{"payment_id":1}"#);
+        let std = message_body(api::Envelope::Standard, "payment_received", &payload, at);
+        let v: serde_json::Value = serde_json::from_slice(&std).unwrap();
+        assert_eq!(v["type"], "payment_received");
+        assert_eq!(v["data"], payload);
+        assert_eq!(v["timestamp"], crate::rfc3339(at));
+    }
+
+    // -- A receiver whose answers are scripted -------------------------------------------------
+
+    #[derive(Clone, Debug)]
+    enum Reply {
+        Status(u16),
+        RetryAfter(u16, &'static str),
+        Redirect,
+        /// Waits, then answers 200.
+        Slow(Duration),
+    }
+
+    struct Hit {
+        at: Instant,
+        headers: Vec<(String, String)>,
+        body: Bytes,
+    }
+
+    #[derive(Default)]
+    struct Script {
+        replies: VecDeque<Reply>,
+        then: Option<Reply>,
+        hits: Vec<Hit>,
+    }
+
+    #[derive(Clone, Default)]
+    struct Receiver(Arc<Mutex<Script>>);
+
+    impl Receiver {
+        fn script(&self, replies: &[Reply], then: Reply) {
+            let mut s = self.0.lock().unwrap();
+            s.replies = replies.iter().cloned().collect();
+            s.then = Some(then);
+        }
+        fn hits(&self) -> usize {
+            self.0.lock().unwrap().hits.len()
+        }
+        fn gaps(&self) -> Vec<Duration> {
+            let s = self.0.lock().unwrap();
+            s.hits.windows(2).map(|w| w[1].at - w[0].at).collect()
+        }
+    }
+
+    async fn answer(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> Response {
+        let reply = {
+            let mut s = r.0.lock().unwrap();
+            s.hits.push(Hit {
+                at: Instant::now(),
+                headers: headers
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+                    .collect(),
+                body,
+            });
+            s.replies
+                .pop_front()
+                .or_else(|| s.then.clone())
+                .unwrap_or(Reply::Status(200))
+        };
+        let status = |s| StatusCode::from_u16(s).unwrap();
+        match reply {
+            Reply::Status(s) => (status(s), format!("answer {s}")).into_response(),
+            Reply::RetryAfter(s, after) => {
+                (status(s), [("retry-after", after)], "later").into_response()
+            }
+            Reply::Redirect => {
+                (StatusCode::FOUND, [("location", "/elsewhere")], "").into_response()
+            }
+            Reply::Slow(d) => {
+                tokio::time::sleep(d).await;
+                "slow ok".into_response()
+            }
+        }
+    }
+
+    async fn receiver() -> (String, Receiver) {
+        let r = Receiver::default();
+        let app = axum::Router::new()
+            .route("/hook", axum::routing::post(answer))
+            .with_state(r.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, r)
+    }
+
+    fn hooks(configure: impl FnOnce(&mut DeliveryConfig)) -> Hooks {
+        let mut config = HooksConfig::default();
+        configure(&mut config.delivery);
+        Hooks::with_catalog(Arc::new(crate::Catalog::builtin()), config)
+    }
+
+    fn add(hooks: &Hooks, name: &str, url: &str) -> api::WebhookOut {
+        hooks
+            .create_webhook(api::WebhookIn {
+                name: name.into(),
+                url: url.into(),
+                event: Some("payment_received".into()),
+                ..Default::default()
+            })
+            .unwrap()
+    }
+
+    fn emit_one(hooks: &Hooks) -> String {
+        let out = hooks.emit("payment_received", None).unwrap();
+        assert_eq!(out.message_ids.len(), 1);
+        out.message_ids[0].clone()
+    }
+
+    /// Waits (in the test's clock, paused or not) until the message reaches `state`.
+    async fn wait_for(hooks: &Hooks, id: &str, state: api::MessageState) -> api::MessageOut {
+        let poll = async {
+            loop {
+                if let Some(m) = hooks.delivery().message(id)
+                    && m.state == state
+                {
+                    return m;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        // In virtual time for the paused tests (long enough for their schedules).
+        tokio::time::timeout(Duration::from_secs(2 * 3600), poll)
+            .await
+            .unwrap_or_else(|_| panic!("{id} never became {state:?}"))
+    }
+
+    // -- The engine ----------------------------------------------------------------------------
+
+    #[tokio::test]
+    async fn delivers_signed_messages_and_logs_the_attempt() {
+        let (url, rx) = receiver().await;
+        let hooks = hooks(|_| {});
+        let wh = add(&hooks, "billing", &url);
+        let id = emit_one(&hooks);
+        wait_for(&hooks, &id, api::MessageState::Delivered).await;
+
+        let hit = rx.0.lock().unwrap().hits.pop().unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&hit.body).unwrap();
+        assert_eq!(body["wu_version"], crate::catalog::WU_VERSION);
+        crate::verify(&wh.secret, hit.headers.clone(), &hit.body, unix_now(), 300).unwrap();
+        let header = |n: &str| {
+            hit.headers
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(header("webhook-id").as_deref(), Some(id.as_str()));
+        assert_eq!(header("content-type").as_deref(), Some("application/json"));
+        // A different secret does not verify it.
+        let other = crate::Secret::generate();
+        assert!(crate::verify(other.as_str(), hit.headers, &hit.body, unix_now(), 300).is_err());
+
+        let log = hooks.deliveries(&wh.id, 10).unwrap();
+        let a = &log.attempts[0];
+        assert_eq!((a.attempt, a.status, a.delivered), (1, Some(200), true));
+        assert_eq!(a.response_body.as_deref(), Some("answer 200"));
+        assert_eq!(a.request_body_size, hit.body.len() as u64);
+        assert!(
+            a.request_headers
+                .iter()
+                .any(|h| h.name == "webhook-signature")
+        );
+        assert_eq!((a.error.as_ref(), a.next_attempt_at.as_ref()), (None, None));
+        assert_eq!(hooks.get_webhook(&wh.id).unwrap().event_count, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_5xx_on_the_schedule_with_jitter() {
+        let (url, rx) = receiver().await;
+        rx.script(
+            &[Reply::Status(500), Reply::Status(503)],
+            Reply::Status(200),
+        );
+        let hooks = hooks(|c| c.retry_schedule = vec![SECOND, 10 * SECOND]);
+        let wh = add(&hooks, "flaky", &url);
+        let id = emit_one(&hooks);
+        let m = wait_for(&hooks, &id, api::MessageState::Delivered).await;
+        assert_eq!(m.attempts, 3);
+
+        let gaps = rx.gaps();
+        assert!(
+            gaps[0] >= SECOND && gaps[0] <= Duration::from_millis(1250),
+            "{gaps:?}"
+        );
+        assert!(
+            gaps[1] >= 10 * SECOND && gaps[1] <= Duration::from_millis(12_050),
+            "{gaps:?}"
+        );
+
+        let log = hooks.deliveries(&wh.id, 10).unwrap();
+        let statuses: Vec<_> = log.attempts.iter().map(|a| (a.attempt, a.status)).collect();
+        assert_eq!(statuses, [(3, Some(200)), (2, Some(503)), (1, Some(500))]);
+        assert!(log.attempts[2].next_attempt_at.is_some());
+        assert_eq!(
+            log.attempts[1].error.as_deref(),
+            Some("HTTP 503 Service Unavailable")
+        );
+        let w = hooks.get_webhook(&wh.id).unwrap();
+        assert_eq!((w.event_count, w.consecutive_failures), (1, 0));
+        assert_eq!(
+            w.last_failure.unwrap().reason,
+            "HTTP 503 Service Unavailable"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn honours_retry_after() {
+        let (url, rx) = receiver().await;
+        rx.script(&[Reply::RetryAfter(429, "30")], Reply::Status(200));
+        let hooks = hooks(|c| c.retry_schedule = vec![SECOND]);
+        add(&hooks, "busy", &url);
+        let id = emit_one(&hooks);
+        wait_for(&hooks, &id, api::MessageState::Delivered).await;
+        let gap = rx.gaps()[0];
+        assert!(gap >= 30 * SECOND && gap < 31 * SECOND, "{gap:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn gives_up_after_the_schedule_and_auto_disables() {
+        let (url, rx) = receiver().await;
+        rx.script(&[], Reply::Status(500));
+        let hooks = hooks(|c| {
+            c.retry_schedule = vec![SECOND, SECOND];
+            c.disable_after_failures = 2;
+        });
+        let wh = add(&hooks, "down", &url);
+        let first = emit_one(&hooks);
+        let m = wait_for(&hooks, &first, api::MessageState::Failed).await;
+        assert_eq!(m.attempts, 3);
+        assert_eq!(
+            m.error.as_deref(),
+            Some("gave up after 3 failed attempts: HTTP 500 Internal Server Error")
+        );
+        assert!(hooks.get_webhook(&wh.id).unwrap().active);
+
+        let second = emit_one(&hooks);
+        wait_for(&hooks, &second, api::MessageState::Failed).await;
+        let w = hooks.get_webhook(&wh.id).unwrap();
+        assert!(!w.active);
+        assert_eq!(
+            w.disabled_reason.as_deref(),
+            Some(
+                "disabled after 2 failed messages in a row (last error: HTTP 500 Internal Server Error)"
+            )
+        );
+        // A disabled webhook gets no new messages, and cannot be resent to until re-enabled.
+        assert!(
+            hooks
+                .emit("payment_received", None)
+                .unwrap()
+                .message_ids
+                .is_empty()
+        );
+        assert_eq!(hooks.resend(&first).unwrap_err().code(), "webhook_disabled");
+        assert_eq!(rx.hits(), 6);
+
+        rx.script(&[], Reply::Status(200));
+        hooks
+            .update_webhook(
+                &wh.id,
+                api::WebhookPatch {
+                    active: Some(true),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        hooks.resend(&first).unwrap();
+        let m = wait_for(&hooks, &first, api::MessageState::Delivered).await;
+        assert_eq!(m.attempts, 4);
+        let log = hooks.deliveries(&wh.id, 1).unwrap();
+        assert_eq!(log.attempts[0].trigger, api::AttemptTrigger::Resend);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn gone_disables_the_webhook_and_ends_its_queue() {
+        let (url, rx) = receiver().await;
+        rx.script(&[Reply::Status(410)], Reply::Status(200));
+        // One request at a time, so the second message waits behind the 410.
+        let hooks = hooks(|c| c.max_in_flight_per_webhook = 1);
+        let wh = add(&hooks, "gone", &url);
+        let first = emit_one(&hooks);
+        let second = emit_one(&hooks);
+        let m = wait_for(&hooks, &first, api::MessageState::Failed).await;
+        assert_eq!((m.attempts, m.error.as_deref()), (1, Some("HTTP 410 Gone")));
+        let m = wait_for(&hooks, &second, api::MessageState::Failed).await;
+        assert_eq!(m.attempts, 0);
+        assert_eq!(
+            m.error.as_deref(),
+            Some("webhook disabled: the endpoint answered 410 Gone")
+        );
+        let w = hooks.get_webhook(&wh.id).unwrap();
+        assert_eq!(
+            w.disabled_reason.as_deref(),
+            Some("the endpoint answered 410 Gone")
+        );
+        assert_eq!(rx.hits(), 1);
+    }
+
+    #[tokio::test]
+    async fn redirects_and_4xx_fail_without_retry() {
+        let (url, rx) = receiver().await;
+        rx.script(&[Reply::Redirect, Reply::Status(422)], Reply::Status(200));
+        let hooks = hooks(|c| c.max_in_flight_per_webhook = 1);
+        let wh = add(&hooks, "moved", &url);
+        let first = emit_one(&hooks);
+        let m = wait_for(&hooks, &first, api::MessageState::Failed).await;
+        assert_eq!(
+            (m.attempts, m.error.as_deref()),
+            (1, Some("HTTP 302 Found: redirects are not followed"))
+        );
+        let second = emit_one(&hooks);
+        let m = wait_for(&hooks, &second, api::MessageState::Failed).await;
+        assert_eq!(m.error.as_deref(), Some("HTTP 422 Unprocessable Entity"));
+        assert_eq!(rx.hits(), 2);
+        assert_eq!(hooks.get_webhook(&wh.id).unwrap().consecutive_failures, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_pending_bound_fails_new_messages_visibly() {
+        let (url, rx) = receiver().await;
+        rx.script(&[], Reply::Slow(10 * SECOND));
+        let hooks = hooks(|c| {
+            c.max_pending_per_webhook = 2;
+            c.max_in_flight_per_webhook = 1;
+        });
+        let wh = add(&hooks, "slow", &url);
+        let a = emit_one(&hooks);
+        let b = emit_one(&hooks);
+        let c = emit_one(&hooks);
+        let m = hooks.delivery().message(&c).unwrap();
+        assert_eq!(m.state, api::MessageState::Failed);
+        assert_eq!(
+            m.error.as_deref(),
+            Some("queue full: 2 messages were already pending for this webhook")
+        );
+        assert_eq!(hooks.resend(&c).unwrap_err().code(), "queue_full");
+        wait_for(&hooks, &a, api::MessageState::Delivered).await;
+        wait_for(&hooks, &b, api::MessageState::Delivered).await;
+        hooks.resend(&c).unwrap();
+        wait_for(&hooks, &c, api::MessageState::Delivered).await;
+        assert_eq!(hooks.deliveries(&wh.id, 10).unwrap().attempts.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn logs_are_bounded_and_evictions_counted() {
+        let (url, _rx) = receiver().await;
+        let hooks = hooks(|c| {
+            c.max_attempts_per_webhook = 3;
+            c.max_messages_per_webhook = 2;
+        });
+        let wh = add(&hooks, "chatty", &url);
+        let mut ids = Vec::new();
+        for _ in 0..5 {
+            let id = emit_one(&hooks);
+            wait_for(&hooks, &id, api::MessageState::Delivered).await;
+            ids.push(id);
+        }
+        let log = hooks.deliveries(&wh.id, 100).unwrap();
+        assert_eq!((log.attempts.len(), log.evicted_attempts), (3, 2));
+        assert_eq!((log.messages.len(), log.evicted_messages), (2, 3));
+        assert_eq!(log.messages[0].id, ids[4]);
+        assert_eq!(
+            hooks.resend(&ids[0]).unwrap_err().code(),
+            "delivery_not_found"
+        );
+        assert!(hooks.resend(&ids[4]).is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_reports_scheduled_retries() {
+        let (url, rx) = receiver().await;
+        rx.script(&[], Reply::Status(503));
+        let hooks = hooks(|c| c.retry_schedule = vec![Duration::from_secs(3600)]);
+        add(&hooks, "down", &url);
+        let id = emit_one(&hooks);
+        wait_for(&hooks, &id, api::MessageState::Scheduled).await;
+        let start = Instant::now();
+        let report = hooks.shutdown(5 * SECOND).await;
+        assert!(start.elapsed() < SECOND, "shutdown waited for the retry");
+        assert!(!report.timed_out);
+        assert_eq!(report.unfinished.len(), 1);
+        let u = &report.unfinished[0];
+        assert_eq!(
+            (u.message_id.as_str(), u.state, u.attempts),
+            (id.as_str(), api::MessageState::Scheduled, 1)
+        );
+        assert!(u.next_attempt_at.is_some());
+        assert!(report.to_string().contains(&id));
+        assert_eq!(
+            hooks.emit("payment_received", None).unwrap_err().code(),
+            "shutting_down"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn disabling_ends_sleeping_retries_at_once() {
+        let (url, rx) = receiver().await;
+        rx.script(&[], Reply::Status(500));
+        let hooks = hooks(|c| c.retry_schedule = vec![Duration::from_secs(3600)]);
+        let wh = add(&hooks, "down", &url);
+        let id = emit_one(&hooks);
+        wait_for(&hooks, &id, api::MessageState::Scheduled).await;
+        let start = Instant::now();
+        hooks
+            .update_webhook(
+                &wh.id,
+                api::WebhookPatch {
+                    active: Some(false),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let m = wait_for(&hooks, &id, api::MessageState::Failed).await;
+        assert!(start.elapsed() < SECOND);
+        assert_eq!(m.error.as_deref(), Some("webhook disabled: switched off"));
+        assert_eq!(rx.hits(), 1);
+    }
+
+    #[tokio::test]
+    async fn test_sends_report_the_true_outcome() {
+        let (url, rx) = receiver().await;
+        rx.script(&[Reply::Status(503)], Reply::Status(200));
+        let hooks = hooks(|_| {});
+        let wh = add(&hooks, "target", &url);
+        let bad = hooks.test_webhook(&wh.id, None).await.unwrap();
+        assert!(!bad.delivered);
+        assert_eq!(bad.status, Some(503));
+        assert_eq!(bad.error.as_deref(), Some("HTTP 503 Service Unavailable"));
+        assert_eq!(bad.response_body.as_deref(), Some("answer 503"));
+        let good = hooks
+            .test_webhook("target", Some("payment_received"))
+            .await
+            .unwrap();
+        assert!(good.delivered && good.error.is_none());
+        assert_eq!(good.status, Some(200));
+        // No retry of the failed test, and the counters are untouched.
+        assert_eq!(rx.hits(), 2);
+        let w = hooks.get_webhook(&wh.id).unwrap();
+        assert_eq!((w.event_count, w.consecutive_failures), (0, 0));
+        let log = hooks.deliveries(&wh.id, 10).unwrap();
+        assert!(
+            log.attempts
+                .iter()
+                .all(|a| a.trigger == api::AttemptTrigger::Test)
+        );
+        assert_eq!(
+            hooks
+                .test_webhook(&wh.id, Some("site_published"))
+                .await
+                .unwrap_err()
+                .code(),
+            "not_subscribed"
+        );
+
+        // Nobody listening: a failure with the transport error, never a success.
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let dead_url = format!("http://{}/hook", closed.local_addr().unwrap());
+        drop(closed);
+        let dead = add(&hooks, "nobody", &dead_url);
+        let out = hooks.test_webhook(&dead.id, None).await.unwrap();
+        assert!(!out.delivered);
+        assert_eq!(out.status, None);
+        let error = out.error.unwrap();
+        assert!(error.starts_with("connection failed"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn standard_envelope_wraps_the_payload() {
+        let (url, rx) = receiver().await;
+        let hooks = hooks(|_| {});
+        let wh = add(&hooks, "std", &url);
+        hooks
+            .update_webhook(
+                &wh.id,
+                api::WebhookPatch {
+                    envelope: Some(api::Envelope::Standard),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let id = emit_one(&hooks);
+        wait_for(&hooks, &id, api::MessageState::Delivered).await;
+        let hit = rx.0.lock().unwrap().hits.pop().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&hit.body).unwrap();
+        assert_eq!(v["type"], "payment_received");
+        assert_eq!(v["data"]["wu_version"], crate::catalog::WU_VERSION);
+    }
+}

@@ -1,0 +1,594 @@
+//! The webhook registry: who is subscribed to what, with which secret, and how each webhook is
+//! doing (counters, last failure, disabled reason).
+//!
+//! Input is parsed into a [`Webhook`] or refused with an error naming the field and why. The
+//! registry is bounded by [`Registry::new`]'s `max_webhooks`: at the bound, creating another
+//! webhook is refused with [`RegistryError::Full`] (nothing is evicted: a webhook is user
+//! configuration, not a cache).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+
+use crate::catalog::Catalog;
+use crate::signing::Secret;
+
+/// Names shorter than this are refused (as in Ultimate Multisite).
+const MIN_NAME_CHARS: usize = 2;
+/// Names longer than this are refused: they are shown in tables and logs.
+const MAX_NAME_CHARS: usize = 100;
+/// URLs longer than this are refused; no real endpoint needs more and it bounds memory.
+const MAX_URL_BYTES: usize = 2048;
+
+/// Why a registry operation was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    #[error("{field}: {problem}")]
+    Invalid {
+        field: &'static str,
+        problem: String,
+    },
+    #[error("no webhook `{0}`")]
+    NotFound(String),
+    #[error("a webhook named `{0}` exists already")]
+    NameTaken(String),
+    #[error("the registry holds {0} webhooks, its limit; delete one first")]
+    Full(usize),
+}
+
+fn invalid(field: &'static str, problem: impl Into<String>) -> RegistryError {
+    RegistryError::Invalid {
+        field,
+        problem: problem.into(),
+    }
+}
+
+/// When and why a webhook last failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub at: DateTime<Utc>,
+    pub reason: String,
+}
+
+/// One webhook, as configured and as it is doing.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    pub id: String,
+    pub name: String,
+    pub url: String,
+    pub events: Vec<String>,
+    pub secret: Secret,
+    pub active: bool,
+    pub envelope: api::Envelope,
+    pub created_at: DateTime<Utc>,
+    /// Messages delivered.
+    pub event_count: u64,
+    /// Messages failed in a row.
+    pub consecutive_failures: u32,
+    pub last_failure: Option<Failure>,
+    pub disabled_reason: Option<String>,
+}
+
+impl Webhook {
+    pub fn subscribes_to(&self, slug: &str) -> bool {
+        self.events.iter().any(|e| e == slug)
+    }
+
+    pub fn to_out(&self) -> api::WebhookOut {
+        api::WebhookOut {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            url: self.url.clone(),
+            events: self.events.clone(),
+            secret: self.secret.as_str().to_owned(),
+            active: self.active,
+            envelope: self.envelope,
+            created_at: crate::rfc3339(self.created_at),
+            event_count: self.event_count,
+            consecutive_failures: self.consecutive_failures,
+            last_failure: self.last_failure.as_ref().map(|f| api::FailureOut {
+                at: crate::rfc3339(f.at),
+                reason: f.reason.clone(),
+            }),
+            disabled_reason: self.disabled_reason.clone(),
+        }
+    }
+}
+
+/// Thread-safe handle to the registry; clones share it.
+#[derive(Clone)]
+pub struct Registry {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    catalog: Arc<Catalog>,
+    max_webhooks: usize,
+    // A std Mutex: every operation is a short map update with no `.await` inside, so an async
+    // lock would only add cost (the tokio docs recommend this for such data).
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    webhooks: HashMap<String, Webhook>,
+}
+
+impl Registry {
+    pub fn new(catalog: Arc<Catalog>, max_webhooks: usize) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                catalog,
+                max_webhooks,
+                state: Mutex::new(State::default()),
+            }),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave a webhook half-updated (each update
+        // assigns whole fields), so a poisoned lock is still usable.
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn max_webhooks(&self) -> usize {
+        self.shared.max_webhooks
+    }
+
+    /// Validates and adds a webhook.
+    pub fn create(&self, input: api::WebhookIn) -> Result<Webhook, RegistryError> {
+        let name = parse_name(&input.name)?;
+        let url = parse_url(&input.url)?;
+        let events = self.parse_events(input.event, input.events)?;
+        let secret = match input.secret {
+            Some(s) => Secret::parse(&s).map_err(|e| invalid("secret", e.to_string()))?,
+            None => Secret::generate(),
+        };
+        let webhook = Webhook {
+            id: crate::random_id("wh_"),
+            name,
+            url,
+            events,
+            secret,
+            active: input.active.unwrap_or(true),
+            envelope: input.envelope.unwrap_or_default(),
+            created_at: Utc::now(),
+            event_count: 0,
+            consecutive_failures: 0,
+            last_failure: None,
+            disabled_reason: None,
+        };
+        let mut state = self.state();
+        if state.webhooks.len() >= self.shared.max_webhooks {
+            return Err(RegistryError::Full(self.shared.max_webhooks));
+        }
+        if state.webhooks.values().any(|w| w.name == webhook.name) {
+            return Err(RegistryError::NameTaken(webhook.name));
+        }
+        state.webhooks.insert(webhook.id.clone(), webhook.clone());
+        Ok(webhook)
+    }
+
+    /// All webhooks, oldest first.
+    pub fn list(&self) -> Vec<Webhook> {
+        let mut all: Vec<Webhook> = self.state().webhooks.values().cloned().collect();
+        all.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        all
+    }
+
+    pub fn get(&self, id: &str) -> Option<Webhook> {
+        self.state().webhooks.get(id).cloned()
+    }
+
+    /// By id, else by name.
+    pub fn find(&self, id_or_name: &str) -> Option<Webhook> {
+        let state = self.state();
+        state
+            .webhooks
+            .get(id_or_name)
+            .or_else(|| state.webhooks.values().find(|w| w.name == id_or_name))
+            .cloned()
+    }
+
+    /// Active webhooks subscribed to `slug`, oldest first.
+    pub fn subscribers(&self, slug: &str) -> Vec<Webhook> {
+        let mut subs: Vec<Webhook> = self
+            .state()
+            .webhooks
+            .values()
+            .filter(|w| w.active && w.subscribes_to(slug))
+            .cloned()
+            .collect();
+        subs.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        subs
+    }
+
+    /// Applies the fields given; validation happens before anything changes.
+    pub fn update(&self, id: &str, patch: api::WebhookPatch) -> Result<Webhook, RegistryError> {
+        let name = patch.name.as_deref().map(parse_name).transpose()?;
+        let url = patch.url.as_deref().map(parse_url).transpose()?;
+        let events = if patch.event.is_some() || patch.events.is_some() {
+            Some(self.parse_events(patch.event, patch.events)?)
+        } else {
+            None
+        };
+        let secret = patch
+            .secret
+            .as_deref()
+            .map(|s| Secret::parse(s).map_err(|e| invalid("secret", e.to_string())))
+            .transpose()?;
+        let mut state = self.state();
+        if let Some(name) = &name
+            && state
+                .webhooks
+                .values()
+                .any(|w| &w.name == name && w.id != id)
+        {
+            return Err(RegistryError::NameTaken(name.clone()));
+        }
+        let webhook = state
+            .webhooks
+            .get_mut(id)
+            .ok_or_else(|| RegistryError::NotFound(id.to_owned()))?;
+        if let Some(name) = name {
+            webhook.name = name;
+        }
+        if let Some(url) = url {
+            webhook.url = url;
+        }
+        if let Some(events) = events {
+            webhook.events = events;
+        }
+        if let Some(secret) = secret {
+            webhook.secret = secret;
+        }
+        if let Some(envelope) = patch.envelope {
+            webhook.envelope = envelope;
+        }
+        match patch.active {
+            Some(true) => {
+                webhook.active = true;
+                webhook.disabled_reason = None;
+                webhook.consecutive_failures = 0;
+            }
+            Some(false) => webhook.active = false,
+            None => {}
+        }
+        Ok(webhook.clone())
+    }
+
+    pub fn remove(&self, id: &str) -> Result<Webhook, RegistryError> {
+        self.state()
+            .webhooks
+            .remove(id)
+            .ok_or_else(|| RegistryError::NotFound(id.to_owned()))
+    }
+
+    /// A message was delivered: count it and end any run of failures.
+    pub fn note_delivered(&self, id: &str) {
+        if let Some(w) = self.state().webhooks.get_mut(id) {
+            w.event_count += 1;
+            w.consecutive_failures = 0;
+        }
+    }
+
+    /// An attempt failed (the message may still be retried).
+    pub fn note_failed_attempt(&self, id: &str, reason: &str) {
+        if let Some(w) = self.state().webhooks.get_mut(id) {
+            w.last_failure = Some(Failure {
+                at: Utc::now(),
+                reason: reason.to_owned(),
+            });
+        }
+    }
+
+    /// A message ended failed. After `disable_after` such messages in a row (0: never) the
+    /// webhook is disabled; returns the reason when this call disabled it.
+    pub fn note_failed_message(&self, id: &str, disable_after: u32) -> Option<String> {
+        let mut state = self.state();
+        let w = state.webhooks.get_mut(id)?;
+        w.consecutive_failures += 1;
+        if disable_after > 0 && w.consecutive_failures >= disable_after && w.active {
+            let last = w
+                .last_failure
+                .as_ref()
+                .map(|f| f.reason.as_str())
+                .unwrap_or("unknown");
+            let reason = format!(
+                "disabled after {} failed messages in a row (last error: {last})",
+                w.consecutive_failures
+            );
+            w.active = false;
+            w.disabled_reason = Some(reason.clone());
+            return Some(reason);
+        }
+        None
+    }
+
+    /// Switches a webhook off with a reason shown to the user (e.g. it answered 410 Gone).
+    pub fn disable(&self, id: &str, reason: &str) {
+        if let Some(w) = self.state().webhooks.get_mut(id) {
+            w.active = false;
+            w.disabled_reason = Some(reason.to_owned());
+        }
+    }
+
+    fn parse_events(
+        &self,
+        event: Option<String>,
+        events: Option<Vec<String>>,
+    ) -> Result<Vec<String>, RegistryError> {
+        let mut all: Vec<String> = Vec::new();
+        let field = if events.is_some() { "events" } else { "event" };
+        for slug in event.into_iter().chain(events.into_iter().flatten()) {
+            let slug = slug.trim().to_owned();
+            if !self.shared.catalog.contains(&slug) {
+                return Err(invalid(
+                    field,
+                    format!("unknown event `{slug}` (GET /api/events lists the catalog)"),
+                ));
+            }
+            if !all.contains(&slug) {
+                all.push(slug);
+            }
+        }
+        if all.is_empty() {
+            return Err(invalid("event", "give at least one event"));
+        }
+        Ok(all)
+    }
+}
+
+fn parse_name(name: &str) -> Result<String, RegistryError> {
+    let name = name.trim();
+    let chars = name.chars().count();
+    if chars < MIN_NAME_CHARS {
+        return Err(invalid("name", "must be at least 2 characters"));
+    }
+    if chars > MAX_NAME_CHARS {
+        return Err(invalid("name", "must be at most 100 characters"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(invalid("name", "must not contain control characters"));
+    }
+    Ok(name.to_owned())
+}
+
+fn parse_url(url: &str) -> Result<String, RegistryError> {
+    let url = url.trim();
+    if url.len() > MAX_URL_BYTES {
+        return Err(invalid("url", "must be at most 2048 bytes"));
+    }
+    let parsed = reqwest::Url::parse(url).map_err(|e| invalid("url", format!("not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(invalid("url", "must start with http:// or https://"));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("url", "has no host"));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        // Credentials in URLs leak into logs and the UI; use the secret instead.
+        return Err(invalid("url", "must not carry a user name or password"));
+    }
+    Ok(url.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry(max: usize) -> Registry {
+        Registry::new(Arc::new(Catalog::builtin()), max)
+    }
+
+    fn input(name: &str, url: &str, event: &str) -> api::WebhookIn {
+        api::WebhookIn {
+            name: name.into(),
+            url: url.into(),
+            event: Some(event.into()),
+            ..Default::default()
+        }
+    }
+
+    fn field_of(e: RegistryError) -> &'static str {
+        match e {
+            RegistryError::Invalid { field, .. } => field,
+            other => panic!("not a validation error: {other}"),
+        }
+    }
+
+    #[test]
+    fn creates_with_generated_secret_and_defaults() {
+        let r = registry(10);
+        let w = r
+            .create(input(
+                "Billing",
+                "https://example.com/hook",
+                "payment_received",
+            ))
+            .unwrap();
+        assert!(w.id.starts_with("wh_"));
+        assert!(w.active);
+        assert_eq!(w.envelope, api::Envelope::Flat);
+        assert_eq!(w.events, ["payment_received"]);
+        assert!(Secret::parse(w.secret.as_str()).is_ok());
+        assert_eq!(r.get(&w.id).unwrap().name, "Billing");
+        assert_eq!(r.find("Billing").unwrap().id, w.id);
+        let out = w.to_out();
+        assert!(out.created_at.ends_with('Z'));
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let r = registry(10);
+        let ok = || input("Billing", "https://example.com/h", "payment_received");
+        assert_eq!(
+            field_of(
+                r.create(api::WebhookIn {
+                    name: "B".into(),
+                    ..ok()
+                })
+                .unwrap_err()
+            ),
+            "name"
+        );
+        for bad in [
+            "ftp://x.example/",
+            "not a url",
+            "https://user:pw@x.example/",
+            "http://",
+        ] {
+            let e = r
+                .create(api::WebhookIn {
+                    url: bad.into(),
+                    ..ok()
+                })
+                .unwrap_err();
+            assert_eq!(field_of(e), "url", "{bad}");
+        }
+        let e = r
+            .create(api::WebhookIn {
+                event: Some("nope".into()),
+                ..ok()
+            })
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "event: unknown event `nope` (GET /api/events lists the catalog)"
+        );
+        let e = r
+            .create(api::WebhookIn {
+                event: None,
+                events: Some(vec!["payment_created".into(), "nope".into()]),
+                ..ok()
+            })
+            .unwrap_err();
+        assert_eq!(field_of(e), "events");
+        let e = r
+            .create(api::WebhookIn {
+                event: None,
+                ..ok()
+            })
+            .unwrap_err();
+        assert_eq!(e.to_string(), "event: give at least one event");
+        let e = r
+            .create(api::WebhookIn {
+                secret: Some("whsec_".into()),
+                ..ok()
+            })
+            .unwrap_err();
+        assert_eq!(e.to_string(), "secret: is empty after `whsec_`");
+        // Nothing was added by the refused calls.
+        assert!(r.list().is_empty());
+    }
+
+    #[test]
+    fn event_and_events_merge_without_duplicates() {
+        let r = registry(10);
+        let w = r
+            .create(api::WebhookIn {
+                events: Some(vec!["payment_created".into(), "payment_received".into()]),
+                ..input("All", "http://127.0.0.1:9/x", "payment_received")
+            })
+            .unwrap();
+        assert_eq!(w.events, ["payment_received", "payment_created"]);
+        assert_eq!(r.subscribers("payment_created").len(), 1);
+        assert!(r.subscribers("site_published").is_empty());
+    }
+
+    #[test]
+    fn bounded_and_names_unique() {
+        let r = registry(2);
+        r.create(input("one", "http://a.example/", "payment_received"))
+            .unwrap();
+        assert_eq!(
+            r.create(input("one", "http://b.example/", "payment_received"))
+                .unwrap_err(),
+            RegistryError::NameTaken("one".into())
+        );
+        let two = r
+            .create(input("two", "http://b.example/", "payment_received"))
+            .unwrap();
+        assert_eq!(
+            r.create(input("three", "http://c.example/", "payment_received"))
+                .unwrap_err(),
+            RegistryError::Full(2)
+        );
+        r.remove(&two.id).unwrap();
+        r.create(input("three", "http://c.example/", "payment_received"))
+            .unwrap();
+        assert_eq!(
+            r.remove("wh_nope").unwrap_err(),
+            RegistryError::NotFound("wh_nope".into())
+        );
+    }
+
+    #[test]
+    fn update_validates_first_and_reenabling_clears_the_reason() {
+        let r = registry(10);
+        let w = r
+            .create(input("one", "http://a.example/", "payment_received"))
+            .unwrap();
+        let e = r
+            .update(
+                &w.id,
+                api::WebhookPatch {
+                    name: Some("renamed".into()),
+                    url: Some("gopher://x".into()),
+                    ..Default::default()
+                },
+            )
+            .unwrap_err();
+        assert_eq!(field_of(e), "url");
+        assert_eq!(r.get(&w.id).unwrap().name, "one");
+
+        r.note_failed_attempt(&w.id, "HTTP 500");
+        assert_eq!(r.note_failed_message(&w.id, 2), None);
+        let reason = r.note_failed_message(&w.id, 2).unwrap();
+        assert!(
+            reason.contains("2 failed messages in a row (last error: HTTP 500)"),
+            "{reason}"
+        );
+        let now = r.get(&w.id).unwrap();
+        assert!(!now.active && now.disabled_reason.is_some());
+        assert!(r.subscribers("payment_received").is_empty());
+
+        let back = r
+            .update(
+                &w.id,
+                api::WebhookPatch {
+                    active: Some(true),
+                    envelope: Some(api::Envelope::Standard),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert!(back.active && back.disabled_reason.is_none());
+        assert_eq!(
+            (back.consecutive_failures, back.envelope),
+            (0, api::Envelope::Standard)
+        );
+        assert_eq!(back.last_failure.unwrap().reason, "HTTP 500");
+    }
+
+    #[test]
+    fn a_delivery_ends_a_run_of_failures() {
+        let r = registry(10);
+        let w = r
+            .create(input("one", "http://a.example/", "payment_received"))
+            .unwrap();
+        r.note_failed_message(&w.id, 3);
+        r.note_failed_message(&w.id, 3);
+        r.note_delivered(&w.id);
+        assert_eq!(r.note_failed_message(&w.id, 3), None);
+        let now = r.get(&w.id).unwrap();
+        assert_eq!(
+            (now.event_count, now.consecutive_failures, now.active),
+            (1, 1, true)
+        );
+    }
+}
