@@ -27,7 +27,7 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn capture(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     // The raw path, percent-encoding kept: "/b/{bin}" then the rest.
     let raw = parts.uri.path().strip_prefix("/b/").unwrap_or("");
     let (bin, rest) = raw.split_at(raw.find('/').unwrap_or(raw.len()));
@@ -47,10 +47,12 @@ async fn capture(State(state): State<AppState>, req: Request) -> Result<Response
         Err(e) => return Err(e.into()),
     };
 
-    let conn = parts.extensions.get::<ConnInfo>();
-    let remote_addr = conn.map_or_else(|| ([0, 0, 0, 0], 0).into(), |c| c.remote_addr);
-    let headers = match conn.and_then(|c| c.head.as_ref()) {
-        Some(head) => head.headers.clone(),
+    let conn = parts.extensions.remove::<ConnInfo>();
+    let remote_addr = conn
+        .as_ref()
+        .map_or_else(|| ([0, 0, 0, 0], 0).into(), |c| c.remote_addr);
+    let headers = match conn.and_then(|c| c.head) {
+        Some(head) => head.headers,
         // No tap (HTTP/2, or called in-process): names as hyper keeps them, lower-case.
         None => {
             let mut h = RawHeaders::with_capacity(256);

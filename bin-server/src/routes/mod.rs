@@ -123,3 +123,68 @@ pub fn request_out(bin: &str, r: &CapturedRequest, with_body: bool) -> api::Capt
 pub fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use crate::store::StoreLimits;
+    use crate::{AppState, ServerConfig, app};
+
+    async fn call(state: &AppState, req: Request<Body>) -> (StatusCode, serde_json::Value) {
+        let resp = app(state.clone()).oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn capture_without_a_connection_tap_falls_back_to_the_header_map() {
+        let state = AppState::new(StoreLimits::default(), ServerConfig::default());
+        let (status, bin) = call(
+            &state,
+            Request::put("/api/bins/one")
+                .body(Body::from("{}"))
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED);
+        assert_eq!(bin["url"], "http://localhost/b/one");
+        let req = Request::post("/b/one/x?y=1")
+            .header("X-Mixed-Case", "v")
+            .body(Body::from("hello"))
+            .unwrap();
+        let (status, ack) = call(&state, req).await;
+        assert_eq!(status, StatusCode::OK);
+        let (_, r) = call(
+            &state,
+            Request::get(format!(
+                "/api/bins/one/requests/{}",
+                ack["request_id"].as_str().unwrap()
+            ))
+            .body(Body::empty())
+            .unwrap(),
+        )
+        .await;
+        assert_eq!(r["headers"][0]["name"], "x-mixed-case");
+        assert_eq!(r["path"], "/x");
+        assert_eq!(r["query"], "y=1");
+        assert_eq!(r["body"], "hello");
+        assert_eq!(r["remote_addr"], "0.0.0.0:0");
+    }
+
+    #[tokio::test]
+    async fn unknown_routes_get_the_json_error_body() {
+        let state = AppState::new(StoreLimits::default(), ServerConfig::default());
+        let (status, body) = call(
+            &state,
+            Request::get("/api/nope").body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body["error"]["code"], "not_found");
+    }
+}
