@@ -52,6 +52,11 @@ pub(crate) fn random_id(prefix: &str) -> String {
     id
 }
 
+/// A fresh message id (`msg_...`), the `webhook-id` header of a new message.
+pub fn new_message_id() -> String {
+    random_id("msg_")
+}
+
 /// Settings of [`Hooks`].
 #[derive(Debug, Clone)]
 pub struct HooksConfig {
