@@ -7,12 +7,15 @@
 //! Layout:
 //! - [`error`]: the JSON error body every route uses.
 //! - [`bins`]: bins, their configured responses and limits, captured requests, live events.
+//! - [`ci`]: the CI toolkit: replaying a captured request.
 //! - [`webhooks`]: the sending side: catalog events, webhooks, messages, attempts, test outcomes.
 
 pub mod bins;
+pub mod ci;
 pub mod error;
 pub mod webhooks;
 
 pub use bins::*;
+pub use ci::*;
 pub use error::*;
 pub use webhooks::*;

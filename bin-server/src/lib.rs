@@ -9,13 +9,17 @@
 //! - [`conn`]: the accept loop, graceful shutdown, and the tap that keeps headers as they came.
 //! - [`routes`]: one module per resource, each with a `router()`; [`app`] puts them together.
 //! - [`error`]: [`error::ApiError`], the JSON error body of every route.
+//! - [`checks`]: a bin's JSON Schema and signature checks, run on each capture.
+//! - [`replay`]: sending a captured request again, byte-exact (replay route, `forward`).
 //! - [`config`]: flags and environment variables.
 //!
 //! `main.rs` only parses flags, sets up tracing, binds and calls [`run`].
 
+pub mod checks;
 pub mod config;
 pub mod conn;
 pub mod error;
+pub mod replay;
 pub mod routes;
 pub mod store;
 

@@ -55,6 +55,7 @@ fn settings(state: &AppState, input: api::BinIn) -> Result<BinSettings, ApiError
         max_body_bytes: bin_limits.max_body_bytes,
         schema: checks.schema,
         signature: checks.signature,
+        checks: checks.compiled,
     })
 }
 

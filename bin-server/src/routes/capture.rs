@@ -108,6 +108,10 @@ async fn capture(State(state): State<AppState>, req: Request) -> Result<Response
         new.push_body(&data);
     }
 
+    // The bin's schema and signature checks, compiled when it was saved; none: nothing to pay.
+    if let Some(checks) = &settings.checks {
+        checks.check(&mut new);
+    }
     let request = state.store.capture(name.as_str(), new)?;
     if too_large {
         return Err(ApiError::new(

@@ -6,9 +6,13 @@
 pub mod bins;
 pub mod capture;
 pub mod checks;
+pub mod export;
 pub mod health;
+pub mod replay;
 pub mod requests;
+pub mod smee;
 pub mod stream;
+pub mod wait;
 
 use axum::Router;
 use axum::extract::FromRequestParts;
@@ -26,6 +30,10 @@ pub fn router() -> Router<AppState> {
         .merge(bins::router())
         .merge(requests::router())
         .merge(stream::router())
+        .merge(wait::router())
+        .merge(export::router())
+        .merge(replay::router())
+        .merge(smee::router())
         .merge(health::router())
         .fallback(not_found)
 }

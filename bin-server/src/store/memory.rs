@@ -250,6 +250,7 @@ fn capture_settings(settings: &BinSettings, max_body_bytes: u64) -> CaptureSetti
         max_body_bytes,
         schema: settings.schema.clone(),
         signature: settings.signature.clone(),
+        checks: settings.checks.clone(),
     }
 }
 

@@ -14,7 +14,7 @@
 mod captured;
 mod memory;
 
-pub use captured::{CapturedRequest, NewCapture, RawHeaders};
+pub use captured::{CapturedRequest, HeaderIter, NewCapture, RawHeaders};
 pub use memory::MemoryStore;
 
 use std::sync::Arc;
@@ -101,6 +101,16 @@ pub struct BinSettings {
     pub schema: Option<serde_json::Value>,
     /// Opaque to the store: `(scheme, secret)` for signature checks at capture time.
     pub signature: Option<(String, String)>,
+    /// The compiled form of `schema` and `signature`, run on every capture (built once per
+    /// settings change, so captures never recompile a schema).
+    pub checks: Option<Arc<dyn CaptureCheck>>,
+}
+
+/// Checks a bin runs on each request before it is stored (JSON Schema, signature). The routes
+/// build them; the store only hands them to the capture path. Implementations fill
+/// [`NewCapture::validation`] and [`NewCapture::signature`].
+pub trait CaptureCheck: std::fmt::Debug + Send + Sync + 'static {
+    fn check(&self, capture: &mut NewCapture);
 }
 
 /// A bin's state at one moment, for the API.
@@ -246,4 +256,6 @@ pub struct CaptureSettings {
     pub max_body_bytes: u64,
     pub schema: Option<serde_json::Value>,
     pub signature: Option<(String, String)>,
+    /// `None` for bins without schema or secret: their captures pay nothing for checks.
+    pub checks: Option<Arc<dyn CaptureCheck>>,
 }

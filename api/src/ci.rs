@@ -1,0 +1,36 @@
+//! The CI toolkit's wire types: replaying a captured request.
+//!
+//! `GET /api/bins/{bin}/wait` answers with a [`crate::CapturedRequestOut`] (or a 408 error body);
+//! exports are HAR 1.2 or NDJSON of [`crate::CapturedRequestOut`], so they need no types here.
+
+use serde::{Deserialize, Serialize};
+
+/// Body of `POST /api/bins/{bin}/requests/{id}/replay`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayIn {
+    /// Where to send the request (`http://` or `https://`).
+    pub url: String,
+    /// Append the path the request had below the bin (`/b/{bin}/github` -> `{url}/github`);
+    /// a request to the bin itself adds nothing. Default true.
+    #[serde(default = "yes")]
+    pub append_path: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// What happened when a captured request was sent again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayOut {
+    /// The URL the request went to (with the captured path and query).
+    pub url: String,
+    /// The answer's status; absent when none came (connection error, timeout).
+    pub status: Option<u16>,
+    pub duration_ms: u64,
+    /// The first 4 KiB of the answer's body (lossy UTF-8).
+    pub response_excerpt: Option<String>,
+    /// What went wrong, when no answer came.
+    pub error: Option<String>,
+}

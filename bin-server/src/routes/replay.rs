@@ -1,0 +1,35 @@
+//! `POST /api/bins/{bin}/requests/{id}/replay` `{"url": "...", "append_path": true}`: sends a
+//! captured request again, byte-exact (see [`crate::replay`]), and answers 200 with what
+//! happened ([`api::ReplayOut`]: the target's status, duration and the start of its answer, or
+//! the error). The server makes the request, so `url` must be reachable from the server; the
+//! `bin-server forward` CLI replays from the caller's machine instead.
+
+use axum::extract::{Path, State};
+use axum::routing::post;
+use axum::{Json, Router};
+
+use crate::AppState;
+use crate::error::{ApiError, ApiJson};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/bins/{bin}/requests/{id}/replay", post(replay))
+}
+
+async fn replay(
+    State(state): State<AppState>,
+    Path((bin, id)): Path<(String, String)>,
+    ApiJson(input): ApiJson<api::ReplayIn>,
+) -> Result<Json<api::ReplayOut>, ApiError> {
+    let r = state.store.request(&bin, &id)?;
+    let url = crate::replay::target_url(&input.url, r.path(), r.query(), input.append_path)
+        .map_err(|e| ApiError::bad_request("invalid_url", e))?;
+    let out = crate::replay::send(
+        crate::replay::client(),
+        url,
+        r.method(),
+        r.headers(),
+        r.body().to_vec(),
+    )
+    .await;
+    Ok(Json(out))
+}
