@@ -59,6 +59,9 @@ pub struct ServeArgs {
     /// A capture to an unknown, well-formed bin name creates the bin (otherwise: 404).
     #[arg(long, env = "HOOKBIN_AUTO_CREATE", default_value_t = false)]
     pub auto_create: bool,
+    /// The sending side: catalog, retry schedule, delivery timeouts, limits.
+    #[command(flatten)]
+    pub webhooks: sender::HooksArgs,
 }
 
 impl ServeArgs {

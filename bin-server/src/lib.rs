@@ -59,6 +59,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Cancelled when the server shuts down: live streams end so connections can drain.
     pub shutdown: CancellationToken,
+    /// The sending side: event catalog, webhooks and their delivery engine.
+    pub hooks: sender::Hooks,
 }
 
 impl std::fmt::Debug for AppState {
@@ -77,7 +79,17 @@ impl AppState {
             config: Arc::new(config),
             metrics: Arc::new(Metrics::default()),
             shutdown: CancellationToken::new(),
+            hooks: sender::Hooks::with_catalog(
+                Arc::new(sender::Catalog::builtin()),
+                sender::HooksConfig::default(),
+            ),
         }
+    }
+
+    /// Replaces the sending side (with the catalog and delivery settings of the flags).
+    pub fn with_hooks(mut self, hooks: sender::Hooks) -> Self {
+        self.hooks = hooks;
+        self
     }
 }
 
@@ -117,11 +129,19 @@ pub async fn run(
             }
         });
     }
+    let hooks = state.hooks.clone();
     let app = app(state);
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: closing live streams, finishing in-flight requests");
         token.cancel();
     };
-    conn::serve(listener, app, signal).await
+    let served = conn::serve(listener, app, signal).await;
+    // Deliveries stop with the server; messages still waiting for a retry are listed, not
+    // dropped silently.
+    let report = hooks.shutdown(std::time::Duration::from_secs(5)).await;
+    if !report.unfinished.is_empty() || report.timed_out {
+        tracing::warn!("deliveries stopped: {report}");
+    }
+    served
 }

@@ -22,6 +22,7 @@ async fn main() -> anyhow::Result<()> {
         None => cli.serve,
     };
     let limits = args.limits().map_err(anyhow::Error::msg)?;
+    let hooks = sender::Hooks::new(args.webhooks.to_config())?;
     let addr = SocketAddr::new(args.bind, args.port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -33,7 +34,8 @@ async fn main() -> anyhow::Result<()> {
             public_url: args.public_url.clone(),
             auto_create: args.auto_create,
         },
-    );
+    )
+    .with_hooks(hooks);
     tracing::info!("Hookbin listening on http://{local} (UI at http://{local}/)");
     bin_server::run(listener, state, shutdown_signal()).await?;
     Ok(())

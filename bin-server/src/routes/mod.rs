@@ -12,6 +12,7 @@ pub mod replay;
 pub mod requests;
 pub mod smee;
 pub mod stream;
+pub mod webhooks;
 pub mod wait;
 
 use axum::Router;
@@ -35,6 +36,7 @@ pub fn router() -> Router<AppState> {
         .merge(replay::router())
         .merge(smee::router())
         .merge(health::router())
+        .merge(webhooks::router())
         .fallback(not_found)
 }
 

@@ -1,0 +1,260 @@
+//! The sending side's API: the event catalog, webhooks, test sends, emit, the delivery log and
+//! resend. Every handler is one call on [`sender::Hooks`] (in [`AppState`]); this module only
+//! maps HTTP to it and its errors to [`ApiError`].
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::error::{ApiError, ApiJson};
+
+/// Attempts and messages returned by the delivery log when `limit` is not given.
+const DEFAULT_LOG_LIMIT: usize = 100;
+/// The most `limit` may ask for: the log itself is bounded by the sender's settings.
+const MAX_LOG_LIMIT: usize = 1000;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/events", get(events))
+        .route("/api/events/{slug}/emit", post(emit))
+        .route("/api/webhooks", get(list).post(create))
+        .route("/api/webhooks/{id}", get(read).patch(update).delete(remove))
+        .route("/api/webhooks/{id}/test", post(test))
+        .route("/api/webhooks/{id}/deliveries", get(deliveries))
+        .route("/api/deliveries/{id}", get(message))
+        .route("/api/deliveries/{id}/resend", post(resend))
+}
+
+impl From<sender::HooksError> for ApiError {
+    fn from(e: sender::HooksError) -> Self {
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+async fn events(State(state): State<AppState>) -> Json<api::EventList> {
+    Json(state.hooks.events())
+}
+
+async fn list(State(state): State<AppState>) -> Json<api::WebhookList> {
+    Json(state.hooks.list_webhooks())
+}
+
+async fn create(
+    State(state): State<AppState>,
+    ApiJson(input): ApiJson<api::WebhookIn>,
+) -> Result<(StatusCode, Json<api::WebhookOut>), ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(state.hooks.create_webhook(input)?),
+    ))
+}
+
+async fn read(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<api::WebhookOut>, ApiError> {
+    Ok(Json(state.hooks.get_webhook(&id)?))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(patch): ApiJson<api::WebhookPatch>,
+) -> Result<Json<api::WebhookOut>, ApiError> {
+    Ok(Json(state.hooks.update_webhook(&id, patch)?))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<api::WebhookOut>, ApiError> {
+    Ok(Json(state.hooks.delete_webhook(&id)?))
+}
+
+#[derive(Deserialize)]
+struct TestQuery {
+    event: Option<String>,
+}
+
+async fn test(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<TestQuery>,
+) -> Result<Json<api::TestOutcome>, ApiError> {
+    Ok(Json(
+        state.hooks.test_webhook(&id, q.event.as_deref()).await?,
+    ))
+}
+
+async fn emit(
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+    ApiJson(input): ApiJson<api::EmitIn>,
+) -> Result<(StatusCode, Json<api::EmitOut>), ApiError> {
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(state.hooks.emit(&slug, input.payload)?),
+    ))
+}
+
+#[derive(Deserialize)]
+struct LogQuery {
+    limit: Option<usize>,
+}
+
+async fn deliveries(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<LogQuery>,
+) -> Result<Json<api::DeliveryLog>, ApiError> {
+    let limit = q.limit.unwrap_or(DEFAULT_LOG_LIMIT).min(MAX_LOG_LIMIT);
+    Ok(Json(state.hooks.deliveries(&id, limit)?))
+}
+
+async fn message(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<api::MessageOut>, ApiError> {
+    state
+        .hooks
+        .delivery()
+        .message(&id)
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("delivery_not_found", format!("no message `{id}`")))
+}
+
+async fn resend(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<api::MessageRef>), ApiError> {
+    Ok((StatusCode::ACCEPTED, Json(state.hooks.resend(&id)?)))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use crate::store::StoreLimits;
+    use crate::{AppState, ServerConfig, app};
+
+    async fn call(
+        state: &AppState,
+        method: &str,
+        uri: &str,
+        body: Option<serde_json::Value>,
+    ) -> (StatusCode, serde_json::Value) {
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+            .unwrap();
+        let resp = app(state.clone()).oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or_default())
+    }
+
+    fn state() -> AppState {
+        AppState::new(StoreLimits::default(), ServerConfig::default())
+    }
+
+    #[tokio::test]
+    async fn webhooks_crud_and_errors_use_the_json_body() {
+        let s = state();
+        let (status, events) = call(&s, "GET", "/api/events", None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(events["events"][0]["slug"], "payment_received");
+
+        let input = serde_json::json!({"name": "Billing", "url": "http://127.0.0.1:9/h",
+                                       "event": "payment_received"});
+        let (status, w) = call(&s, "POST", "/api/webhooks", Some(input.clone())).await;
+        assert_eq!(status, StatusCode::CREATED);
+        let id = w["id"].as_str().unwrap().to_owned();
+        assert!(w["secret"].as_str().unwrap().starts_with("whsec_"));
+
+        let (status, e) = call(&s, "POST", "/api/webhooks", Some(input)).await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(e["error"]["code"], "webhook_name_taken");
+
+        let bad = serde_json::json!({"name": "x", "url": "http://a.example/", "event": "payment_received"});
+        let (status, e) = call(&s, "POST", "/api/webhooks", Some(bad)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(e["error"]["message"], "name: must be at least 2 characters");
+
+        let (status, w) = call(
+            &s,
+            "PATCH",
+            &format!("/api/webhooks/{id}"),
+            Some(serde_json::json!({"active": false})),
+        )
+        .await;
+        assert_eq!(
+            (status, &w["active"]),
+            (StatusCode::OK, &serde_json::json!(false))
+        );
+        let (_, list) = call(&s, "GET", "/api/webhooks", None).await;
+        assert_eq!(list["webhooks"].as_array().unwrap().len(), 1);
+        let (status, log) = call(&s, "GET", "/api/webhooks/Billing/deliveries", None).await;
+        assert_eq!(
+            (status, &log["webhook_id"]),
+            (StatusCode::OK, &serde_json::json!(id))
+        );
+
+        // Inactive: emit reaches nobody, but is accepted.
+        let (status, out) = call(&s, "POST", "/api/events/payment_received/emit", None).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        assert_eq!(out["message_ids"], serde_json::json!([]));
+        let (status, e) = call(&s, "POST", "/api/events/nope/emit", None).await;
+        assert_eq!(
+            (status, e["error"]["code"].as_str()),
+            (StatusCode::NOT_FOUND, Some("event_not_found"))
+        );
+
+        let (status, _) = call(&s, "DELETE", &format!("/api/webhooks/{id}"), None).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, e) = call(&s, "GET", &format!("/api/webhooks/{id}"), None).await;
+        assert_eq!(
+            (status, e["error"]["code"].as_str()),
+            (StatusCode::NOT_FOUND, Some("webhook_not_found"))
+        );
+        let (status, e) = call(&s, "POST", "/api/deliveries/msg_nope/resend", None).await;
+        assert_eq!(
+            (status, e["error"]["code"].as_str()),
+            (StatusCode::NOT_FOUND, Some("delivery_not_found"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_test_send_to_nowhere_reports_failure() {
+        let s = state();
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/h", closed.local_addr().unwrap());
+        drop(closed);
+        let input = serde_json::json!({"name": "nobody", "url": url, "events": ["site_published"]});
+        let (_, w) = call(&s, "POST", "/api/webhooks", Some(input)).await;
+        let (status, out) = call(
+            &s,
+            "POST",
+            &format!("/api/webhooks/{}/test", w["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(out["delivered"], false);
+        assert_eq!(out["status"], serde_json::Value::Null);
+        assert!(
+            out["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("connection failed")
+        );
+        assert_eq!(out["event"], "site_published");
+    }
+}
