@@ -13,15 +13,16 @@
 //! - [`delivery`]: the engine: per-webhook queues, bounded concurrency, retries with backoff,
 //!   410 and auto-disable, bounded attempt logs, resend, graceful shutdown.
 //! - [`client`]: the CLI's HTTP client for a running bin-server.
+//! - [`config`]: [`HooksConfig`] and the server flags that set it ([`HooksArgs`]).
 //! - this file: [`Hooks`], which wires the four together for the routes.
 
 pub mod catalog;
 pub mod client;
+pub mod config;
 pub mod delivery;
 pub mod registry;
 pub mod signing;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +31,7 @@ use rand::Rng;
 use rand::distributions::Alphanumeric;
 
 pub use catalog::{Catalog, CatalogError};
+pub use config::{HooksArgs, HooksConfig};
 pub use delivery::{Delivery, DeliveryConfig, DeliveryError, ShutdownReport};
 pub use registry::{Registry, RegistryError, Webhook};
 pub use signing::{Secret, VerifyError, verify};
@@ -55,29 +57,6 @@ pub(crate) fn random_id(prefix: &str) -> String {
 /// A fresh message id (`msg_...`), the `webhook-id` header of a new message.
 pub fn new_message_id() -> String {
     random_id("msg_")
-}
-
-/// Settings of [`Hooks`].
-#[derive(Debug, Clone)]
-pub struct HooksConfig {
-    /// A user catalog replacing the built-in one.
-    pub catalog_path: Option<PathBuf>,
-    /// Webhooks kept at most; creating one more is refused (409 `webhook_limit`).
-    pub max_webhooks: usize,
-    /// Largest event payload accepted by emit, once serialised; bounds the logs' memory.
-    pub max_payload_bytes: usize,
-    pub delivery: DeliveryConfig,
-}
-
-impl Default for HooksConfig {
-    fn default() -> Self {
-        Self {
-            catalog_path: None,
-            max_webhooks: 1000,
-            max_payload_bytes: 256 * 1024,
-            delivery: DeliveryConfig::default(),
-        }
-    }
 }
 
 /// Every way a [`Hooks`] call can be refused; [`HooksError::status`] and [`HooksError::code`]
