@@ -12,8 +12,8 @@ pub mod replay;
 pub mod requests;
 pub mod smee;
 pub mod stream;
-pub mod webhooks;
 pub mod wait;
+pub mod webhooks;
 
 use axum::Router;
 use axum::extract::FromRequestParts;
