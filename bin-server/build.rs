@@ -235,6 +235,7 @@ fn bindgen(wasm: &Path, ui_dir: &Path) -> Result<(), Box<dyn std::error::Error>>
         .out_name("frontend")
         .web(true)?
         .typescript(false)
+        .remove_name_section(true)
         .remove_producers_section(true)
         .generate(ui_dir)?;
     Ok(())

@@ -2,16 +2,16 @@
 //!
 //! - `/assets/{version}/{file}`: the wasm, its JS glue, the stylesheet; the version is a hash of
 //!   all of them, so they are cached for a year as `immutable`.
-//! - `/` and every other path that is not an API or capture path: the SPA shell (`index.html`,
-//!   `no-cache`), whose client-side router picks the page.
-//! - `/api/...` and `/b/...` never fall back to the shell: an unknown one is a JSON 404.
+//! - the app's pages (`/`, `/bins/{bin}`, `/webhooks`): the SPA shell (`index.html`, `no-cache`),
+//!   whose client-side router renders the page. The shell is served for these routes only, never as
+//!   a catch-all: `/api/...`, `/b/...` and unknown paths keep the server's JSON 404.
 //!
-//! [`router`] owns the app's fallback, so it must be merged into a router that has none.
+//! [`router`] has no fallback, so it merges into any router.
 
 use api::ErrorBody;
 use axum::Router;
 use axum::extract::Path;
-use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tower_http::compression::CompressionLayer;
@@ -32,12 +32,15 @@ const CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
     style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
     object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
-/// Routes serving the UI, with gzip for clients that accept it. Includes the app's fallback.
+/// The client-side routes of the `frontend` crate (`app.rs`): each serves the shell.
+pub const PAGES: &[&str] = &["/", "/bins/{bin}", "/webhooks"];
+
+/// Routes serving the UI, with gzip for clients that accept it.
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new()
-        .route("/", get(index))
+    PAGES
+        .iter()
+        .fold(Router::new(), |r, page| r.route(page, get(index)))
         .route("/assets/{version}/{*file}", get(asset))
-        .fallback(fallback)
         .layer(CompressionLayer::new())
 }
 
@@ -95,23 +98,6 @@ async fn asset(Path((version, file)): Path<(String, String)>) -> Response {
         .into_response()
 }
 
-/// The SPA fallback: GET/HEAD of any page path gets the shell; API and capture paths, and other
-/// methods, get the API's JSON 404.
-async fn fallback(method: Method, uri: Uri) -> Response {
-    let path = uri.path();
-    if is_server_path(path) || !(method == Method::GET || method == Method::HEAD) {
-        return not_found(&format!("no route for {method} {path}"));
-    }
-    shell()
-}
-
-/// Paths owned by the API, the capture endpoints, the assets and the probes: never the SPA.
-fn is_server_path(path: &str) -> bool {
-    ["/api", "/b", "/assets", "/healthz", "/metrics"]
-        .iter()
-        .any(|prefix| path == *prefix || path.starts_with(&format!("{prefix}/")))
-}
-
 fn not_found(message: &str) -> Response {
     (
         StatusCode::NOT_FOUND,
@@ -160,7 +146,7 @@ mod tests {
 
     #[tokio::test]
     async fn root_and_page_paths_serve_the_uncached_shell() {
-        for path in ["/", "/bins/abc", "/webhooks", "/some/deep/page?x=1"] {
+        for path in ["/", "/bins/abc", "/webhooks", "/webhooks?x=1"] {
             let res = get(path, false).await;
             assert_eq!(res.status(), StatusCode::OK, "{path}");
             assert_eq!(
@@ -179,14 +165,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn api_and_capture_paths_never_fall_back_to_the_shell() {
-        for path in ["/api", "/api/nope", "/b", "/b/", "/assets/x", "/healthz/x"] {
+    async fn other_paths_are_not_the_shell() {
+        for path in ["/api", "/api/bins", "/b/x", "/assets/x", "/bins", "/nope"] {
             let res = get(path, false).await;
             assert_eq!(res.status(), StatusCode::NOT_FOUND, "{path}");
-            assert_eq!(header_of(&res, header::CONTENT_TYPE), "application/json");
-            let body = res.into_body().collect().await.unwrap().to_bytes();
-            let err: ErrorBody = serde_json::from_slice(&body).unwrap();
-            assert_eq!(err.error.code, "not_found");
         }
     }
 
@@ -209,17 +191,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_stale_asset_version_is_a_404_not_the_shell() {
+    async fn a_stale_asset_version_is_a_json_404() {
         let res = get("/assets/0000000000000000/frontend.js", false).await;
         assert_eq!(res.status(), StatusCode::NOT_FOUND);
-    }
-
-    #[tokio::test]
-    async fn other_methods_on_page_paths_are_404() {
-        let res = router::<()>()
-            .oneshot(Request::post("/webhooks").body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+        assert_eq!(header_of(&res, header::CONTENT_TYPE), "application/json");
     }
 }

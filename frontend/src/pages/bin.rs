@@ -1,0 +1,1247 @@
+//! One bin: its capture URL, the live list of captured requests, the selected request in detail,
+//! and the bin's settings (custom response, clear, delete).
+//!
+//! The list can hold a bin's whole cap (10,000 requests or more) and take 1,000 new ones a
+//! second, so:
+//! - it is windowed: only the rows in view (plus a few) are in the DOM, all of one height;
+//! - live requests are queued as they come and applied once per animation frame;
+//! - it keeps at most the bin's cap (the server evicts past it anyway), and the queue too, so a
+//!   hidden tab (no animation frames) cannot grow without bound;
+//! - rows keep summaries only (no body, no headers); the selected request is fetched whole.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use api::{
+    BinIn, BinLimitsIn, BinOut, BinResponse, CapturedRequestOut, DeletedEvent, Header, RequestPage,
+};
+use leptos::html::{Div, Input};
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use leptos_router::hooks::{use_navigate, use_params_map};
+use send_wrapper::SendWrapper;
+use wasm_bindgen::JsCast;
+
+use crate::app::{now, set_title};
+use crate::body::{self, View};
+use crate::components::{CopyButton, JsonView, copy_text};
+use crate::server::{self, ApiError, Connection, LiveStream, StreamEvent, enc};
+use crate::{curl, units};
+
+/// Height of one row of the list, in CSS pixels (the stylesheet uses the same).
+const ROW_HEIGHT: f64 = 56.0;
+/// Rows rendered above and below the visible ones, so fast scrolling shows no gaps.
+const OVERSCAN: usize = 8;
+/// The first page is small so the list shows at once; the rest comes in larger pages.
+const FIRST_PAGE: usize = 200;
+const NEXT_PAGE: usize = 1000;
+/// When the bin's limits are not known yet.
+const DEFAULT_CAP: usize = 1000;
+
+type Row = Arc<CapturedRequestOut>;
+
+#[component]
+pub fn BinPage() -> impl IntoView {
+    let params = use_params_map();
+    let bin_id = Memo::new(move |_| params.read().get("bin").unwrap_or_default());
+    // A new view per bin: state, stream and listeners start fresh when the id changes.
+    move || {
+        let id = bin_id.get();
+        view! { <BinView id=id/> }
+    }
+}
+
+/// The list's filters, mirrored on the client for live requests (same rules as the server).
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Filter {
+    method: String,
+    text: String,
+}
+
+impl Filter {
+    fn query(&self) -> String {
+        let mut q = String::new();
+        if !self.method.is_empty() {
+            q.push_str(&format!("&method={}", enc(&self.method)));
+        }
+        if !self.text.is_empty() {
+            q.push_str(&format!("&q={}", enc(&self.text)));
+        }
+        q
+    }
+
+    fn matches(&self, r: &CapturedRequestOut) -> bool {
+        if !self.method.is_empty() && !r.method.eq_ignore_ascii_case(&self.method) {
+            return false;
+        }
+        if self.text.is_empty() {
+            return true;
+        }
+        let needle = self.text.to_ascii_lowercase();
+        let has = |s: &str| s.to_ascii_lowercase().contains(&needle);
+        has(&r.path)
+            || r.query.as_deref().is_some_and(has)
+            || r.headers.iter().any(|h| has(&h.name) || has(&h.value))
+            || has(&String::from_utf8_lossy(&body::bytes(r)))
+    }
+}
+
+/// What the list needs of a request: everything but its body and headers.
+fn summary(mut r: CapturedRequestOut) -> Row {
+    r.body = None;
+    r.headers = Vec::new();
+    Arc::new(r)
+}
+
+/// Shared state of one bin's page.
+#[derive(Clone, Copy)]
+struct BinState {
+    id: StoredValue<String>,
+    bin: RwSignal<Option<Result<BinOut, ApiError>>>,
+    /// Newest first, summaries only, at most `cap()`.
+    list: RwSignal<Vec<Row>>,
+    /// Requests matching the filters on the server (all pages).
+    matched: RwSignal<u64>,
+    loaded_all: RwSignal<bool>,
+    load_error: RwSignal<Option<String>>,
+    filter: RwSignal<Filter>,
+    selected: RwSignal<Option<String>>,
+    conn: RwSignal<Connection>,
+    /// Set by the `deleted` event without an id: the bin is gone.
+    gone: RwSignal<bool>,
+    /// Bumped by every load; a load whose number is stale stops.
+    load_gen: StoredValue<u64>,
+    /// Whether bin counters may have changed since the last refresh.
+    bin_dirty: StoredValue<bool>,
+    /// The list's scroll container, to keep the view steady and follow the keyboard.
+    viewport: NodeRef<Div>,
+}
+
+impl BinState {
+    fn cap(&self) -> usize {
+        self.bin.with_untracked(|b| match b {
+            Some(Ok(b)) => b.limits.max_requests as usize,
+            _ => DEFAULT_CAP,
+        })
+    }
+
+    fn api(&self, rest: &str) -> String {
+        format!("/api/bins/{}{rest}", enc(&self.id.get_value()))
+    }
+
+    fn refresh_bin(self) {
+        self.bin_dirty.set_value(false);
+        let url = self.api("");
+        spawn_local(async move {
+            let res = server::get::<BinOut>(&url).await;
+            if let Err(e) = &res
+                && e.status == Some(404)
+            {
+                self.gone.set(true);
+            }
+            self.bin.set(Some(res));
+        });
+    }
+
+    /// (Re)loads the list from the newest request, page by page, until the cap or the end.
+    fn load(self) {
+        let generation = self.load_gen.get_value() + 1;
+        self.load_gen.set_value(generation);
+        self.list.set(Vec::new());
+        self.loaded_all.set(false);
+        self.load_error.set(None);
+        let filter = self.filter.get_untracked().query();
+        spawn_local(async move {
+            let mut before: Option<u64> = None;
+            let mut limit = FIRST_PAGE;
+            loop {
+                let mut url = self.api(&format!("/requests?summary=true&limit={limit}{filter}"));
+                if let Some(b) = before {
+                    url.push_str(&format!("&before={b}"));
+                }
+                let page = server::get::<RequestPage>(&url).await;
+                if self.load_gen.get_value() != generation {
+                    return;
+                }
+                let page = match page {
+                    Ok(p) => p,
+                    Err(e) => {
+                        if e.status == Some(404) {
+                            self.gone.set(true);
+                        }
+                        self.load_error.set(Some(e.message));
+                        return;
+                    }
+                };
+                let cap = self.cap();
+                self.matched.set(page.matched);
+                self.list.update(|list| {
+                    // Live requests may have landed first: only append what is older.
+                    let oldest = list.last().map_or(u64::MAX, |r| r.seq);
+                    list.extend(
+                        page.requests
+                            .into_iter()
+                            .filter(|r| r.seq < oldest)
+                            .map(summary),
+                    );
+                    list.truncate(cap);
+                });
+                before = page.next_before;
+                if before.is_none() || self.list.with_untracked(|l| l.len()) >= cap {
+                    self.loaded_all.set(true);
+                    return;
+                }
+                limit = NEXT_PAGE;
+            }
+        });
+    }
+
+    /// Applies a batch of live requests (oldest first) in one update.
+    fn apply_live(self, batch: Vec<CapturedRequestOut>) {
+        let filter = self.filter.get_untracked();
+        let fresh: Vec<Row> = batch
+            .into_iter()
+            .filter(|r| filter.matches(r))
+            .map(summary)
+            .collect();
+        self.bin_dirty.set_value(true);
+        if fresh.is_empty() {
+            return;
+        }
+        let cap = self.cap();
+        let mut added = 0usize;
+        self.list.update(|list| {
+            let newest = list.first().map_or(0, |r| r.seq);
+            let fresh: Vec<Row> = fresh.into_iter().rev().filter(|r| r.seq > newest).collect();
+            added = fresh.len();
+            list.splice(0..0, fresh);
+            list.truncate(cap);
+        });
+        self.matched.update(|m| *m += added as u64);
+        // Keep what the user is looking at in place when rows land above it.
+        if let Some(el) = self.viewport.get_untracked() {
+            let top = el.scroll_top();
+            if top > 0 {
+                el.set_scroll_top(top + (added as f64 * ROW_HEIGHT) as i32);
+            }
+        }
+    }
+
+    fn handle(self, ev: StreamEvent, queue: &LiveQueue) {
+        match ev.name.as_str() {
+            "request" => {
+                if let Ok(r) = serde_json::from_str::<CapturedRequestOut>(&ev.data) {
+                    queue.push(r, self.cap(), move |batch| self.apply_live(batch));
+                }
+            }
+            "resync" => {
+                queue.clear();
+                self.load();
+                self.bin_dirty.set_value(true);
+            }
+            "deleted" | "cleared" => {
+                let Ok(d) = serde_json::from_str::<DeletedEvent>(&ev.data) else {
+                    return;
+                };
+                match d.id {
+                    Some(id) => {
+                        self.list.update(|l| l.retain(|r| r.id != id));
+                        if self.selected.get_untracked().as_deref() == Some(id.as_str()) {
+                            self.selected.set(None);
+                        }
+                    }
+                    None => {
+                        queue.clear();
+                        self.list.set(Vec::new());
+                        self.selected.set(None);
+                        self.matched.set(0);
+                        if ev.name == "deleted" {
+                            self.gone.set(true);
+                        }
+                    }
+                }
+                self.bin_dirty.set_value(true);
+            }
+            _ => {}
+        }
+    }
+
+    /// Selects the request `delta` rows away from the selected one, and scrolls to it.
+    fn step(self, delta: isize) {
+        let target = self.list.with_untracked(|l| {
+            if l.is_empty() {
+                return None;
+            }
+            let current = self
+                .selected
+                .with_untracked(|s| s.as_ref().and_then(|id| l.iter().position(|r| &r.id == id)));
+            let idx = match current {
+                Some(i) => (i as isize + delta).clamp(0, l.len() as isize - 1) as usize,
+                None => 0,
+            };
+            Some((idx, l[idx].id.clone()))
+        });
+        let Some((idx, id)) = target else { return };
+        self.selected.set(Some(id));
+        if let Some(el) = self.viewport.get_untracked() {
+            let top = idx as f64 * ROW_HEIGHT;
+            let view_top = el.scroll_top() as f64;
+            let height = el.client_height() as f64;
+            if top < view_top {
+                el.set_scroll_top(top as i32);
+            } else if top + ROW_HEIGHT > view_top + height {
+                el.set_scroll_top((top + ROW_HEIGHT - height) as i32);
+            }
+        }
+    }
+}
+
+/// Live requests waiting for the next animation frame. At most the bin's cap is kept: older
+/// ones would be dropped from the list right away anyway.
+#[derive(Clone, Default)]
+struct LiveQueue {
+    inner: Rc<RefCell<(VecDeque<CapturedRequestOut>, bool)>>,
+}
+
+impl LiveQueue {
+    fn push(
+        &self,
+        r: CapturedRequestOut,
+        cap: usize,
+        flush: impl FnOnce(Vec<CapturedRequestOut>) + 'static,
+    ) {
+        let mut inner = self.inner.borrow_mut();
+        inner.0.push_back(r);
+        while inner.0.len() > cap.max(1) {
+            inner.0.pop_front();
+        }
+        if inner.1 {
+            return;
+        }
+        inner.1 = true;
+        let queue = self.clone();
+        request_animation_frame(move || {
+            let batch: Vec<_> = {
+                let mut inner = queue.inner.borrow_mut();
+                inner.1 = false;
+                inner.0.drain(..).collect()
+            };
+            flush(batch);
+        });
+    }
+
+    fn clear(&self) {
+        self.inner.borrow_mut().0.clear();
+    }
+}
+
+#[component]
+fn BinView(id: String) -> impl IntoView {
+    let title_id = id.clone();
+    set_title(move || format!("Bin {title_id}"));
+    let state = BinState {
+        id: StoredValue::new(id.clone()),
+        bin: RwSignal::new(None),
+        list: RwSignal::new(Vec::new()),
+        matched: RwSignal::new(0),
+        loaded_all: RwSignal::new(false),
+        load_error: RwSignal::new(None),
+        filter: RwSignal::new(Filter::default()),
+        selected: RwSignal::new(None),
+        conn: RwSignal::new(Connection::Connecting),
+        gone: RwSignal::new(false),
+        load_gen: StoredValue::new(0),
+        bin_dirty: StoredValue::new(false),
+        viewport: NodeRef::new(),
+    };
+    state.refresh_bin();
+    state.load();
+
+    // Counters (stored, captured, evicted) follow the live stream, a refresh every 3 s at most.
+    let refresher = set_interval_with_handle(
+        move || {
+            if state.bin_dirty.get_value() {
+                state.refresh_bin();
+            }
+        },
+        Duration::from_secs(3),
+    )
+    .ok();
+    on_cleanup(move || {
+        if let Some(h) = refresher {
+            h.clear();
+        }
+    });
+
+    // The live stream; a reconnect reloads the list, since requests may have been missed.
+    let queue = LiveQueue::default();
+    let stream = StoredValue::new(None::<SendWrapper<LiveStream>>);
+    let open_stream = {
+        let queue = queue.clone();
+        move || {
+            let queue = queue.clone();
+            let was_down = Rc::new(RefCell::new(false));
+            let s = LiveStream::open(
+                state.api("/stream"),
+                vec!["request", "resync", "deleted", "cleared"],
+                move |ev| state.handle(ev, &queue),
+                move |c| {
+                    state.conn.set(c);
+                    match c {
+                        Connection::Reconnecting => *was_down.borrow_mut() = true,
+                        Connection::Live if std::mem::take(&mut *was_down.borrow_mut()) => {
+                            state.load();
+                            state.refresh_bin();
+                        }
+                        _ => {}
+                    }
+                },
+            );
+            // Drop the old one first (closes it), then keep the new one.
+            stream.set_value(None);
+            stream.set_value(Some(SendWrapper::new(s)));
+        }
+    };
+    open_stream();
+    let reconnect = SendWrapper::new(open_stream);
+    let reconnect = move |_| (*reconnect)();
+    on_cleanup(move || stream.set_value(None));
+
+    // Keyboard: j/k or arrows move the selection, `/` searches, Escape leaves the search box.
+    let search_ref = NodeRef::<Input>::new();
+    let keys = window_event_listener(leptos::ev::keydown, move |ev| {
+        if ev.default_prevented() || ev.ctrl_key() || ev.meta_key() || ev.alt_key() {
+            return;
+        }
+        let in_field = ev
+            .target()
+            .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+            .is_some_and(|el| {
+                matches!(el.tag_name().as_str(), "INPUT" | "TEXTAREA" | "SELECT")
+                    || el
+                        .closest("[contenteditable], dialog")
+                        .ok()
+                        .flatten()
+                        .is_some()
+            });
+        if in_field {
+            if ev.key() == "Escape"
+                && let Some(input) = search_ref.get_untracked()
+            {
+                let _ = input.blur();
+            }
+            return;
+        }
+        match ev.key().as_str() {
+            "j" | "ArrowDown" => {
+                ev.prevent_default();
+                state.step(1);
+            }
+            "k" | "ArrowUp" => {
+                ev.prevent_default();
+                state.step(-1);
+            }
+            "/" => {
+                if let Some(input) = search_ref.get_untracked() {
+                    ev.prevent_default();
+                    let _ = input.focus();
+                }
+            }
+            _ => {}
+        }
+    });
+    on_cleanup(move || keys.remove());
+
+    view! {
+        <section class="page bin-page">
+            <BinHeader state=state/>
+            {move || state.gone.get().then(|| view! {
+                <p class="banner error" role="alert">
+                    "This bin no longer exists (deleted or expired). "
+                    <a href="/">"Back to your bins"</a>
+                </p>
+            })}
+            <div class="bin-body">
+                <div class="list-pane">
+                    <div class="list-tools">
+                        <Filters state=state search_ref=search_ref/>
+                        <div class="live" role="status" aria-live="polite">
+                            <span class=move || format!("dot {}", state.conn.get().label())></span>
+                            <span class="conn-label">{move || state.conn.get().label()}</span>
+                            {move || (state.conn.get() == Connection::Reconnecting).then(|| view! {
+                                <button type="button" class="small" on:click=reconnect.clone()>"Reconnect"</button>
+                            })}
+                        </div>
+                    </div>
+                    <ListSummary state=state/>
+                    <RequestList state=state/>
+                </div>
+                <div class="detail-pane">
+                    {move || match state.selected.get() {
+                        Some(id) => view! { <RequestDetail state=state id=id/> }.into_any(),
+                        None => view! { <EmptyDetail state=state/> }.into_any(),
+                    }}
+                </div>
+            </div>
+            <BinSettings state=state/>
+        </section>
+    }
+}
+
+#[component]
+fn BinHeader(state: BinState) -> impl IntoView {
+    let url = Signal::derive(move || {
+        state.bin.with(|b| match b {
+            Some(Ok(b)) => b.url.clone(),
+            _ => String::new(),
+        })
+    });
+    let example = Signal::derive(move || curl::example(&url.get()));
+    view! {
+        <div class="page-head">
+            <h1>"Bin " <span class="mono">{state.id.get_value()}</span></h1>
+        </div>
+        <div class="capture card">
+            <label for="capture-url">"Capture URL"</label>
+            <div class="row">
+                <input id="capture-url" class="mono" readonly prop:value=url
+                    on:focus=|ev| {
+                        if let Some(i) = ev.target().and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok()) {
+                            i.select();
+                        }
+                    }/>
+                <CopyButton text=url label="Copy URL"/>
+            </div>
+            <div class="example">
+                <pre class="code mono" aria-label="Example request">{example}</pre>
+                <CopyButton text=example label="Copy" aria_label="Copy the example curl command"/>
+            </div>
+            <p class="muted">"Any method, any path below it. Requests show up below as they arrive."</p>
+        </div>
+        {move || match state.bin.get() {
+            Some(Err(e)) if e.status != Some(404) => Some(view! { <p class="error" role="alert">{e.message}</p> }.into_any()),
+            _ => None,
+        }}
+    }
+}
+
+#[component]
+fn Filters(state: BinState, search_ref: NodeRef<Input>) -> impl IntoView {
+    // Typing reloads the list 250 ms after the last key.
+    let typed = StoredValue::new(0u64);
+    let on_search = move |ev: leptos::ev::Event| {
+        let text = event_target_value(&ev);
+        let n = typed.get_value() + 1;
+        typed.set_value(n);
+        set_timeout(
+            move || {
+                if typed.get_value() == n {
+                    state.filter.update(|f| f.text = text);
+                    state.load();
+                }
+            },
+            Duration::from_millis(250),
+        );
+    };
+    let on_method = move |ev: leptos::ev::Event| {
+        let method = event_target_value(&ev);
+        state.filter.update(|f| f.method = method);
+        state.load();
+    };
+    view! {
+        <div class="filters" role="search">
+            <label for="req-search" class="visually-hidden">"Search requests"</label>
+            <input id="req-search" type="search" node_ref=search_ref
+                placeholder="Search path, headers, body  ( / )" on:input=on_search
+                autocomplete="off" spellcheck="false"/>
+            <label for="req-method" class="visually-hidden">"Method"</label>
+            <select id="req-method" on:change=on_method>
+                <option value="">"Any method"</option>
+                {["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+                    .into_iter()
+                    .map(|m| view! { <option value=m>{m}</option> })
+                    .collect_view()}
+            </select>
+        </div>
+    }
+}
+
+#[component]
+fn ListSummary(state: BinState) -> impl IntoView {
+    let counts = move || {
+        let shown = state.list.with(|l| l.len());
+        let matched = state.matched.get();
+        let filtered = state.filter.with(|f| *f != Filter::default());
+        let mut s = if filtered {
+            format!("{matched} matching")
+        } else {
+            format!("{matched} requests")
+        };
+        if !state.loaded_all.get() && shown > 0 {
+            s.push_str(&format!(" · loading {shown}…"));
+        }
+        s
+    };
+    let evicted = move || {
+        state.bin.with(|b| match b {
+            Some(Ok(b)) if b.evicted.total > 0 => Some(view! {
+                <span class="badge warn" title=format!(
+                    "{} by the bin's limit of {} requests, {} by the server's byte budget",
+                    b.evicted.by_bin_limit, b.limits.max_requests, b.evicted.by_byte_budget
+                )>
+                    {format!("{} evicted", b.evicted.total)}
+                </span>
+            }),
+            _ => None,
+        })
+    };
+    view! {
+        <div class="list-summary">
+            <span class="count">{counts}</span>
+            {evicted}
+            {move || state.load_error.get().map(|e| view! { <span class="error" role="alert">{e}</span> })}
+        </div>
+    }
+}
+
+/// The windowed list of requests.
+#[component]
+fn RequestList(state: BinState) -> impl IntoView {
+    let (scroll_top, set_scroll_top) = signal(0.0f64);
+    let (height, set_height) = signal(600.0f64);
+    let viewport = state.viewport;
+    let measure = move || {
+        if let Some(el) = viewport.get_untracked() {
+            set_height.set(el.client_height() as f64);
+        }
+    };
+    Effect::new(move |_| {
+        if viewport.get().is_some() {
+            measure();
+        }
+    });
+    let resize = window_event_listener(leptos::ev::resize, move |_| measure());
+    on_cleanup(move || resize.remove());
+
+    let len = move || state.list.with(|l| l.len());
+    let range = Memo::new(move |_| {
+        let n = len();
+        let first = (scroll_top.get() / ROW_HEIGHT) as usize;
+        let start = first.saturating_sub(OVERSCAN).min(n);
+        let end = ((scroll_top.get() + height.get()) / ROW_HEIGHT).ceil() as usize + OVERSCAN;
+        (start, end.min(n))
+    });
+    let visible = move || {
+        let (start, end) = range.get();
+        state
+            .list
+            .with(|l| l[start.min(l.len())..end.min(l.len())].to_vec())
+    };
+    let on_scroll = move |_| {
+        if let Some(el) = viewport.get_untracked() {
+            set_scroll_top.set(el.scroll_top() as f64);
+        }
+    };
+    let active = move || state.selected.get().map(|id| format!("req-{id}"));
+
+    view! {
+        <div
+            class="req-list"
+            node_ref=viewport
+            on:scroll=on_scroll
+            role="listbox"
+            aria-label="Captured requests"
+            aria-activedescendant=active
+            tabindex="0"
+            data-loaded=move || if state.loaded_all.get() { "all" } else { "partial" }
+            data-count=len
+        >
+            <div class="req-spacer" style:height=move || format!("{}px", len() as f64 * ROW_HEIGHT)>
+                <div class="req-window" style:transform=move || format!("translateY({}px)", range.get().0 as f64 * ROW_HEIGHT)>
+                    <For each=visible key=|r| r.seq let:r>
+                        <RequestRow r=r state=state/>
+                    </For>
+                </div>
+            </div>
+            {move || (len() == 0 && state.loaded_all.get()).then(|| view! {
+                <p class="muted empty">
+                    {move || if state.filter.with(|f| *f == Filter::default()) {
+                        "No requests yet. Send one to the capture URL: it appears here at once."
+                    } else {
+                        "No request matches."
+                    }}
+                </p>
+            })}
+        </div>
+    }
+}
+
+#[component]
+fn RequestRow(r: Row, state: BinState) -> impl IntoView {
+    let now = now();
+    let id = r.id.clone();
+    let selected = {
+        let id = id.clone();
+        move || state.selected.with(|s| s.as_deref() == Some(id.as_str()))
+    };
+    let received = js_sys::Date::parse(&r.received_at);
+    let mut target = r.path.clone();
+    if let Some(q) = &r.query {
+        target.push('?');
+        target.push_str(q);
+    }
+    let title = target.clone();
+    let meta = format!(
+        "{}{}{}",
+        units::size(r.body_size),
+        r.content_type
+            .as_deref()
+            .map(|c| format!(" · {c}"))
+            .unwrap_or_default(),
+        if r.truncated { " · truncated" } else { "" },
+    );
+    let select = {
+        let id = id.clone();
+        move |_| state.selected.set(Some(id.clone()))
+    };
+    view! {
+        <div
+            class="req-row"
+            class:selected=selected.clone()
+            role="option"
+            id=format!("req-{id}")
+            aria-selected=move || selected().to_string()
+            on:click=select
+        >
+            <div class="line1">
+                <span class=format!("method m-{}", r.method.to_ascii_lowercase())>{r.method.clone()}</span>
+                <span class="path mono" title=title>{target}</span>
+                <span class="seq">"#"{r.seq}</span>
+            </div>
+            <div class="line2">
+                <span class="time">{move || units::ago(received, now.get())}</span>
+                <span class="meta">{meta}</span>
+                <Badges r=r.clone()/>
+            </div>
+        </div>
+    }
+}
+
+/// Schema and signature check results, when the bin has them.
+#[component]
+fn Badges(r: Row) -> impl IntoView {
+    let schema = r.validation.as_ref().map(|v| {
+        if v.valid {
+            view! { <span class="badge ok">"schema ✓"</span> }.into_any()
+        } else {
+            view! { <span class="badge bad" title=format!("{} violation(s)", v.errors.len())>"schema ✗"</span> }.into_any()
+        }
+    });
+    let signature = r.signature.as_ref().map(|s| {
+        let class = if s.status == "valid" { "badge ok" } else { "badge bad" };
+        view! { <span class=class title=s.reason.clone().unwrap_or_default()>{format!("signature {}", s.status)}</span> }
+    });
+    view! { {schema}{signature} }
+}
+
+#[component]
+fn EmptyDetail(state: BinState) -> impl IntoView {
+    view! {
+        <div class="empty-detail muted">
+            {move || if state.list.with(|l| l.is_empty()) {
+                "Waiting for the first request…"
+            } else {
+                "Select a request (click, or j / k)."
+            }}
+        </div>
+    }
+}
+
+/// The selected request, fetched whole.
+#[component]
+fn RequestDetail(state: BinState, id: String) -> impl IntoView {
+    let req = RwSignal::new(None::<Result<CapturedRequestOut, ApiError>>);
+    let url = state.api(&format!("/requests/{}", enc(&id)));
+    {
+        let url = url.clone();
+        spawn_local(async move {
+            let res = server::get::<CapturedRequestOut>(&url).await;
+            // The view may be gone by now (another selection).
+            let _ = req.try_set(Some(res));
+        });
+    }
+    move || match req.get() {
+        None => view! { <p class="muted">"Loading…"</p> }.into_any(),
+        Some(Err(e)) => view! { <p class="error" role="alert">{e.message}</p> }.into_any(),
+        Some(Ok(r)) => view! { <RequestView state=state r=r api_url=url.clone()/> }.into_any(),
+    }
+}
+
+#[component]
+fn RequestView(state: BinState, r: CapturedRequestOut, api_url: String) -> impl IntoView {
+    let capture_url = state.bin.with_untracked(|b| match b {
+        Some(Ok(b)) => b.url.clone(),
+        _ => String::new(),
+    });
+    let full_url = curl::request_url(&capture_url, &r);
+    let curl_cmd = curl::command(&capture_url, &r);
+    let (curl_shown, set_curl_shown) = signal(false);
+    let (copied, set_copied) = signal(None::<bool>);
+    let copy_curl = {
+        let cmd = curl_cmd.clone();
+        move |_| {
+            let cmd = cmd.clone();
+            set_curl_shown.set(true);
+            spawn_local(async move {
+                let ok = copy_text(cmd).await;
+                set_copied.set(Some(ok));
+                set_timeout(move || set_copied.set(None), Duration::from_millis(1500));
+            });
+        }
+    };
+    let (deleting, set_deleting) = signal(false);
+    let (error, set_error) = signal(None::<String>);
+    let delete = {
+        let url = api_url.clone();
+        let id = r.id.clone();
+        move |_| {
+            set_deleting.set(true);
+            let url = url.clone();
+            let id = id.clone();
+            spawn_local(async move {
+                match server::delete(&url).await {
+                    Ok(()) => {
+                        state.list.update(|l| l.retain(|x| x.id != id));
+                        state.selected.set(None);
+                        state.bin_dirty.set_value(true);
+                    }
+                    Err(e) => {
+                        let _ = set_error.try_set(Some(e.message));
+                        let _ = set_deleting.try_set(false);
+                    }
+                }
+            });
+        }
+    };
+    let received = js_sys::Date::parse(&r.received_at);
+    let now = now();
+    let bytes = body::bytes(&r);
+    let headers = r.headers.clone();
+    let query = r.query.as_deref().map(body::query_params);
+    let download = format!("{api_url}/raw?download=true");
+    let validation = r.validation.clone();
+
+    view! {
+        <article class="request" aria-label="Selected request">
+            <div class="request-head">
+                <span class=format!("method m-{}", r.method.to_ascii_lowercase())>{r.method.clone()}</span>
+                <h2 class="path mono">{r.path.clone()}</h2>
+            </div>
+            <div class="actions">
+                <button type="button" class="small" on:click=copy_curl>
+                    {move || match copied.get() {
+                        Some(true) => "Copied",
+                        Some(false) => "Copy failed: select below",
+                        None => "Copy as cURL",
+                    }}
+                </button>
+                <a class="button small" href=download download="">"Download raw"</a>
+                <button type="button" class="small danger" on:click=delete disabled=deleting>
+                    {move || if deleting.get() { "Deleting…" } else { "Delete" }}
+                </button>
+                {move || error.get().map(|e| view! { <span class="error" role="alert">{e}</span> })}
+            </div>
+            {move || curl_shown.get().then(|| view! {
+                <pre class="code mono curl" aria-label="cURL command">{curl_cmd.clone()}</pre>
+            })}
+            <h3>"Overview"</h3>
+            <dl class="overview">
+                <dt>"Method"</dt><dd>{r.method.clone()}</dd>
+                <dt>"URL"</dt><dd class="mono break">{full_url}</dd>
+                <dt>"Remote address"</dt><dd class="mono">{r.remote_addr.clone()}</dd>
+                <dt>"Received"</dt>
+                <dd>
+                    <time datetime=r.received_at.clone()>{r.received_at.clone()}</time>
+                    " (" {move || units::ago(received, now.get())} ")"
+                </dd>
+                <dt>"Size"</dt>
+                <dd>
+                    {units::size(r.body_size)}
+                    {r.truncated.then(|| view! { <span class="badge warn">"truncated at the bin's limit"</span> })}
+                </dd>
+                <dt>"Sequence"</dt><dd>"#"{r.seq}</dd>
+                {r.signature.clone().map(|s| view! {
+                    <dt>"Signature"</dt>
+                    <dd>{s.status}{s.reason.map(|why| format!(": {why}"))}</dd>
+                })}
+            </dl>
+            {validation.map(|v| view! {
+                <h3>"Schema"</h3>
+                {if v.valid {
+                    view! { <p class="ok">"Valid against the bin's schema."</p> }.into_any()
+                } else {
+                    view! {
+                        <ul class="violations">
+                            {v.errors.into_iter().map(|e| view! {
+                                <li><code>{if e.path.is_empty() { "/".to_owned() } else { e.path }}</code>" "{e.message}</li>
+                            }).collect_view()}
+                        </ul>
+                    }.into_any()
+                }}
+            })}
+            <h3>"Headers " <span class="muted">"(" {headers.len()} ", as received)"</span></h3>
+            <KeyValueTable rows=headers.into_iter().map(|Header { name, value }| (name, value)).collect() label="Headers"/>
+            {query.map(|q| view! {
+                <h3>"Query parameters"</h3>
+                <KeyValueTable rows=q label="Query parameters"/>
+            })}
+            <h3>"Body"</h3>
+            <BodyView content_type=r.content_type.clone() bytes=bytes truncated=r.truncated/>
+        </article>
+    }
+}
+
+#[component]
+fn KeyValueTable(rows: Vec<(String, String)>, label: &'static str) -> impl IntoView {
+    if rows.is_empty() {
+        return view! { <p class="muted">"None."</p> }.into_any();
+    }
+    view! {
+        <div class="table-wrap">
+            <table class="kv" aria-label=label>
+                <tbody>
+                    {rows.into_iter().map(|(k, v)| view! {
+                        <tr><th scope="row" class="mono">{k}</th><td class="mono break">{v}</td></tr>
+                    }).collect_view()}
+                </tbody>
+            </table>
+        </div>
+    }
+    .into_any()
+}
+
+/// The body in every view that fits it, as tabs.
+#[component]
+fn BodyView(content_type: Option<String>, bytes: Vec<u8>, truncated: bool) -> impl IntoView {
+    if bytes.is_empty() {
+        return view! { <p class="muted">"Empty body."</p> }.into_any();
+    }
+    let views = body::views(content_type.as_deref(), &bytes);
+    let (current, set_current) = signal(views[0]);
+    let bytes = Arc::new(bytes);
+    let tabs = views
+        .iter()
+        .map(|&v| {
+            view! {
+                <button
+                    type="button"
+                    role="tab"
+                    class="tab"
+                    aria-selected=move || (current.get() == v).to_string()
+                    on:click=move |_| set_current.set(v)
+                >
+                    {v.label()}
+                </button>
+            }
+        })
+        .collect_view();
+    let panel = move || {
+        let bytes = bytes.clone();
+        let text = || String::from_utf8_lossy(&bytes).into_owned();
+        match current.get() {
+            View::Json => view! { <JsonView text=text()/> }.into_any(),
+            View::Form => {
+                let rows = body::form_fields(&text());
+                view! { <KeyValueTable rows=rows label="Form fields"/> }.into_any()
+            }
+            View::Multipart => {
+                let boundary =
+                    body::boundary(content_type.as_deref().unwrap_or("")).unwrap_or_default();
+                view! { <MultipartView parts=body::multipart_parts(&bytes, &boundary)/> }.into_any()
+            }
+            View::Raw => view! { <pre class="code mono raw">{text()}</pre> }.into_any(),
+            View::Hex => {
+                let note = (bytes.len() > body::HEX_LIMIT).then(|| view! {
+                    <p class="muted">{format!("First {} of {}: download raw for the rest.", units::size(body::HEX_LIMIT as u64), units::size(bytes.len() as u64))}</p>
+                });
+                view! { {note}<pre class="code mono hex">{body::hex_dump(&bytes)}</pre> }.into_any()
+            }
+        }
+    };
+    view! {
+        {truncated.then(|| view! { <p class="badge warn">"Truncated: only the first bytes were kept."</p> })}
+        <div class="tabs" role="tablist" aria-label="Body views">{tabs}</div>
+        <div class="tab-panel" role="tabpanel">{panel}</div>
+    }
+    .into_any()
+}
+
+#[component]
+fn MultipartView(parts: Vec<body::Part>) -> impl IntoView {
+    if parts.is_empty() {
+        return view! { <p class="muted">"No parts found."</p> }.into_any();
+    }
+    parts
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let title = format!(
+                "Part {}{}{}",
+                i + 1,
+                p.name.as_deref().map(|n| format!(": {n}")).unwrap_or_default(),
+                p.filename.as_deref().map(|f| format!(" (file {f})")).unwrap_or_default(),
+            );
+            let meta = format!(
+                "{}{}",
+                units::size(p.body.len() as u64),
+                p.content_type.as_deref().map(|c| format!(" · {c}")).unwrap_or_default()
+            );
+            let content = match std::str::from_utf8(&p.body) {
+                Ok(t) if p.filename.is_none() || !t.contains('\0') => {
+                    view! { <pre class="code mono raw">{t.to_owned()}</pre> }.into_any()
+                }
+                _ => view! { <pre class="code mono hex">{body::hex_dump(&p.body[..p.body.len().min(4096)])}</pre> }.into_any(),
+            };
+            view! {
+                <section class="part">
+                    <h4>{title}" "<span class="muted">{meta}</span></h4>
+                    <KeyValueTable rows=p.headers label="Part headers"/>
+                    {content}
+                </section>
+            }
+        })
+        .collect_view()
+        .into_any()
+}
+
+/// The bin's settings: its custom response, clear, delete.
+#[component]
+fn BinSettings(state: BinState) -> impl IntoView {
+    let navigate = use_navigate();
+    let (clearing, set_clearing) = signal(0u8);
+    let (deleting, set_deleting) = signal(0u8);
+    let (error, set_error) = signal(None::<String>);
+    let clear = move |_| {
+        if clearing.get_untracked() == 0 {
+            set_clearing.set(1);
+            return;
+        }
+        set_clearing.set(2);
+        let url = state.api("/requests");
+        spawn_local(async move {
+            match server::delete(&url).await {
+                Ok(()) => {
+                    state.list.set(Vec::new());
+                    state.selected.set(None);
+                    state.matched.set(0);
+                    state.refresh_bin();
+                }
+                Err(e) => set_error.set(Some(e.message)),
+            }
+            set_clearing.set(0);
+        });
+    };
+    let delete = move |_| {
+        if deleting.get_untracked() == 0 {
+            set_deleting.set(1);
+            return;
+        }
+        set_deleting.set(2);
+        let url = state.api("");
+        let navigate = navigate.clone();
+        spawn_local(async move {
+            match server::delete(&url).await {
+                Ok(()) => navigate("/", Default::default()),
+                Err(e) => {
+                    set_error.set(Some(e.message));
+                    set_deleting.set(0);
+                }
+            }
+        });
+    };
+    view! {
+        <section class="settings">
+            <h2>"Bin settings"</h2>
+            {move || match state.bin.get() {
+                Some(Ok(bin)) => Some(view! { <ResponseEditor state=state bin=bin/> }),
+                _ => None,
+            }}
+            <div class="danger-zone">
+                <button type="button" class="danger" on:click=clear disabled=move || clearing.get() == 2>
+                    {move || match clearing.get() { 0 => "Clear all requests", 1 => "Confirm: clear all requests", _ => "Clearing…" }}
+                </button>
+                <button type="button" class="danger" on:click=delete disabled=move || deleting.get() == 2>
+                    {move || match deleting.get() { 0 => "Delete bin", 1 => "Confirm: delete this bin", _ => "Deleting…" }}
+                </button>
+                {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+            </div>
+        </section>
+    }
+}
+
+/// Parses "Name: value" lines into headers, in order.
+fn parse_header_lines(text: &str) -> Result<Vec<Header>, String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|line| {
+            let (name, value) = line
+                .split_once(':')
+                .ok_or_else(|| format!("\"{line}\" is not \"Name: value\""))?;
+            let name = name.trim();
+            if name.is_empty() || name.contains(char::is_whitespace) {
+                return Err(format!("\"{name}\" is not a header name"));
+            }
+            Ok(Header {
+                name: name.to_owned(),
+                value: value.trim().to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// Edits what the bin answers: status, headers, body, delay.
+#[component]
+fn ResponseEditor(state: BinState, bin: BinOut) -> impl IntoView {
+    let r = bin.response.clone();
+    let status = RwSignal::new(r.status.to_string());
+    let headers = RwSignal::new(
+        r.headers
+            .iter()
+            .map(|h| format!("{}: {}", h.name, h.value))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
+    let default_body = RwSignal::new(r.body.is_none());
+    let body_text = RwSignal::new(r.body.clone().unwrap_or_default());
+    let delay = RwSignal::new(r.delay_ms.to_string());
+    let errors = RwSignal::new(Vec::<(&'static str, String)>::new());
+    let (saving, set_saving) = signal(false);
+    let (saved, set_saved) = signal(false);
+    let has_secret = bin.signature_scheme.is_some();
+    let bin = StoredValue::new(bin);
+    let field_error = move |field: &'static str| {
+        move || errors.with(|e| e.iter().find(|(f, _)| *f == field).map(|(_, m)| m.clone()))
+    };
+    let save = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        set_saved.set(false);
+        let mut errs = Vec::new();
+        let status_v = match status.get_untracked().trim().parse::<u16>() {
+            Ok(s) if (200..=599).contains(&s) => s,
+            _ => {
+                errs.push(("status", "A status code from 200 to 599.".to_owned()));
+                0
+            }
+        };
+        let headers_v = parse_header_lines(&headers.get_untracked()).unwrap_or_else(|e| {
+            errs.push(("headers", e));
+            Vec::new()
+        });
+        let delay_v = match delay.get_untracked().trim().parse::<u64>() {
+            Ok(d) if d <= 30_000 => d,
+            _ => {
+                errs.push(("delay", "A delay from 0 to 30000 ms.".to_owned()));
+                0
+            }
+        };
+        if !errs.is_empty() {
+            errors.set(errs);
+            return;
+        }
+        errors.set(Vec::new());
+        let current = bin.get_value();
+        let input = BinIn {
+            name: None,
+            response: Some(BinResponse {
+                status: status_v,
+                headers: headers_v,
+                body: (!default_body.get_untracked()).then(|| body_text.get_untracked()),
+                delay_ms: delay_v,
+            }),
+            limits: Some(BinLimitsIn {
+                max_requests: Some(current.limits.max_requests),
+                max_body_bytes: Some(current.limits.max_body_bytes),
+            }),
+            schema: current.schema.clone(),
+            secret: None,
+            signature_scheme: None,
+        };
+        set_saving.set(true);
+        let url = state.api("");
+        spawn_local(async move {
+            match server::send::<_, BinOut>("PUT", &url, &input).await {
+                Ok(b) => {
+                    bin.set_value(b);
+                    set_saved.set(true);
+                }
+                Err(e) => {
+                    let field = if e.message.contains("status") {
+                        "status"
+                    } else if e.message.contains("header") {
+                        "headers"
+                    } else if e.message.contains("delay") {
+                        "delay"
+                    } else {
+                        "form"
+                    };
+                    errors.set(vec![(field, e.message)]);
+                }
+            }
+            set_saving.set(false);
+        });
+    };
+    view! {
+        <details class="card response-editor">
+            <summary>"Custom response"</summary>
+            <form on:submit=save novalidate>
+                <p class="muted">"What this bin answers to every request it captures."</p>
+                <div class="field small-field">
+                    <label for="resp-status">"Status"</label>
+                    <input id="resp-status" type="number" min="200" max="599" inputmode="numeric"
+                        prop:value=status on:input=move |ev| status.set(event_target_value(&ev))
+                        aria-invalid=move || field_error("status")().is_some().to_string()/>
+                    <p class="error field-error">{field_error("status")}</p>
+                </div>
+                <div class="field small-field">
+                    <label for="resp-delay">"Delay (ms)"</label>
+                    <input id="resp-delay" type="number" min="0" max="30000" inputmode="numeric"
+                        prop:value=delay on:input=move |ev| delay.set(event_target_value(&ev))
+                        aria-invalid=move || field_error("delay")().is_some().to_string()/>
+                    <p class="error field-error">{field_error("delay")}</p>
+                </div>
+                <div class="field">
+                    <label for="resp-headers">"Headers (one \"Name: value\" per line)"</label>
+                    <textarea id="resp-headers" class="mono" rows="3" spellcheck="false"
+                        prop:value=headers on:input=move |ev| headers.set(event_target_value(&ev))
+                        aria-invalid=move || field_error("headers")().is_some().to_string()></textarea>
+                    <p class="error field-error">{field_error("headers")}</p>
+                </div>
+                <div class="field check">
+                    <input id="resp-default-body" type="checkbox" prop:checked=default_body
+                        on:change=move |ev| default_body.set(event_target_checked(&ev))/>
+                    <label for="resp-default-body">"Default body (JSON naming the request id)"</label>
+                </div>
+                <div class="field">
+                    <label for="resp-body">"Body"</label>
+                    <textarea id="resp-body" class="mono" rows="5" spellcheck="false"
+                        disabled=default_body
+                        prop:value=body_text on:input=move |ev| body_text.set(event_target_value(&ev))></textarea>
+                </div>
+                {has_secret.then(|| view! {
+                    <p class="banner warn">"This bin checks signatures. Saving here keeps the response only: set its secret again through the API."</p>
+                })}
+                <div class="row">
+                    <button type="submit" class="primary" disabled=saving>
+                        {move || if saving.get() { "Saving…" } else { "Save response" }}
+                    </button>
+                    {move || saved.get().then(|| view! { <span class="ok" role="status">"Saved."</span> })}
+                    <p class="error" role="alert">{field_error("form")}</p>
+                </div>
+            </form>
+        </details>
+    }
+}

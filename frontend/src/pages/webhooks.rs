@@ -1,0 +1,728 @@
+//! Webhooks: the seed's page (Ultimate Multisite's "Webhooks (v2)"), with its labels.
+//!
+//! The list of webhooks (Name, URL, Event, active, events sent, last failure), each with
+//! **Send Test Event** (a dialog with the true outcome: status, duration and response, or the
+//! error), edit, enable/disable, delete and its delivery log with Resend; the **Add New Webhook**
+//! form (Name, URL, Event, a preview of the event's payload, and "Use a new bin" to fill the URL);
+//! at the bottom, every event of the catalog with its description and example payload.
+
+use std::time::Duration;
+
+use api::{
+    AttemptOut, BinIn, BinOut, DeliveryLog, EventList, EventOut, MessageOut, MessageRef,
+    MessageState, TestOutcome, WebhookIn, WebhookList, WebhookOut, WebhookPatch,
+};
+use leptos::html::Dialog;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+
+use crate::app::{now, set_title};
+use crate::components::JsonView;
+use crate::server::{self, ApiError, enc};
+use crate::units;
+
+/// The page's shared data: the catalog and the webhooks.
+#[derive(Clone, Copy)]
+struct Data {
+    events: RwSignal<Option<Result<Vec<EventOut>, ApiError>>>,
+    webhooks: RwSignal<Option<Result<Vec<WebhookOut>, ApiError>>>,
+}
+
+impl Data {
+    fn reload_webhooks(self) {
+        spawn_local(async move {
+            let res = server::get::<WebhookList>("/api/webhooks")
+                .await
+                .map(|l| l.webhooks);
+            self.webhooks.set(Some(res));
+        });
+    }
+
+    fn event_name(self, slug: &str) -> String {
+        self.events.with_untracked(|e| match e {
+            Some(Ok(list)) => list
+                .iter()
+                .find(|e| e.slug == slug)
+                .map_or_else(|| slug.to_owned(), |e| e.name.clone()),
+            _ => slug.to_owned(),
+        })
+    }
+}
+
+#[component]
+pub fn WebhooksPage() -> impl IntoView {
+    set_title(|| "Webhooks".to_owned());
+    let data = Data {
+        events: RwSignal::new(None),
+        webhooks: RwSignal::new(None),
+    };
+    spawn_local(async move {
+        let res = server::get::<EventList>("/api/events")
+            .await
+            .map(|l| l.events);
+        data.events.set(Some(res));
+    });
+    data.reload_webhooks();
+    let (adding, set_adding) = signal(false);
+
+    view! {
+        <section class="page webhooks-page">
+            <div class="page-head">
+                <h1>"Webhooks"</h1>
+                <p class="lede">
+                    "A webhook sends an event to a URL as it happens. Add one, then use "
+                    <strong>"Send Test Event"</strong>
+                    " to see exactly what your endpoint receives and answers."
+                </p>
+                <button type="button" class="primary" on:click=move |_| set_adding.update(|a| *a = !*a)
+                    aria-expanded=move || adding.get().to_string()>
+                    "Add New Webhook"
+                </button>
+            </div>
+            {move || adding.get().then(|| view! {
+                <WebhookForm data=data editing=None on_done=move || set_adding.set(false)/>
+            })}
+            <h2>"Your webhooks"</h2>
+            {move || match data.webhooks.get() {
+                None => view! { <p class="muted">"Loading…"</p> }.into_any(),
+                Some(Err(e)) => view! { <p class="error" role="alert">{e.message}</p> }.into_any(),
+                Some(Ok(list)) if list.is_empty() => view! {
+                    <p class="muted empty">"No webhooks yet. Click Add New Webhook to create one."</p>
+                }
+                .into_any(),
+                Some(Ok(list)) => view! {
+                    <div class="webhooks">
+                        {list.into_iter().map(|w| view! { <WebhookCard data=data webhook=w/> }).collect_view()}
+                    </div>
+                }
+                .into_any(),
+            }}
+            <EventCatalog data=data/>
+        </section>
+    }
+}
+
+/// Where a server error belongs in the form.
+fn error_field(e: &ApiError) -> &'static str {
+    let text = format!("{} {}", e.code, e.message).to_ascii_lowercase();
+    if text.contains("url") {
+        "url"
+    } else if text.contains("name") {
+        "name"
+    } else if text.contains("event") {
+        "event"
+    } else {
+        "form"
+    }
+}
+
+/// Add New Webhook, or edit an existing one.
+#[component]
+fn WebhookForm(
+    data: Data,
+    /// The webhook being edited; `None` adds a new one.
+    editing: Option<WebhookOut>,
+    /// Called after a save, or on Cancel.
+    on_done: impl Fn() + Copy + Send + Sync + 'static,
+) -> impl IntoView {
+    let edit_id = editing.as_ref().map(|w| w.id.clone());
+    let prefix = edit_id
+        .as_deref()
+        .map_or_else(|| "wh".to_owned(), |id| format!("wh-{id}"));
+    let name = RwSignal::new(editing.as_ref().map(|w| w.name.clone()).unwrap_or_default());
+    let url = RwSignal::new(editing.as_ref().map(|w| w.url.clone()).unwrap_or_default());
+    let event = RwSignal::new(
+        editing
+            .as_ref()
+            .and_then(|w| w.events.first().cloned())
+            .unwrap_or_default(),
+    );
+    // A new webhook starts on the catalog's first event.
+    Effect::new(move |_| {
+        if event.get_untracked().is_empty()
+            && let Some(Ok(list)) = data.events.get()
+            && let Some(first) = list.first()
+        {
+            event.set(first.slug.clone());
+        }
+    });
+    let errors = RwSignal::new(Vec::<(&'static str, String)>::new());
+    let error_of = move |field: &'static str| {
+        move || errors.with(|e| e.iter().find(|(f, _)| *f == field).map(|(_, m)| m.clone()))
+    };
+    let (saving, set_saving) = signal(false);
+    let (making_bin, set_making_bin) = signal(false);
+    let (new_bin, set_new_bin) = signal(None::<BinOut>);
+
+    let use_new_bin = move |_| {
+        set_making_bin.set(true);
+        spawn_local(async move {
+            match server::send::<_, BinOut>("POST", "/api/bins", &BinIn::default()).await {
+                Ok(bin) => {
+                    url.set(bin.url.clone());
+                    errors.update(|e| e.retain(|(f, _)| *f != "url"));
+                    set_new_bin.set(Some(bin));
+                }
+                Err(e) => errors.update(|errs| errs.push(("url", e.message))),
+            }
+            set_making_bin.set(false);
+        });
+    };
+
+    let is_edit = edit_id.is_some();
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let n = name.get_untracked().trim().to_owned();
+        let u = url.get_untracked().trim().to_owned();
+        let e = event.get_untracked();
+        let mut errs = Vec::new();
+        if n.chars().count() < 2 {
+            errs.push(("name", "Name must be at least 2 characters.".to_owned()));
+        }
+        if !(u.starts_with("http://") || u.starts_with("https://")) || u.len() < 10 {
+            errs.push(("url", "URL must start with http:// or https://.".to_owned()));
+        }
+        if e.is_empty() {
+            errs.push(("event", "Choose the event to send.".to_owned()));
+        }
+        if !errs.is_empty() {
+            errors.set(errs);
+            return;
+        }
+        errors.set(Vec::new());
+        set_saving.set(true);
+        let edit_id = edit_id.clone();
+        spawn_local(async move {
+            let res = match &edit_id {
+                None => {
+                    let input = WebhookIn {
+                        name: n,
+                        url: u,
+                        event: Some(e),
+                        ..Default::default()
+                    };
+                    server::send::<_, WebhookOut>("POST", "/api/webhooks", &input).await
+                }
+                Some(id) => {
+                    let patch = WebhookPatch {
+                        name: Some(n),
+                        url: Some(u),
+                        event: Some(e),
+                        ..Default::default()
+                    };
+                    let path = format!("/api/webhooks/{}", enc(id));
+                    server::send::<_, WebhookOut>("PATCH", &path, &patch).await
+                }
+            };
+            set_saving.set(false);
+            match res {
+                Ok(_) => {
+                    data.reload_webhooks();
+                    on_done();
+                }
+                Err(e) => errors.set(vec![(error_field(&e), e.message)]),
+            }
+        });
+    };
+
+    let preview = move || {
+        let slug = event.get();
+        data.events.with(|e| match e {
+            Some(Ok(list)) => list.iter().find(|e| e.slug == slug).map(|ev| {
+                let text = serde_json::to_string(&ev.example).unwrap_or_default();
+                view! {
+                    <p class="muted">{ev.description.clone()}</p>
+                    <JsonView text=text/>
+                }
+            }),
+            _ => None,
+        })
+    };
+    let options = move || {
+        data.events.with(|e| match e {
+            Some(Ok(list)) => list
+                .iter()
+                .map(|ev| {
+                    let slug = ev.slug.clone();
+                    let selected = {
+                        let slug = slug.clone();
+                        move || event.with(|e| *e == slug)
+                    };
+                    view! { <option value=slug selected=selected>{ev.name.clone()}</option> }
+                })
+                .collect_view()
+                .into_any(),
+            Some(Err(err)) => view! { <option value="">{format!("Catalog unavailable: {}", err.message)}</option> }.into_any(),
+            None => view! { <option value="">"Loading events…"</option> }.into_any(),
+        })
+    };
+
+    let id_name = format!("{prefix}-name");
+    let id_url = format!("{prefix}-url");
+    let id_event = format!("{prefix}-event");
+    view! {
+        <form class="card webhook-form" on:submit=submit novalidate
+            aria-label=if is_edit { "Edit webhook" } else { "Add New Webhook" }>
+            <h2>{if is_edit { "Edit webhook" } else { "Add New Webhook" }}</h2>
+            <div class="field">
+                <label for=id_name.clone()>"Name"</label>
+                <input id=id_name.clone() autocomplete="off" placeholder="Payments to CRM"
+                    prop:value=name on:input=move |ev| name.set(event_target_value(&ev))
+                    aria-invalid=move || error_of("name")().is_some().to_string()
+                    aria-describedby=format!("{id_name}-error")/>
+                <p id=format!("{id_name}-error") class="error field-error">{error_of("name")}</p>
+            </div>
+            <div class="field">
+                <label for=id_url.clone()>"URL"</label>
+                <div class="row">
+                    <input id=id_url.clone() type="url" class="mono" autocomplete="off"
+                        placeholder="https://example.com/webhooks" spellcheck="false"
+                        prop:value=url on:input=move |ev| url.set(event_target_value(&ev))
+                        aria-invalid=move || error_of("url")().is_some().to_string()
+                        aria-describedby=format!("{id_url}-error {id_url}-hint")/>
+                    <button type="button" on:click=use_new_bin disabled=making_bin>
+                        {move || if making_bin.get() { "Creating bin…" } else { "Use a new bin" }}
+                    </button>
+                </div>
+                <p id=format!("{id_url}-hint") class="muted">
+                    {move || match new_bin.get() {
+                        Some(bin) => view! {
+                            "A new bin receives this webhook: "
+                            <a href=format!("/bins/{}", enc(&bin.id))>"open bin " {bin.id.clone()}</a>
+                        }.into_any(),
+                        None => view! { "The endpoint that receives the events. No endpoint yet? Use a new bin." }.into_any(),
+                    }}
+                </p>
+                <p id=format!("{id_url}-error") class="error field-error">{error_of("url")}</p>
+            </div>
+            <div class="field">
+                <label for=id_event.clone()>"Event"</label>
+                <select id=id_event.clone() on:change=move |ev| event.set(event_target_value(&ev))
+                    prop:value=event
+                    aria-invalid=move || error_of("event")().is_some().to_string()>
+                    {options}
+                </select>
+                <p class="error field-error">{error_of("event")}</p>
+            </div>
+            <div class="field">
+                <span class="label">"Payload preview"</span>
+                <div class="preview">{preview}</div>
+            </div>
+            <div class="row">
+                <button type="submit" class="primary" disabled=saving aria-busy=move || saving.get().to_string()>
+                    {move || match (saving.get(), is_edit) {
+                        (true, _) => "Saving…",
+                        (false, false) => "Add Webhook",
+                        (false, true) => "Save changes",
+                    }}
+                </button>
+                <button type="button" on:click=move |_| on_done()>"Cancel"</button>
+                <p class="error" role="alert">{error_of("form")}</p>
+            </div>
+        </form>
+    }
+}
+
+#[component]
+fn WebhookCard(data: Data, webhook: WebhookOut) -> impl IntoView {
+    let now = now();
+    let w = StoredValue::new(webhook.clone());
+    let id = webhook.id.clone();
+    let (editing, set_editing) = signal(false);
+    let (log_open, set_log_open) = signal(false);
+    let (busy, set_busy) = signal(None::<&'static str>);
+    let (confirm_delete, set_confirm_delete) = signal(false);
+    let (error, set_error) = signal(None::<String>);
+    let dialog = NodeRef::<Dialog>::new();
+    let (outcome, set_outcome) = signal(None::<Result<TestOutcome, ApiError>>);
+
+    let send_test = {
+        let id = id.clone();
+        move || {
+            set_outcome.set(None);
+            if let Some(d) = dialog.get_untracked()
+                && !d.open()
+            {
+                let _ = d.show_modal();
+            }
+            let url = format!("/api/webhooks/{}/test", enc(&id));
+            spawn_local(async move {
+                let res = server::post_empty::<TestOutcome>(&url).await;
+                set_outcome.set(Some(res));
+                data.reload_webhooks();
+            });
+        }
+    };
+    let send_test_click = {
+        let send_test = send_test.clone();
+        move |_| send_test()
+    };
+    let toggle_active = {
+        let id = id.clone();
+        move |_| {
+            let active = !w.with_value(|w| w.active);
+            set_busy.set(Some(if active {
+                "Enabling…"
+            } else {
+                "Disabling…"
+            }));
+            let url = format!("/api/webhooks/{}", enc(&id));
+            spawn_local(async move {
+                let patch = WebhookPatch {
+                    active: Some(active),
+                    ..Default::default()
+                };
+                match server::send::<_, WebhookOut>("PATCH", &url, &patch).await {
+                    Ok(_) => data.reload_webhooks(),
+                    Err(e) => {
+                        set_error.set(Some(e.message));
+                        set_busy.set(None);
+                    }
+                }
+            });
+        }
+    };
+    let delete = {
+        let id = id.clone();
+        move |_| {
+            if !confirm_delete.get_untracked() {
+                set_confirm_delete.set(true);
+                return;
+            }
+            set_busy.set(Some("Deleting…"));
+            let url = format!("/api/webhooks/{}", enc(&id));
+            spawn_local(async move {
+                match server::delete(&url).await {
+                    Ok(()) => data.reload_webhooks(),
+                    Err(e) => {
+                        set_error.set(Some(e.message));
+                        set_busy.set(None);
+                    }
+                }
+            });
+        }
+    };
+    let close_dialog = move |_| {
+        if let Some(d) = dialog.get_untracked() {
+            d.close();
+        }
+    };
+
+    let events = webhook
+        .events
+        .iter()
+        .map(|slug| data.event_name(slug))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let first_event = webhook
+        .events
+        .first()
+        .map(|s| data.event_name(s))
+        .unwrap_or_default();
+    let last_failure = webhook.last_failure.clone();
+    let heading_id = format!("wh-title-{}", webhook.id);
+    let dialog_title = format!("dlg-title-{}", webhook.id);
+    let heading_ref = heading_id.clone();
+    let dialog_ref = dialog_title.clone();
+    let target_url = webhook.url.clone();
+
+    view! {
+        <article class="card webhook" aria-labelledby=heading_ref>
+            <div class="webhook-head">
+                <h3 id=heading_id>{webhook.name.clone()}</h3>
+                {if webhook.active {
+                    view! { <span class="badge ok">"Active"</span> }.into_any()
+                } else {
+                    view! { <span class="badge off">"Inactive"</span> }.into_any()
+                }}
+            </div>
+            <dl class="webhook-facts">
+                <dt>"URL"</dt><dd class="mono break">{webhook.url.clone()}</dd>
+                <dt>"Event"</dt><dd>{events}</dd>
+                <dt>"Events sent"</dt><dd>{webhook.event_count}</dd>
+                <dt>"Last failure"</dt>
+                <dd>
+                    {match last_failure {
+                        Some(f) => {
+                            let at = js_sys::Date::parse(&f.at);
+                            view! {
+                                <span class="error-text">{f.reason}</span>
+                                " (" {move || units::ago(at, now.get())} ")"
+                            }.into_any()
+                        }
+                        None => view! { <span class="muted">"Never"</span> }.into_any(),
+                    }}
+                </dd>
+                {webhook.disabled_reason.clone().map(|why| view! {
+                    <dt>"Disabled"</dt><dd class="error-text">{why}</dd>
+                })}
+            </dl>
+            <div class="actions">
+                <button type="button" class="primary" on:click=send_test_click>"Send Test Event"</button>
+                <button type="button" on:click=move |_| set_editing.update(|e| *e = !*e)
+                    aria-expanded=move || editing.get().to_string()>"Edit"</button>
+                <button type="button" on:click=toggle_active disabled=move || busy.get().is_some()>
+                    {move || busy.get().unwrap_or(if w.with_value(|w| w.active) { "Disable" } else { "Enable" })}
+                </button>
+                <button type="button" on:click=move |_| set_log_open.update(|o| *o = !*o)
+                    aria-expanded=move || log_open.get().to_string()>"Delivery log"</button>
+                <button type="button" class="danger" on:click=delete disabled=move || busy.get().is_some()>
+                    {move || if confirm_delete.get() { "Confirm delete" } else { "Delete" }}
+                </button>
+            </div>
+            {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+            {move || editing.get().then(|| view! {
+                <WebhookForm data=data editing=Some(w.get_value()) on_done=move || set_editing.set(false)/>
+            })}
+            {move || log_open.get().then(|| view! { <DeliveryLogView data=data webhook_id=w.with_value(|w| w.id.clone())/> })}
+
+            <dialog node_ref=dialog class="outcome" aria-labelledby=dialog_ref>
+                <h2 id=dialog_title>"Send Test Event"</h2>
+                <p class="muted">
+                    {first_event} " → " <span class="mono break">{target_url}</span>
+                </p>
+                {move || match outcome.get() {
+                    None => view! { <p class="sending" role="status">"Sending…"</p> }.into_any(),
+                    Some(Err(e)) => view! {
+                        <div class="result bad" role="alert">
+                            <p class="verdict">"Could not send the test event"</p>
+                            <p>{e.message}</p>
+                        </div>
+                    }.into_any(),
+                    Some(Ok(o)) => view! { <OutcomeView o=o/> }.into_any(),
+                }}
+                <div class="row">
+                    <button type="button" on:click=move |_| send_test() disabled=move || outcome.get().is_none()>"Send again"</button>
+                    <button type="button" class="primary" on:click=close_dialog>"Close"</button>
+                </div>
+            </dialog>
+        </article>
+    }
+}
+
+/// The true outcome of a test send: delivered only on a 2xx, with the status, the duration and
+/// the answer; otherwise the error.
+#[component]
+fn OutcomeView(o: TestOutcome) -> impl IntoView {
+    let status = o.status.map(|s| format!("HTTP {s}"));
+    let summary = match (&status, o.delivered) {
+        (Some(s), _) => format!("{s} in {} ms", o.duration_ms),
+        (None, _) => format!("No answer after {} ms", o.duration_ms),
+    };
+    let response = o.response_body.clone().filter(|b| !b.is_empty());
+    let class = if o.delivered {
+        "result ok"
+    } else {
+        "result bad"
+    };
+    view! {
+        <div class=class role="status">
+            <p class="verdict">
+                {if o.delivered { "Success: the test event was delivered." } else { "Failed: the test event was not delivered." }}
+            </p>
+            <p class="status-line">{summary}</p>
+            {o.error.map(|e| view! { <p class="error-text"><strong>"Error: "</strong>{e}</p> })}
+            {response.map(|r| view! {
+                <p class="label">"Response"</p>
+                <pre class="code mono response">{r}</pre>
+            })}
+            <p class="muted small">"Message id " <span class="mono">{o.message_id}</span></p>
+        </div>
+    }
+}
+
+/// A webhook's attempts and messages, newest first, with Resend; refreshed every 3 s while open.
+#[component]
+fn DeliveryLogView(data: Data, webhook_id: String) -> impl IntoView {
+    let log = RwSignal::new(None::<Result<DeliveryLog, ApiError>>);
+    let url = format!("/api/webhooks/{}/deliveries", enc(&webhook_id));
+    let load = move || {
+        let url = url.clone();
+        spawn_local(async move {
+            let res = server::get::<DeliveryLog>(&url).await;
+            let _ = log.try_set(Some(res));
+        });
+    };
+    load();
+    let poll = set_interval_with_handle(load, Duration::from_secs(3)).ok();
+    on_cleanup(move || {
+        if let Some(p) = poll {
+            p.clear();
+        }
+    });
+    view! {
+        <section class="delivery-log" aria-label="Delivery log">
+            <h4>"Delivery log"</h4>
+            {move || match log.get() {
+                None => view! { <p class="muted">"Loading…"</p> }.into_any(),
+                Some(Err(e)) => view! { <p class="error" role="alert">{e.message}</p> }.into_any(),
+                Some(Ok(l)) => view! { <LogTables data=data log=l/> }.into_any(),
+            }}
+        </section>
+    }
+}
+
+#[component]
+fn LogTables(data: Data, log: DeliveryLog) -> impl IntoView {
+    if log.messages.is_empty() && log.attempts.is_empty() {
+        return view! { <p class="muted">"Nothing sent yet."</p> }.into_any();
+    }
+    let evicted = (log.evicted_attempts + log.evicted_messages > 0).then(|| {
+        view! {
+            <p class="muted">
+                {format!(
+                    "Older entries dropped from the log: {} attempts, {} messages.",
+                    log.evicted_attempts, log.evicted_messages
+                )}
+            </p>
+        }
+    });
+    view! {
+        {evicted}
+        <h5>"Messages"</h5>
+        <div class="table-wrap">
+            <table class="log">
+                <thead><tr><th>"Created"</th><th>"Event"</th><th>"State"</th><th class="num">"Attempts"</th><th>"Next retry"</th><th>"Error"</th><th></th></tr></thead>
+                <tbody>
+                    {log.messages.into_iter().map(|m| view! { <MessageRow data=data m=m/> }).collect_view()}
+                </tbody>
+            </table>
+        </div>
+        <h5>"Attempts"</h5>
+        <div class="table-wrap">
+            <table class="log">
+                <thead><tr><th>"Started"</th><th>"Event"</th><th class="num">"#"</th><th>"Trigger"</th><th>"Status"</th><th class="num">"Duration"</th><th>"Error / response"</th><th>"Next retry"</th></tr></thead>
+                <tbody>
+                    {log.attempts.into_iter().map(|a| view! { <AttemptRow data=data a=a/> }).collect_view()}
+                </tbody>
+            </table>
+        </div>
+    }
+    .into_any()
+}
+
+fn state_label(s: MessageState) -> (&'static str, &'static str) {
+    match s {
+        MessageState::Pending => ("pending", "badge"),
+        MessageState::Scheduled => ("retrying", "badge warn"),
+        MessageState::Delivered => ("delivered", "badge ok"),
+        MessageState::Failed => ("failed", "badge bad"),
+    }
+}
+
+#[component]
+fn MessageRow(data: Data, m: MessageOut) -> impl IntoView {
+    let (resending, set_resending) = signal(false);
+    let (note, set_note) = signal(None::<String>);
+    let resend = {
+        let id = m.id.clone();
+        move |_| {
+            set_resending.set(true);
+            let url = format!("/api/deliveries/{}/resend", enc(&id));
+            spawn_local(async move {
+                match server::post_empty::<serde_json::Value>(&url).await {
+                    Ok(v) => {
+                        let msg = serde_json::from_value::<MessageRef>(v)
+                            .map(|r| format!("Queued as {}", r.message_id))
+                            .unwrap_or_else(|_| "Queued".to_owned());
+                        let _ = set_note.try_set(Some(msg));
+                    }
+                    Err(e) => {
+                        let _ = set_note.try_set(Some(e.message));
+                    }
+                }
+                let _ = set_resending.try_set(false);
+                data.reload_webhooks();
+            });
+        }
+    };
+    let (label, class) = state_label(m.state);
+    let resendable = matches!(m.state, MessageState::Failed | MessageState::Delivered);
+    view! {
+        <tr>
+            <td>{m.created_at.clone()}</td>
+            <td>{data.event_name(&m.event)}</td>
+            <td><span class=class>{label}</span></td>
+            <td class="num">{m.attempts}</td>
+            <td>{m.next_attempt_at.clone().unwrap_or_default()}</td>
+            <td class="error-text">{m.error.clone().unwrap_or_default()}</td>
+            <td>
+                {resendable.then(|| view! {
+                    <button type="button" class="small" on:click=resend.clone() disabled=resending>
+                        {move || if resending.get() { "Resending…" } else { "Resend" }}
+                    </button>
+                })}
+                {move || note.get().map(|n| view! { <span class="muted small">" "{n}</span> })}
+            </td>
+        </tr>
+    }
+}
+
+#[component]
+fn AttemptRow(data: Data, a: AttemptOut) -> impl IntoView {
+    let status = match (a.status, a.delivered) {
+        (Some(s), true) => view! { <span class="badge ok">{s}</span> }.into_any(),
+        (Some(s), false) => view! { <span class="badge bad">{s}</span> }.into_any(),
+        (None, _) => view! { <span class="badge bad">"no answer"</span> }.into_any(),
+    };
+    let detail = a
+        .error
+        .clone()
+        .or_else(|| {
+            a.response_body
+                .clone()
+                .map(|b| b.chars().take(200).collect())
+        })
+        .unwrap_or_default();
+    let trigger = match a.trigger {
+        api::AttemptTrigger::Scheduled => "scheduled",
+        api::AttemptTrigger::Resend => "resend",
+        api::AttemptTrigger::Test => "test",
+    };
+    view! {
+        <tr>
+            <td>{a.started_at.clone()}</td>
+            <td>{data.event_name(&a.event)}</td>
+            <td class="num">{a.attempt}</td>
+            <td>{trigger}</td>
+            <td>{status}</td>
+            <td class="num">{format!("{} ms", a.duration_ms)}</td>
+            <td class="mono break small">{detail}</td>
+            <td>{a.next_attempt_at.clone().unwrap_or_default()}</td>
+        </tr>
+    }
+}
+
+/// Every event of the catalog with its description and example payload, as the seed's page
+/// lists them at the bottom.
+#[component]
+fn EventCatalog(data: Data) -> impl IntoView {
+    view! {
+        <section class="catalog" aria-labelledby="catalog-title">
+            <h2 id="catalog-title">"Events"</h2>
+            <p class="muted">"Every event a webhook can subscribe to, with the payload it sends."</p>
+            {move || match data.events.get() {
+                None => view! { <p class="muted">"Loading…"</p> }.into_any(),
+                Some(Err(e)) => view! { <p class="error" role="alert">{e.message}</p> }.into_any(),
+                Some(Ok(list)) => list
+                    .into_iter()
+                    .map(|ev| {
+                        let text = serde_json::to_string(&ev.example).unwrap_or_default();
+                        let anchor = format!("event-{}", ev.slug);
+                        view! {
+                            <article class="event card" id=anchor>
+                                <h3>{ev.name}" "<code class="slug">{ev.slug}</code></h3>
+                                <p>{ev.description}</p>
+                                <details>
+                                    <summary>"Example payload"</summary>
+                                    <JsonView text=text/>
+                                </details>
+                            </article>
+                        }
+                    })
+                    .collect_view()
+                    .into_any(),
+            }}
+        </section>
+    }
+}

@@ -1,0 +1,51 @@
+//! Sizes and times the way people read them.
+
+/// `512 B`, `1.5 KB`, `2.0 MB` (powers of 1024).
+pub fn size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KB", "MB", "GB", "TB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut v = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+/// How long ago `then_ms` was at `now_ms` (milliseconds since the epoch).
+pub fn ago(then_ms: f64, now_ms: f64) -> String {
+    let s = ((now_ms - then_ms) / 1000.0).max(0.0) as u64;
+    match s {
+        0..=4 => "just now".to_owned(),
+        5..=59 => format!("{s} s ago"),
+        60..=3599 => format!("{} min ago", s / 60),
+        3600..=86_399 => format!("{} h ago", s / 3600),
+        _ => format!("{} d ago", s / 86_400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(size(0), "0 B");
+        assert_eq!(size(1023), "1023 B");
+        assert_eq!(size(1536), "1.5 KB");
+        assert_eq!(size(3 * 1024 * 1024), "3.0 MB");
+    }
+
+    #[test]
+    fn ages() {
+        assert_eq!(ago(0.0, 1_000.0), "just now");
+        assert_eq!(ago(0.0, 30_000.0), "30 s ago");
+        assert_eq!(ago(0.0, 125_000.0), "2 min ago");
+        assert_eq!(ago(0.0, 7_200_000.0), "2 h ago");
+        assert_eq!(ago(0.0, 3.0 * 86_400_000.0), "3 d ago");
+        assert_eq!(ago(10_000.0, 0.0), "just now");
+    }
+}
