@@ -22,6 +22,7 @@ pub mod error;
 pub mod replay;
 pub mod routes;
 pub mod store;
+pub mod ui;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -95,7 +96,7 @@ impl AppState {
 
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
-    routes::router().with_state(state)
+    routes::router().merge(ui::router()).with_state(state)
 }
 
 /// Serves [`app`] on `listener` until `shutdown` resolves; then live streams end, in-flight
