@@ -23,6 +23,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the server (the default).
     Serve(ServeArgs),
+    /// Client subcommands for CI (`new`, `wait`, `forward`, `export`).
+    #[command(flatten)]
+    Client(crate::cli::ClientCommand),
 }
 
 /// Flags of `bin-server serve`.

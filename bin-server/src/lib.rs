@@ -12,16 +12,21 @@
 //! - [`checks`]: a bin's JSON Schema and signature checks, run on each capture.
 //! - [`replay`]: sending a captured request again, byte-exact (replay route, `forward`).
 //! - [`config`]: flags and environment variables.
+//! - [`cli`]: the client subcommands for CI (`new`, `wait`, `forward`, `export`).
+//! - `testing` (feature `testing`): `TestBin`, a real server and bin inside a Rust test.
 //!
 //! `main.rs` only parses flags, sets up tracing, binds and calls [`run`].
 
 pub mod checks;
+pub mod cli;
 pub mod config;
 pub mod conn;
 pub mod error;
 pub mod replay;
 pub mod routes;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod ui;
 
 use std::future::Future;

@@ -16,9 +16,23 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Bad flags exit 3, not clap's 2: `wait` uses 2 for a timeout.
+        Err(e) => {
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() {
+                bin_server::cli::EXIT_ERROR
+            } else {
+                0
+            });
+        }
+    };
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
+        Some(Command::Client(command)) => {
+            std::process::exit(bin_server::cli::run(command, shutdown_signal()).await)
+        }
         None => cli.serve,
     };
     let limits = args.limits().map_err(anyhow::Error::msg)?;

@@ -1,0 +1,275 @@
+//! The HTTP client of the subcommands: one `reqwest::Client` and the server's base URL, with
+//! the server's JSON errors turned into [`ClientError`]s that read as one line.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+
+use crate::replay::error_chain;
+
+/// Why a call to the server failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "cannot reach the server at {server}: {cause} (is `bin-server serve` running? set --server or HOOKBIN_SERVER)"
+    )]
+    Connect { server: String, cause: String },
+    #[error("{message} ({status} {code})")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A client of one bin-server.
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// `server` is the base URL (`http://127.0.0.1:8080`).
+    pub fn new(server: &str) -> Result<Self, ClientError> {
+        let base = server.trim_end_matches('/').to_owned();
+        let url = reqwest::Url::parse(&base)
+            .map_err(|e| ClientError::Other(format!("--server {server:?} is not a URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(ClientError::Other(format!(
+                "--server {server:?} must be an http:// or https:// URL"
+            )));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| ClientError::Other(error_chain(&e)))?;
+        Ok(Self { base, http })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends a request, mapping transport errors and non-2xx answers (other than `allow`).
+    async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+        allow: &[u16],
+    ) -> Result<reqwest::Response, ClientError> {
+        let resp = req.send().await.map_err(|e| self.transport(&e))?;
+        let status = resp.status().as_u16();
+        if resp.status().is_success() || allow.contains(&status) {
+            return Ok(resp);
+        }
+        let text = resp.text().await.unwrap_or_default();
+        Err(match serde_json::from_str::<api::ErrorBody>(&text) {
+            Ok(body) => ClientError::Api {
+                status,
+                code: body.error.code,
+                message: body.error.message,
+            },
+            Err(_) => ClientError::Api {
+                status,
+                code: "http_error".into(),
+                message: format!("the server answered {status}: {}", text.trim()),
+            },
+        })
+    }
+
+    fn transport(&self, e: &reqwest::Error) -> ClientError {
+        if e.is_connect() || e.is_timeout() || e.is_request() {
+            ClientError::Connect {
+                server: self.base.clone(),
+                cause: error_chain(e),
+            }
+        } else {
+            ClientError::Other(error_chain(e))
+        }
+    }
+
+    /// `POST /api/bins`, or `PUT /api/bins/{name}` when `input` names the bin (idempotent).
+    pub async fn create_bin(&self, input: &api::BinIn) -> Result<api::BinOut, ClientError> {
+        let req = match &input.name {
+            Some(name) => self.http.put(self.url(&format!("/api/bins/{name}"))),
+            None => self.http.post(self.url("/api/bins")),
+        };
+        self.json(self.send(req.json(input), &[]).await?).await
+    }
+
+    /// `GET /api/bins/{bin}`.
+    pub async fn bin(&self, bin: &str) -> Result<api::BinOut, ClientError> {
+        let req = self.http.get(self.url(&format!("/api/bins/{bin}")));
+        self.json(self.send(req, &[]).await?).await
+    }
+
+    /// One long poll of `GET /api/bins/{bin}/wait`; `None` when the server timed out (408).
+    pub async fn wait_once(
+        &self,
+        bin: &str,
+        query: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<Option<api::CapturedRequestOut>, ClientError> {
+        let mut query = query.to_vec();
+        query.push(("timeout".into(), format!("{}ms", timeout.as_millis())));
+        let req = self
+            .http
+            .get(self.url(&format!("/api/bins/{bin}/wait")))
+            .query(&query)
+            // The server answers by `timeout`; leave room for a slow network.
+            .timeout(timeout + Duration::from_secs(30));
+        let resp = self.send(req, &[408]).await?;
+        if resp.status().as_u16() == 408 {
+            return Ok(None);
+        }
+        self.json(resp).await.map(Some)
+    }
+
+    /// `GET /api/bins/{bin}/export?format=...`, streamed into `out`.
+    pub async fn export(
+        &self,
+        bin: &str,
+        format: &str,
+        out: &mut (dyn std::io::Write + Send),
+    ) -> Result<u64, ClientError> {
+        let req = self
+            .http
+            .get(self.url(&format!("/api/bins/{bin}/export")))
+            .query(&[("format", format)]);
+        let resp = self.send(req, &[]).await?;
+        let mut body = resp.bytes_stream();
+        let mut n = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| self.transport(&e))?;
+            out.write_all(&chunk)
+                .map_err(|e| ClientError::Other(format!("cannot write the export: {e}")))?;
+            n += chunk.len() as u64;
+        }
+        out.flush()
+            .map_err(|e| ClientError::Other(format!("cannot write the export: {e}")))?;
+        Ok(n)
+    }
+
+    /// Opens `GET /api/bins/{bin}/stream`, resuming after sequence number `after`.
+    pub async fn stream(&self, bin: &str, after: u64) -> Result<reqwest::Response, ClientError> {
+        let req = self
+            .http
+            .get(self.url(&format!("/api/bins/{bin}/stream")))
+            .header("accept", "text/event-stream")
+            .header("last-event-id", after.to_string());
+        self.send(req, &[]).await
+    }
+
+    async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        resp: reqwest::Response,
+    ) -> Result<T, ClientError> {
+        let bytes = resp.bytes().await.map_err(|e| self.transport(&e))?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            ClientError::Other(format!(
+                "the server's answer is not what this client expects: {e}"
+            ))
+        })
+    }
+}
+
+/// One Server-Sent Event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseEvent {
+    pub event: String,
+    pub data: String,
+    pub id: Option<String>,
+}
+
+/// Splits a byte stream into Server-Sent Events (comments skipped).
+#[derive(Debug, Default)]
+pub struct SseParser {
+    buf: Vec<u8>,
+}
+
+impl SseParser {
+    pub fn push(&mut self, chunk: &[u8]) {
+        self.buf.extend_from_slice(chunk);
+    }
+
+    /// The next complete event, if one is buffered.
+    pub fn next_event(&mut self) -> Option<SseEvent> {
+        loop {
+            let text = &self.buf;
+            let (end, sep) = [&b"\n\n"[..], b"\r\n\r\n"]
+                .iter()
+                .filter_map(|sep| {
+                    text.windows(sep.len())
+                        .position(|w| w == *sep)
+                        .map(|i| (i, sep.len()))
+                })
+                .min()?;
+            let block: Vec<u8> = self.buf.drain(..end + sep).collect();
+            let block = String::from_utf8_lossy(&block);
+            let mut ev = SseEvent {
+                event: "message".into(),
+                data: String::new(),
+                id: None,
+            };
+            let mut any = false;
+            for line in block.lines() {
+                let (field, value) = line.split_once(':').unwrap_or((line, ""));
+                let value = value.strip_prefix(' ').unwrap_or(value);
+                match field {
+                    "event" => {
+                        ev.event = value.to_owned();
+                        any = true;
+                    }
+                    "data" => {
+                        if any && !ev.data.is_empty() {
+                            ev.data.push('\n');
+                        }
+                        ev.data.push_str(value);
+                        any = true;
+                    }
+                    "id" => ev.id = Some(value.to_owned()),
+                    _ => {}
+                }
+            }
+            if any {
+                return Some(ev);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sse_events_split_across_chunks() {
+        let mut p = SseParser::default();
+        p.push(b": keep-alive\n\nevent: request\nid: 3\ndata: {\"a\"");
+        assert_eq!(p.next_event(), None);
+        p.push(b":1}\n\ndata: x\ndata: y\n\n");
+        assert_eq!(
+            p.next_event(),
+            Some(SseEvent {
+                event: "request".into(),
+                data: "{\"a\":1}".into(),
+                id: Some("3".into())
+            })
+        );
+        assert_eq!(p.next_event().unwrap().data, "x\ny");
+        assert_eq!(p.next_event(), None);
+    }
+
+    #[test]
+    fn servers_are_urls() {
+        assert!(Client::new("http://127.0.0.1:8080/").is_ok());
+        assert!(Client::new("127.0.0.1:8080").is_err());
+        assert!(Client::new("ftp://x").is_err());
+    }
+}
