@@ -387,6 +387,13 @@ impl Store for MemoryStore {
         if let Some(old) = &evicted {
             self.evicted_by_bin_limit.fetch_add(1, Relaxed);
             self.forget(old);
+            // Usually the request a full bin just dropped is also the oldest in the ledger
+            // (always so with one busy bin): drop its entry now rather than leave it stale.
+            if ledger.entries.front().is_some_and(|e| {
+                e.seq == old.seq && std::ptr::eq(e.bin.as_ptr(), Arc::as_ptr(&bin))
+            }) {
+                ledger.entries.pop_front();
+            }
         }
         ledger.entries.push_back(LedgerEntry {
             bin: Arc::downgrade(&bin),
@@ -710,8 +717,26 @@ mod tests {
         for _ in 0..10_000 {
             s.capture("a", req(b"x")).unwrap();
         }
-        assert!(s.lock_ledger().entries.len() <= 2 * 2 + 1024 + 1);
+        assert_eq!(
+            s.lock_ledger().entries.len(),
+            2,
+            "stale entries were dropped at once"
+        );
         assert_eq!(s.stats().requests_stored, 2);
+    }
+
+    #[test]
+    fn ledger_stays_bounded_when_stale_entries_are_not_at_the_front() {
+        let s = store(2, 1 << 30);
+        named(&s, "quiet");
+        named(&s, "busy");
+        s.capture("quiet", req(b"old")).unwrap();
+        for _ in 0..10_000 {
+            s.capture("busy", req(b"x")).unwrap();
+        }
+        assert!(s.lock_ledger().entries.len() <= 2 * 3 + 1024 + 1);
+        assert_eq!(s.stats().requests_stored, 3);
+        assert_eq!(seqs(&s, "quiet"), vec![1]);
     }
 
     #[test]
