@@ -51,6 +51,9 @@ impl std::fmt::Display for ForwardEvent {
                     (None, None) => write!(f, "no answer"),
                 }
             }
+            Self::Disconnected { reason, retry_in } if retry_in.is_zero() => {
+                write!(f, "stream lost ({reason}); reconnecting now")
+            }
             Self::Disconnected { reason, retry_in } => write!(
                 f,
                 "stream lost ({reason}); reconnecting in {}s",
@@ -84,7 +87,15 @@ pub async fn forward(
         let reason = tokio::select! {
             () = &mut shutdown => return Ok(()),
             r = session => match r {
-                Ok(reason) => {
+                // Behind the live stream: resume from the store at once.
+                Ok(Ended::Behind) => {
+                    report(ForwardEvent::Disconnected {
+                        reason: "fell behind the live stream".into(),
+                        retry_in: Duration::ZERO,
+                    });
+                    continue;
+                }
+                Ok(Ended::Dropped(reason)) => {
                     backoff = Duration::from_secs(1);
                     reason
                 }
@@ -105,7 +116,15 @@ pub async fn forward(
     }
 }
 
-/// One connection to the stream; returns why it ended when a reconnect may help.
+/// Why a connection to the stream ended, when a reconnect may help.
+enum Ended {
+    /// The server said `resync`: this client missed live events.
+    Behind,
+    /// The stream broke or closed.
+    Dropped(String),
+}
+
+/// One connection to the stream.
 async fn follow(
     client: &Client,
     http: &reqwest::Client,
@@ -113,14 +132,14 @@ async fn follow(
     to: &str,
     last: &mut u64,
     report: &mut impl FnMut(ForwardEvent),
-) -> Result<String, ClientError> {
+) -> Result<Ended, ClientError> {
     let resp = client.stream(bin, *last).await?;
     let mut body = resp.bytes_stream();
     let mut parser = SseParser::default();
     while let Some(chunk) = body.next().await {
         let chunk = match chunk {
             Ok(c) => c,
-            Err(e) => return Ok(replay::error_chain(&e)),
+            Err(e) => return Ok(Ended::Dropped(replay::error_chain(&e))),
         };
         parser.push(&chunk);
         while let Some(ev) = parser.next_event() {
@@ -150,7 +169,7 @@ async fn follow(
                         outcome,
                     });
                 }
-                "resync" => return Ok("fell behind the live stream".into()),
+                "resync" => return Ok(Ended::Behind),
                 "bin_deleted" => {
                     return Err(ClientError::Other(format!("bin {bin:?} was deleted")));
                 }
@@ -158,5 +177,5 @@ async fn follow(
             }
         }
     }
-    Ok("the server closed the stream".into())
+    Ok(Ended::Dropped("the server closed the stream".into()))
 }

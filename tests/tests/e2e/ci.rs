@@ -520,6 +520,62 @@ async fn wait_times_out_with_408_and_a_json_error() {
     );
 }
 
+/// Captures `n` requests straight into the store, without yielding: live subscribers cannot
+/// read in between, so more than their buffer makes them fall behind.
+fn burst(s: &TestServer, bin: &str, n: usize) {
+    use bin_server::store::{NewCapture, RawHeaders};
+    for i in 0..n {
+        let body = format!("{{\"n\":{i}}}");
+        let mut c = NewCapture::new(
+            "POST",
+            "/burst",
+            None,
+            &RawHeaders::new(),
+            body.len(),
+            "127.0.0.1:1".parse().unwrap(),
+        );
+        c.push_body(body.as_bytes());
+        s.state.store.capture(bin, c).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_waiter_that_falls_behind_the_broadcast_rereads_the_store() {
+    let s = TestServer::start().await;
+    s.put_bin("burst", json!({})).await;
+    let waiter = {
+        let client = s.client.clone();
+        let url = s.url("/api/bins/burst/wait?json=/n=599&timeout=10s");
+        tokio::spawn(async move { client.get(url).send().await.unwrap() })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Far more than the 256 events a subscriber buffers: the match is among the missed ones.
+    burst(&s, "burst", 600);
+    let resp = within("the lagging waiter", waiter).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let r: Value = resp.json().await.unwrap();
+    assert_eq!(r["seq"], 600);
+}
+
+#[tokio::test]
+async fn pending_waits_end_when_the_server_shuts_down() {
+    let s = TestServer::start().await;
+    s.put_bin("bye", json!({})).await;
+    let waiter = {
+        let client = s.client.clone();
+        let url = s.url("/api/bins/bye/wait?timeout=300s");
+        tokio::spawn(async move { client.get(url).send().await.unwrap() })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    s.shutdown().await.unwrap();
+    let resp = within("the waiter", waiter).await.unwrap();
+    assert_eq!(resp.status(), 503);
+    let e: Value = resp.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "shutting_down");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
 #[tokio::test]
 async fn wait_errors_are_clear() {
     let s = TestServer::start().await;
@@ -944,6 +1000,68 @@ async fn forward_replays_new_requests_byte_exact_until_stopped() {
     }
     stop.send(()).unwrap();
     within("forward stops", forwarding).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn forward_catches_up_after_falling_behind_without_loss_or_duplicates() {
+    let s = TestServer::start().await;
+    s.put_bin("fast", json!({})).await;
+    s.put_bin("slow", json!({})).await;
+    let client = bin_server::cli::client::Client::new(&s.base).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let to = s.url("/b/slow");
+    let forwarding = tokio::spawn(async move {
+        bin_server::cli::forward::forward(
+            &client,
+            "fast",
+            &to,
+            async {
+                let _ = stopped.await;
+            },
+            move |ev| {
+                let _ = tx.send(ev.to_string());
+            },
+        )
+        .await
+    });
+    assert!(
+        within("forward connects", rx.recv())
+            .await
+            .unwrap()
+            .starts_with("connected")
+    );
+    burst(&s, "fast", 400);
+    let (mut lines, mut notes) = (Vec::new(), Vec::new());
+    while lines.len() < 400 {
+        let line = within("forwarded lines", rx.recv()).await.unwrap();
+        if line.starts_with('#') {
+            lines.push(line);
+        } else {
+            notes.push(line);
+        }
+    }
+    // The burst overflowed the stream's buffer (the test runtime has one thread): the server
+    // said `resync`, and forward resumed from its last request with `Last-Event-ID`.
+    assert!(notes.iter().any(|n| n.contains("fell behind")), "{notes:?}");
+    stop.send(()).unwrap();
+    within("forward stops", forwarding).await.unwrap().unwrap();
+    for (i, line) in lines.iter().enumerate() {
+        assert!(
+            line.starts_with(&format!("#{} POST /burst -> 200", i + 1)),
+            "{line}"
+        );
+    }
+    let (_, page) = s.get_json("/api/bins/slow/requests?limit=1000").await;
+    let bodies: Vec<String> = page["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|r| r["body"].as_str().unwrap().to_owned())
+        .collect();
+    let expected: Vec<String> = (0..400).map(|i| format!("{{\"n\":{i}}}")).collect();
+    assert_eq!(bodies, expected, "every request once, in order");
 }
 
 #[tokio::test]
