@@ -566,7 +566,8 @@ async fn pending_waits_end_when_the_server_shuts_down() {
         let url = s.url("/api/bins/bye/wait?timeout=300s");
         tokio::spawn(async move { client.get(url).send().await.unwrap() })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Give the waiter time to connect (a refused connection would fail the test, not hang it).
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let started = Instant::now();
     s.shutdown().await.unwrap();
     let resp = within("the waiter", waiter).await.unwrap();
