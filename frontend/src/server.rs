@@ -197,7 +197,20 @@ impl LiveStream {
             retry_ms: 500,
             closed: false,
         }));
-        connect(&inner);
+        if leptos::prelude::document().ready_state() == "complete" {
+            connect(&inner);
+        } else {
+            // An EventSource opened before the page's `load` event keeps Chromium's load (and
+            // so headless screenshots and "wait for load") pending for as long as it is open.
+            let weak = Rc::downgrade(&inner);
+            let on_load = Closure::once_into_js(move || {
+                if let Some(inner) = weak.upgrade() {
+                    connect(&inner);
+                }
+            });
+            let _ = leptos::prelude::window()
+                .add_event_listener_with_callback("load", on_load.unchecked_ref());
+        }
         LiveStream { inner }
     }
 }

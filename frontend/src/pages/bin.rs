@@ -1021,6 +1021,7 @@ fn MultipartView(parts: Vec<body::Part>) -> impl IntoView {
 #[component]
 fn BinSettings(state: BinState) -> impl IntoView {
     let navigate = use_navigate();
+    let loaded = Memo::new(move |_| state.bin.with(|b| matches!(b, Some(Ok(_)))));
     let (clearing, set_clearing) = signal(0u8);
     let (deleting, set_deleting) = signal(0u8);
     let (error, set_error) = signal(None::<String>);
@@ -1065,10 +1066,12 @@ fn BinSettings(state: BinState) -> impl IntoView {
     view! {
         <section class="settings">
             <h2>"Bin settings"</h2>
-            {move || match state.bin.get() {
-                Some(Ok(bin)) => Some(view! { <ResponseEditor state=state bin=bin/> }),
-                _ => None,
-            }}
+            // Built once, when the bin first loads: refreshes of the counters must not reset
+            // what the user is typing.
+            {move || loaded.get().then(|| {
+                let bin = state.bin.with_untracked(|b| b.clone().and_then(Result::ok));
+                bin.map(|bin| view! { <ResponseEditor state=state bin=bin/> })
+            })}
             <div class="danger-zone">
                 <button type="button" class="danger" on:click=clear disabled=move || clearing.get() == 2>
                     {move || match clearing.get() { 0 => "Clear all requests", 1 => "Confirm: clear all requests", _ => "Clearing…" }}

@@ -24,6 +24,15 @@ pub fn BinsPage() -> impl IntoView {
         });
     };
     reload();
+    // The table is built once and updated row by row; only a change of shape rebuilds it.
+    let shape = Memo::new(move |_| {
+        bins.with(|b| match b {
+            None => Shape::Loading,
+            Some(Err(e)) => Shape::Failed(e.message.clone()),
+            Some(Ok(l)) if l.is_empty() => Shape::Empty,
+            Some(Ok(_)) => Shape::List,
+        })
+    });
 
     // Live counts: any capture or deletion anywhere schedules one reload per second at most.
     let pending = StoredValue::new(false);
@@ -59,17 +68,25 @@ pub fn BinsPage() -> impl IntoView {
             </div>
             <CreateBins/>
             <h2>"Your bins"</h2>
-            {move || match bins.get() {
-                None => view! { <p class="muted">"Loading…"</p> }.into_any(),
-                Some(Err(e)) => view! { <p class="error" role="alert">{e.message}</p> }.into_any(),
-                Some(Ok(list)) if list.is_empty() => view! {
+            {move || match shape.get() {
+                Shape::Loading => view! { <p class="muted">"Loading…"</p> }.into_any(),
+                Shape::Failed(message) => view! { <p class="error" role="alert">{message}</p> }.into_any(),
+                Shape::Empty => view! {
                     <p class="muted empty">"No bins yet. Create one above."</p>
                 }
                 .into_any(),
-                Some(Ok(list)) => view! { <BinTable bins=list reload=reload/> }.into_any(),
+                Shape::List => view! { <BinTable bins=bins reload=reload/> }.into_any(),
             }}
         </section>
     }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Shape {
+    Loading,
+    Failed(String),
+    Empty,
+    List,
 }
 
 /// "New bin" (random id) and "Create named bin" (a fixed URL for CI).
@@ -169,62 +186,97 @@ fn CreateBins() -> impl IntoView {
 }
 
 #[component]
-fn BinTable(bins: Vec<BinOut>, reload: impl Fn() + Copy + Send + Sync + 'static) -> impl IntoView {
-    let now = now();
-    let rows = bins
-        .into_iter()
-        .map(|bin| {
-            let href = format!("/bins/{}", server::enc(&bin.id));
-            let last = js_sys::Date::parse(&bin.last_activity);
-            let (confirming, set_confirming) = signal(false);
-            let (deleting, set_deleting) = signal(false);
-            let (error, set_error) = signal(None::<String>);
-            let id = bin.id.clone();
-            let delete = move |_| {
-                if !confirming.get_untracked() {
-                    set_confirming.set(true);
-                    return;
-                }
-                set_deleting.set(true);
-                let id = id.clone();
-                spawn_local(async move {
-                    match server::delete(&format!("/api/bins/{}", server::enc(&id))).await {
-                        Ok(()) => reload(),
-                        Err(e) => {
-                            set_error.set(Some(e.message));
-                            set_deleting.set(false);
-                        }
-                    }
-                });
-            };
-            let evicted = bin.evicted.total;
-            view! {
-                <tr>
-                    <td class="bin-id"><a href=href>{bin.id.clone()}</a></td>
-                    <td class="num">{bin.request_count}</td>
-                    <td class="num">
-                        {(evicted > 0).then(|| view! { <span class="badge warn" title="Requests evicted by the bin's limits">{evicted}" evicted"</span> })}
-                    </td>
-                    <td>{move || units::ago(last, now.get())}</td>
-                    <td class="row-actions">
-                        <button type="button" class="small danger" on:click=delete disabled=deleting
-                            aria-label=format!("Delete bin {}", bin.id)>
-                            {move || if deleting.get() { "Deleting…" } else if confirming.get() { "Confirm delete" } else { "Delete" }}
-                        </button>
-                        {move || error.get().map(|e| view! { <span class="error" role="alert">{e}</span> })}
-                    </td>
-                </tr>
-            }
+fn BinTable(
+    bins: RwSignal<Option<Result<Vec<BinOut>, ApiError>>>,
+    reload: impl Fn() + Copy + Send + Sync + 'static,
+) -> impl IntoView {
+    let ids = move || {
+        bins.with(|b| match b {
+            Some(Ok(list)) => list.iter().map(|b| b.id.clone()).collect::<Vec<_>>(),
+            _ => Vec::new(),
         })
-        .collect_view();
+    };
     view! {
         <div class="table-wrap">
             <table class="bins">
                 <thead>
                     <tr><th>"Bin"</th><th class="num">"Requests"</th><th></th><th>"Last activity"</th><th></th></tr>
                 </thead>
-                <tbody>{rows}</tbody>
+                <tbody>
+                    // Keyed by id: a reload updates counts in place and keeps a pending "Confirm delete".
+                    <For each=ids key=|id| id.clone() let:id>
+                        <BinRow bins=bins id=id reload=reload/>
+                    </For>
+                </tbody>
             </table>
         </div>
+    }
+}
+
+#[component]
+fn BinRow(
+    bins: RwSignal<Option<Result<Vec<BinOut>, ApiError>>>,
+    id: String,
+    reload: impl Fn() + Copy + Send + Sync + 'static,
+) -> impl IntoView {
+    let now = now();
+    let bin = {
+        let id = id.clone();
+        Memo::new(move |_| {
+            bins.with(|b| match b {
+                Some(Ok(list)) => list.iter().find(|b| b.id == id).cloned(),
+                _ => None,
+            })
+        })
+    };
+    let href = format!("/bins/{}", server::enc(&id));
+    let (confirming, set_confirming) = signal(false);
+    let (deleting, set_deleting) = signal(false);
+    let (error, set_error) = signal(None::<String>);
+    let delete = {
+        let id = id.clone();
+        move |_| {
+            if !confirming.get_untracked() {
+                set_confirming.set(true);
+                return;
+            }
+            set_deleting.set(true);
+            let id = id.clone();
+            spawn_local(async move {
+                match server::delete(&format!("/api/bins/{}", server::enc(&id))).await {
+                    Ok(()) => reload(),
+                    Err(e) => {
+                        let _ = set_error.try_set(Some(e.message));
+                        let _ = set_deleting.try_set(false);
+                    }
+                }
+            });
+        }
+    };
+    let count = move || bin.with(|b| b.as_ref().map_or(0, |b| b.request_count));
+    let evicted = move || {
+        let n = bin.with(|b| b.as_ref().map_or(0, |b| b.evicted.total));
+        (n > 0).then(|| {
+            view! { <span class="badge warn" title="Requests evicted by the bin's limits">{n}" evicted"</span> }
+        })
+    };
+    let last = move || {
+        let at = bin.with(|b| b.as_ref().map(|b| js_sys::Date::parse(&b.last_activity)));
+        at.map(|at| units::ago(at, now.get())).unwrap_or_default()
+    };
+    view! {
+        <tr>
+            <td class="bin-id"><a href=href>{id.clone()}</a></td>
+            <td class="num">{count}</td>
+            <td class="num">{evicted}</td>
+            <td>{last}</td>
+            <td class="row-actions">
+                <button type="button" class="small danger" on:click=delete disabled=deleting
+                    aria-label=format!("Delete bin {id}")>
+                    {move || if deleting.get() { "Deleting…" } else if confirming.get() { "Confirm delete" } else { "Delete" }}
+                </button>
+                {move || error.get().map(|e| view! { <span class="error" role="alert">{e}</span> })}
+            </td>
+        </tr>
     }
 }

@@ -38,6 +38,20 @@ impl Data {
         });
     }
 
+    fn ids(self) -> Vec<String> {
+        self.webhooks.with(|w| match w {
+            Some(Ok(list)) => list.iter().map(|w| w.id.clone()).collect(),
+            _ => Vec::new(),
+        })
+    }
+
+    fn webhook(self, id: &str) -> Option<WebhookOut> {
+        self.webhooks.with(|w| match w {
+            Some(Ok(list)) => list.iter().find(|w| w.id == id).cloned(),
+            _ => None,
+        })
+    }
+
     fn event_name(self, slug: &str) -> String {
         self.events.with_untracked(|e| match e {
             Some(Ok(list)) => list
@@ -83,20 +97,21 @@ pub fn WebhooksPage() -> impl IntoView {
                 <WebhookForm data=data editing=None on_done=move || set_adding.set(false)/>
             })}
             <h2>"Your webhooks"</h2>
-            {move || match data.webhooks.get() {
-                None => view! { <p class="muted">"Loading…"</p> }.into_any(),
-                Some(Err(e)) => view! { <p class="error" role="alert">{e.message}</p> }.into_any(),
-                Some(Ok(list)) if list.is_empty() => view! {
+            {move || data.webhooks.with(|w| match w {
+                None => Some(view! { <p class="muted">"Loading…"</p> }.into_any()),
+                Some(Err(e)) => Some(view! { <p class="error" role="alert">{e.message.clone()}</p> }.into_any()),
+                Some(Ok(list)) if list.is_empty() => Some(view! {
                     <p class="muted empty">"No webhooks yet. Click Add New Webhook to create one."</p>
                 }
-                .into_any(),
-                Some(Ok(list)) => view! {
-                    <div class="webhooks">
-                        {list.into_iter().map(|w| view! { <WebhookCard data=data webhook=w/> }).collect_view()}
-                    </div>
-                }
-                .into_any(),
-            }}
+                .into_any()),
+                Some(Ok(_)) => None,
+            })}
+            // Keyed by id: a reload updates each card in place and keeps its dialog, form and log.
+            <div class="webhooks">
+                <For each=move || data.ids() key=|id| id.clone() let:id>
+                    <WebhookCard data=data id=id/>
+                </For>
+            </div>
             <EventCatalog data=data/>
         </section>
     }
@@ -324,10 +339,12 @@ fn WebhookForm(
 }
 
 #[component]
-fn WebhookCard(data: Data, webhook: WebhookOut) -> impl IntoView {
+fn WebhookCard(data: Data, id: String) -> impl IntoView {
     let now = now();
-    let w = StoredValue::new(webhook.clone());
-    let id = webhook.id.clone();
+    let webhook = {
+        let id = id.clone();
+        Memo::new(move |_| data.webhook(&id))
+    };
     let (editing, set_editing) = signal(false);
     let (log_open, set_log_open) = signal(false);
     let (busy, set_busy) = signal(None::<&'static str>);
@@ -335,9 +352,10 @@ fn WebhookCard(data: Data, webhook: WebhookOut) -> impl IntoView {
     let (error, set_error) = signal(None::<String>);
     let dialog = NodeRef::<Dialog>::new();
     let (outcome, set_outcome) = signal(None::<Result<TestOutcome, ApiError>>);
+    let api_path = format!("/api/webhooks/{}", enc(&id));
 
     let send_test = {
-        let id = id.clone();
+        let url = format!("{api_path}/test");
         move || {
             set_outcome.set(None);
             if let Some(d) = dialog.get_untracked()
@@ -345,10 +363,10 @@ fn WebhookCard(data: Data, webhook: WebhookOut) -> impl IntoView {
             {
                 let _ = d.show_modal();
             }
-            let url = format!("/api/webhooks/{}/test", enc(&id));
+            let url = url.clone();
             spawn_local(async move {
                 let res = server::post_empty::<TestOutcome>(&url).await;
-                set_outcome.set(Some(res));
+                let _ = set_outcome.try_set(Some(res));
                 data.reload_webhooks();
             });
         }
@@ -358,15 +376,15 @@ fn WebhookCard(data: Data, webhook: WebhookOut) -> impl IntoView {
         move |_| send_test()
     };
     let toggle_active = {
-        let id = id.clone();
+        let url = api_path.clone();
         move |_| {
-            let active = !w.with_value(|w| w.active);
+            let active = !webhook.with_untracked(|w| w.as_ref().is_some_and(|w| w.active));
             set_busy.set(Some(if active {
                 "Enabling…"
             } else {
                 "Disabling…"
             }));
-            let url = format!("/api/webhooks/{}", enc(&id));
+            let url = url.clone();
             spawn_local(async move {
                 let patch = WebhookPatch {
                     active: Some(active),
@@ -375,28 +393,28 @@ fn WebhookCard(data: Data, webhook: WebhookOut) -> impl IntoView {
                 match server::send::<_, WebhookOut>("PATCH", &url, &patch).await {
                     Ok(_) => data.reload_webhooks(),
                     Err(e) => {
-                        set_error.set(Some(e.message));
-                        set_busy.set(None);
+                        let _ = set_error.try_set(Some(e.message));
                     }
                 }
+                let _ = set_busy.try_set(None);
             });
         }
     };
     let delete = {
-        let id = id.clone();
+        let url = api_path.clone();
         move |_| {
             if !confirm_delete.get_untracked() {
                 set_confirm_delete.set(true);
                 return;
             }
             set_busy.set(Some("Deleting…"));
-            let url = format!("/api/webhooks/{}", enc(&id));
+            let url = url.clone();
             spawn_local(async move {
                 match server::delete(&url).await {
                     Ok(()) => data.reload_webhooks(),
                     Err(e) => {
-                        set_error.set(Some(e.message));
-                        set_busy.set(None);
+                        let _ = set_error.try_set(Some(e.message));
+                        let _ = set_busy.try_set(None);
                     }
                 }
             });
@@ -408,61 +426,70 @@ fn WebhookCard(data: Data, webhook: WebhookOut) -> impl IntoView {
         }
     };
 
-    let events = webhook
-        .events
-        .iter()
-        .map(|slug| data.event_name(slug))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let first_event = webhook
-        .events
-        .first()
-        .map(|s| data.event_name(s))
-        .unwrap_or_default();
-    let last_failure = webhook.last_failure.clone();
-    let heading_id = format!("wh-title-{}", webhook.id);
-    let dialog_title = format!("dlg-title-{}", webhook.id);
-    let heading_ref = heading_id.clone();
-    let dialog_ref = dialog_title.clone();
-    let target_url = webhook.url.clone();
+    let heading_id = format!("wh-title-{id}");
+    let dialog_title = format!("dlg-title-{id}");
+    let labelled_by = heading_id.clone();
+    let dialog_labelled_by = dialog_title.clone();
+    let field = move |f: fn(&WebhookOut) -> String| {
+        move || webhook.with(|w| w.as_ref().map(f).unwrap_or_default())
+    };
+    let events = move |w: &WebhookOut| {
+        w.events
+            .iter()
+            .map(|slug| data.event_name(slug))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let first_event = move || {
+        webhook.with(|w| {
+            w.as_ref()
+                .and_then(|w| w.events.first())
+                .map(|s| data.event_name(s))
+                .unwrap_or_default()
+        })
+    };
+    let active = move || webhook.with(|w| w.as_ref().is_some_and(|w| w.active));
+    let facts = move || {
+        webhook.get().map(|w| {
+            let last_failure = w.last_failure.clone().map(|f| {
+                let at = js_sys::Date::parse(&f.at);
+                view! {
+                    <span class="error-text">{f.reason}</span>
+                    " (" {move || units::ago(at, now.get())} ")"
+                }
+                .into_any()
+            });
+            view! {
+                <dt>"URL"</dt><dd class="mono break">{w.url.clone()}</dd>
+                <dt>"Event"</dt><dd>{events(&w)}</dd>
+                <dt>"Events sent"</dt><dd>{w.event_count}</dd>
+                <dt>"Last failure"</dt>
+                <dd>{last_failure.unwrap_or_else(|| view! { <span class="muted">"Never"</span> }.into_any())}</dd>
+                {w.disabled_reason.clone().map(|why| view! {
+                    <dt>"Disabled"</dt><dd class="error-text">{why}</dd>
+                })}
+            }
+        })
+    };
+    let log_id = id.clone();
 
     view! {
-        <article class="card webhook" aria-labelledby=heading_ref>
+        <article class="card webhook" aria-labelledby=labelled_by>
             <div class="webhook-head">
-                <h3 id=heading_id>{webhook.name.clone()}</h3>
-                {if webhook.active {
+                <h3 id=heading_id>{field(|w| w.name.clone())}</h3>
+                {move || if active() {
                     view! { <span class="badge ok">"Active"</span> }.into_any()
                 } else {
                     view! { <span class="badge off">"Inactive"</span> }.into_any()
                 }}
             </div>
-            <dl class="webhook-facts">
-                <dt>"URL"</dt><dd class="mono break">{webhook.url.clone()}</dd>
-                <dt>"Event"</dt><dd>{events}</dd>
-                <dt>"Events sent"</dt><dd>{webhook.event_count}</dd>
-                <dt>"Last failure"</dt>
-                <dd>
-                    {match last_failure {
-                        Some(f) => {
-                            let at = js_sys::Date::parse(&f.at);
-                            view! {
-                                <span class="error-text">{f.reason}</span>
-                                " (" {move || units::ago(at, now.get())} ")"
-                            }.into_any()
-                        }
-                        None => view! { <span class="muted">"Never"</span> }.into_any(),
-                    }}
-                </dd>
-                {webhook.disabled_reason.clone().map(|why| view! {
-                    <dt>"Disabled"</dt><dd class="error-text">{why}</dd>
-                })}
-            </dl>
+            <dl class="webhook-facts">{facts}</dl>
             <div class="actions">
                 <button type="button" class="primary" on:click=send_test_click>"Send Test Event"</button>
                 <button type="button" on:click=move |_| set_editing.update(|e| *e = !*e)
                     aria-expanded=move || editing.get().to_string()>"Edit"</button>
                 <button type="button" on:click=toggle_active disabled=move || busy.get().is_some()>
-                    {move || busy.get().unwrap_or(if w.with_value(|w| w.active) { "Disable" } else { "Enable" })}
+                    {move || busy.get().unwrap_or(if active() { "Disable" } else { "Enable" })}
                 </button>
                 <button type="button" on:click=move |_| set_log_open.update(|o| *o = !*o)
                     aria-expanded=move || log_open.get().to_string()>"Delivery log"</button>
@@ -472,31 +499,30 @@ fn WebhookCard(data: Data, webhook: WebhookOut) -> impl IntoView {
             </div>
             {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
             {move || editing.get().then(|| view! {
-                <WebhookForm data=data editing=Some(w.get_value()) on_done=move || set_editing.set(false)/>
+                <WebhookForm data=data editing=webhook.get_untracked() on_done=move || set_editing.set(false)/>
             })}
-            {move || log_open.get().then(|| view! { <DeliveryLogView data=data webhook_id=w.with_value(|w| w.id.clone())/> })}
-
-            <dialog node_ref=dialog class="outcome" aria-labelledby=dialog_ref>
-                <h2 id=dialog_title>"Send Test Event"</h2>
-                <p class="muted">
-                    {first_event} " → " <span class="mono break">{target_url}</span>
-                </p>
-                {move || match outcome.get() {
-                    None => view! { <p class="sending" role="status">"Sending…"</p> }.into_any(),
-                    Some(Err(e)) => view! {
-                        <div class="result bad" role="alert">
-                            <p class="verdict">"Could not send the test event"</p>
-                            <p>{e.message}</p>
-                        </div>
-                    }.into_any(),
-                    Some(Ok(o)) => view! { <OutcomeView o=o/> }.into_any(),
-                }}
-                <div class="row">
-                    <button type="button" on:click=move |_| send_test() disabled=move || outcome.get().is_none()>"Send again"</button>
-                    <button type="button" class="primary" on:click=close_dialog>"Close"</button>
-                </div>
-            </dialog>
+            {move || log_open.get().then(|| view! { <DeliveryLogView data=data webhook_id=log_id.clone()/> })}
         </article>
+        <dialog node_ref=dialog class="outcome" aria-labelledby=dialog_labelled_by>
+            <h2 id=dialog_title>"Send Test Event"</h2>
+            <p class="muted">
+                {first_event} " → " <span class="mono break">{field(|w| w.url.clone())}</span>
+            </p>
+            {move || match outcome.get() {
+                None => view! { <p class="sending" role="status">"Sending…"</p> }.into_any(),
+                Some(Err(e)) => view! {
+                    <div class="result bad" role="alert">
+                        <p class="verdict">"Could not send the test event"</p>
+                        <p>{e.message}</p>
+                    </div>
+                }.into_any(),
+                Some(Ok(o)) => view! { <OutcomeView o=o/> }.into_any(),
+            }}
+            <div class="row">
+                <button type="button" on:click=move |_| send_test() disabled=move || outcome.get().is_none()>"Send again"</button>
+                <button type="button" class="primary" on:click=close_dialog>"Close"</button>
+            </div>
+        </dialog>
     }
 }
 
@@ -535,6 +561,11 @@ fn OutcomeView(o: TestOutcome) -> impl IntoView {
 #[component]
 fn DeliveryLogView(data: Data, webhook_id: String) -> impl IntoView {
     let log = RwSignal::new(None::<Result<DeliveryLog, ApiError>>);
+    // Resend state lives here, not in the rows: the rows are rebuilt by every refresh.
+    let resend = Resend {
+        in_flight: RwSignal::new(None),
+        note: RwSignal::new(None),
+    };
     let url = format!("/api/webhooks/{}/deliveries", enc(&webhook_id));
     let load = move || {
         let url = url.clone();
@@ -544,26 +575,43 @@ fn DeliveryLogView(data: Data, webhook_id: String) -> impl IntoView {
         });
     };
     load();
-    let poll = set_interval_with_handle(load, Duration::from_secs(3)).ok();
+    let poll = set_interval_with_handle(load.clone(), Duration::from_secs(3)).ok();
     on_cleanup(move || {
         if let Some(p) = poll {
             p.clear();
         }
     });
+    let reload = StoredValue::new_local(load);
     view! {
         <section class="delivery-log" aria-label="Delivery log">
             <h4>"Delivery log"</h4>
+            {move || resend.note.get().map(|n| view! { <p class="muted" role="status">{n}</p> })}
             {move || match log.get() {
                 None => view! { <p class="muted">"Loading…"</p> }.into_any(),
                 Some(Err(e)) => view! { <p class="error" role="alert">{e.message}</p> }.into_any(),
-                Some(Ok(l)) => view! { <LogTables data=data log=l/> }.into_any(),
+                Some(Ok(l)) => view! {
+                    <LogTables data=data log=l resend=resend on_resent=move || reload.with_value(|r| r())/>
+                }
+                .into_any(),
             }}
         </section>
     }
 }
 
+/// Which message is being resent, and what the last resend said.
+#[derive(Clone, Copy)]
+struct Resend {
+    in_flight: RwSignal<Option<String>>,
+    note: RwSignal<Option<String>>,
+}
+
 #[component]
-fn LogTables(data: Data, log: DeliveryLog) -> impl IntoView {
+fn LogTables(
+    data: Data,
+    log: DeliveryLog,
+    resend: Resend,
+    on_resent: impl Fn() + Copy + Send + Sync + 'static,
+) -> impl IntoView {
     if log.messages.is_empty() && log.attempts.is_empty() {
         return view! { <p class="muted">"Nothing sent yet."</p> }.into_any();
     }
@@ -584,7 +632,7 @@ fn LogTables(data: Data, log: DeliveryLog) -> impl IntoView {
             <table class="log">
                 <thead><tr><th>"Created"</th><th>"Event"</th><th>"State"</th><th class="num">"Attempts"</th><th>"Next retry"</th><th>"Error"</th><th></th></tr></thead>
                 <tbody>
-                    {log.messages.into_iter().map(|m| view! { <MessageRow data=data m=m/> }).collect_view()}
+                    {log.messages.into_iter().map(|m| view! { <MessageRow data=data m=m resend=resend on_resent=on_resent/> }).collect_view()}
                 </tbody>
             </table>
         </div>
@@ -611,30 +659,31 @@ fn state_label(s: MessageState) -> (&'static str, &'static str) {
 }
 
 #[component]
-fn MessageRow(data: Data, m: MessageOut) -> impl IntoView {
-    let (resending, set_resending) = signal(false);
-    let (note, set_note) = signal(None::<String>);
-    let resend = {
-        let id = m.id.clone();
-        move |_| {
-            set_resending.set(true);
-            let url = format!("/api/deliveries/{}/resend", enc(&id));
-            spawn_local(async move {
-                match server::post_empty::<serde_json::Value>(&url).await {
-                    Ok(v) => {
-                        let msg = serde_json::from_value::<MessageRef>(v)
-                            .map(|r| format!("Queued as {}", r.message_id))
-                            .unwrap_or_else(|_| "Queued".to_owned());
-                        let _ = set_note.try_set(Some(msg));
-                    }
-                    Err(e) => {
-                        let _ = set_note.try_set(Some(e.message));
-                    }
-                }
-                let _ = set_resending.try_set(false);
-                data.reload_webhooks();
-            });
-        }
+fn MessageRow(
+    data: Data,
+    m: MessageOut,
+    resend: Resend,
+    on_resent: impl Fn() + Copy + Send + Sync + 'static,
+) -> impl IntoView {
+    let id = m.id.clone();
+    let busy = {
+        let id = id.clone();
+        move || resend.in_flight.with(|f| f.as_deref() == Some(id.as_str()))
+    };
+    let click = move |_| {
+        let id = id.clone();
+        resend.in_flight.set(Some(id.clone()));
+        let url = format!("/api/deliveries/{}/resend", enc(&id));
+        spawn_local(async move {
+            let note = match server::post_empty::<MessageRef>(&url).await {
+                Ok(r) => format!("Queued as {}", r.message_id),
+                Err(e) => e.message,
+            };
+            let _ = resend.note.try_set(Some(note));
+            let _ = resend.in_flight.try_set(None);
+            on_resent();
+            data.reload_webhooks();
+        });
     };
     let (label, class) = state_label(m.state);
     let resendable = matches!(m.state, MessageState::Failed | MessageState::Delivered);
@@ -648,11 +697,10 @@ fn MessageRow(data: Data, m: MessageOut) -> impl IntoView {
             <td class="error-text">{m.error.clone().unwrap_or_default()}</td>
             <td>
                 {resendable.then(|| view! {
-                    <button type="button" class="small" on:click=resend.clone() disabled=resending>
-                        {move || if resending.get() { "Resending…" } else { "Resend" }}
+                    <button type="button" class="small" on:click=click.clone() disabled=busy.clone()>
+                        {let busy = busy.clone(); move || if busy() { "Resending…" } else { "Resend" }}
                     </button>
                 })}
-                {move || note.get().map(|n| view! { <span class="muted small">" "{n}</span> })}
             </td>
         </tr>
     }
