@@ -233,6 +233,20 @@ impl MemoryStore {
         }
     }
 
+    /// Removes every request of a bin (and marks it deleted when `deleting`); returns how many.
+    fn empty(&self, bin: &Bin, deleting: bool) -> u64 {
+        let removed: Vec<_> = {
+            let mut st = bin.lock();
+            st.deleted |= deleting;
+            st.bytes = 0;
+            st.requests.drain(..).collect()
+        };
+        for r in &removed {
+            self.forget(r);
+        }
+        removed.len() as u64
+    }
+
     fn publish(&self, bin: &Bin, event: LiveEvent) {
         // Sending with no receivers is an error we do not care about: nobody is watching.
         if bin.tx.receiver_count() > 0 {
@@ -331,21 +345,11 @@ impl Store for MemoryStore {
             .bins
             .remove(name)
             .ok_or_else(|| StoreError::NoSuchBin(name.to_owned()))?;
-        let removed: Vec<_> = {
-            let mut st = bin.lock();
-            st.deleted = true;
-            st.bytes = 0;
-            st.requests.drain(..).collect()
+        self.empty(&bin, true);
+        let event = LiveEvent::BinDeleted {
+            bin: bin.name.clone(),
         };
-        for r in &removed {
-            self.forget(r);
-        }
-        self.publish(
-            &bin,
-            LiveEvent::BinDeleted {
-                bin: bin.name.clone(),
-            },
-        );
+        self.publish(&bin, event);
         Ok(())
     }
 
@@ -480,21 +484,12 @@ impl Store for MemoryStore {
 
     fn clear_requests(&self, name: &str) -> Result<u64, StoreError> {
         let bin = self.bin(name)?;
-        let removed: Vec<_> = {
-            let mut st = bin.lock();
-            st.bytes = 0;
-            st.requests.drain(..).collect()
+        let removed = self.empty(&bin, false);
+        let event = LiveEvent::Cleared {
+            bin: bin.name.clone(),
         };
-        for r in &removed {
-            self.forget(r);
-        }
-        self.publish(
-            &bin,
-            LiveEvent::Cleared {
-                bin: bin.name.clone(),
-            },
-        );
-        Ok(removed.len() as u64)
+        self.publish(&bin, event);
+        Ok(removed)
     }
 
     fn subscribe(&self, name: &str) -> Result<broadcast::Receiver<LiveEvent>, StoreError> {
