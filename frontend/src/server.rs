@@ -141,6 +141,8 @@ pub enum Connection {
     Live,
     /// Lost; the browser (or we) will try again.
     Reconnecting,
+    /// Closed for good (the bin is gone).
+    Closed,
 }
 
 impl Connection {
@@ -149,6 +151,7 @@ impl Connection {
             Connection::Connecting => "connecting",
             Connection::Live => "live",
             Connection::Reconnecting => "reconnecting",
+            Connection::Closed => "closed",
         }
     }
 }

@@ -231,6 +231,16 @@ test('delete a request, clear the bin, delete the bin', { timeout: 60_000 }, asy
   await page.getByText('No requests yet.', { exact: false }).waitFor();
   assert.equal((await api(server.base, 'GET', `/api/bins/${bin.id}/requests`)).total, 0);
 
+  // Deleted elsewhere: the page says so and stops listening.
+  const other = await api(server.base, 'POST', '/api/bins', {});
+  const otherPage = await newPage(browser.context);
+  await otherPage.goto(`${server.base}/bins/${other.id}`);
+  await otherPage.getByText('live', { exact: true }).waitFor();
+  await api(server.base, 'DELETE', `/api/bins/${other.id}`);
+  await otherPage.getByText('This bin no longer exists').waitFor();
+  await otherPage.getByText('closed', { exact: true }).waitFor();
+  await otherPage.close();
+
   await page.getByRole('button', { name: 'Delete bin' }).click();
   await page.getByRole('button', { name: 'Confirm: delete this bin' }).click();
   await page.waitForURL(server.base + '/');

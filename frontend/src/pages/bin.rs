@@ -177,7 +177,11 @@ impl BinState {
                     }
                 };
                 let cap = self.cap();
-                self.matched.set(page.matched);
+                // `matched` counts the whole bin on the first page (later pages count below
+                // their cursor).
+                if before.is_none() {
+                    self.matched.set(page.matched);
+                }
                 self.list.update(|list| {
                     // Live requests may have landed first: only append what is older.
                     let oldest = list.last().map_or(u64::MAX, |r| r.seq);
@@ -242,6 +246,10 @@ impl BinState {
                 self.load();
                 self.bin_dirty.set_value(true);
             }
+            "bin_deleted" => {
+                queue.clear();
+                self.gone.set(true);
+            }
             "deleted" | "cleared" => {
                 let Ok(d) = serde_json::from_str::<DeletedEvent>(&ev.data) else {
                     return;
@@ -258,9 +266,6 @@ impl BinState {
                         self.list.set(Vec::new());
                         self.selected.set(None);
                         self.matched.set(0);
-                        if ev.name == "deleted" {
-                            self.gone.set(true);
-                        }
                     }
                 }
                 self.bin_dirty.set_value(true);
@@ -386,12 +391,17 @@ fn BinView(id: String) -> impl IntoView {
             let was_down = Rc::new(RefCell::new(false));
             let s = LiveStream::open(
                 state.api("/stream"),
-                vec!["request", "resync", "deleted", "cleared"],
+                vec!["request", "resync", "deleted", "cleared", "bin_deleted"],
                 move |ev| state.handle(ev, &queue),
                 move |c| {
                     state.conn.set(c);
                     match c {
-                        Connection::Reconnecting => *was_down.borrow_mut() = true,
+                        Connection::Reconnecting => {
+                            // Still there? (A restarted server has forgotten its bins.)
+                            if !std::mem::replace(&mut *was_down.borrow_mut(), true) {
+                                state.refresh_bin();
+                            }
+                        }
                         Connection::Live if std::mem::take(&mut *was_down.borrow_mut()) => {
                             state.load();
                             state.refresh_bin();
@@ -409,6 +419,13 @@ fn BinView(id: String) -> impl IntoView {
     let reconnect = SendWrapper::new(open_stream);
     let reconnect = move |_| (*reconnect)();
     on_cleanup(move || stream.set_value(None));
+    // A deleted bin has nothing more to say: stop listening (and retrying).
+    Effect::new(move |_| {
+        if state.gone.get() {
+            stream.set_value(None);
+            state.conn.set(Connection::Closed);
+        }
+    });
 
     // Keyboard: j/k or arrows move the selection, `/` searches, Escape leaves the search box.
     let search_ref = NodeRef::<Input>::new();

@@ -38,7 +38,7 @@ pub fn BinsPage() -> impl IntoView {
     let pending = StoredValue::new(false);
     let stream = LiveStream::open(
         "/api/stream".to_owned(),
-        vec!["request", "deleted", "cleared", "resync"],
+        vec!["request", "deleted", "cleared", "bin_deleted", "resync"],
         move |_| {
             if pending.get_value() {
                 return;

@@ -52,8 +52,9 @@ impl Data {
         })
     }
 
+    /// The event's name from the catalog (its slug until the catalog has loaded).
     fn event_name(self, slug: &str) -> String {
-        self.events.with_untracked(|e| match e {
+        self.events.with(|e| match e {
             Some(Ok(list)) => list
                 .iter()
                 .find(|e| e.slug == slug)
