@@ -28,6 +28,7 @@ test('seed flow: new bin, add webhook, send test event, payload arrives live', {
   await binTab.goto(server.base + '/');
   await binTab.getByRole('button', { name: 'New bin' }).click();
   await binTab.waitForURL(/\/bins\/[0-9a-f-]{36}$/);
+  await binTab.waitForFunction(() => document.getElementById('capture-url')?.value);
   const captureUrl = await binTab.getByLabel('Capture URL').inputValue();
   assert.match(captureUrl, /^http:\/\/127\.0\.0\.1:\d+\/b\/[0-9a-f-]{36}$/);
   await binTab.getByText('live', { exact: true }).waitFor();
