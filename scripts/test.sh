@@ -9,6 +9,8 @@ scripts/setup.sh --test
 # step below; the browser tests drive the bin-server binary it produces.
 cargo build --workspace --exclude frontend --all-features --bins
 cargo test --workspace --exclude frontend --all-features
+# The UI's pure logic (body views, copy as cURL, sizes and times) is unit-tested on the host.
+cargo test -p frontend
 
 if [[ -f tests/browser/package.json ]]; then
   (cd tests/browser && node --test)
