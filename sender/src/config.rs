@@ -64,9 +64,25 @@ pub struct HooksArgs {
     /// Failed messages in a row that disable a webhook (0: never).
     #[arg(long, env = "HOOKBIN_DISABLE_AFTER_FAILURES", default_value_t = 5)]
     pub disable_after_failures: u32,
+    /// Unfinished messages per webhook; past it a new message is logged as failed ("queue
+    /// full") at once and can be resent later.
+    #[arg(long, env = "HOOKBIN_MAX_PENDING_PER_WEBHOOK", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_pending_per_webhook: u32,
+    /// Messages kept in each webhook's log for listing and resend; the oldest finished one is
+    /// dropped first (and counted). At least `--max-pending-per-webhook`.
+    #[arg(long, env = "HOOKBIN_MAX_MESSAGES_PER_WEBHOOK", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_messages_per_webhook: u32,
+    /// Attempts kept in each webhook's log; the oldest is dropped first (and counted).
+    #[arg(long, env = "HOOKBIN_MAX_ATTEMPTS_PER_WEBHOOK", default_value_t = 500,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts_per_webhook: u32,
 }
 
 impl HooksArgs {
+    /// The settings these flags give. The message log holds at least the pending bound, so an
+    /// unfinished message is never evicted.
     pub fn to_config(&self) -> HooksConfig {
         let mut config = HooksConfig {
             catalog_path: self.catalog.clone(),
@@ -78,6 +94,11 @@ impl HooksArgs {
         d.request_timeout = self.delivery_timeout;
         d.connect_timeout = self.delivery_connect_timeout;
         d.disable_after_failures = self.disable_after_failures;
+        d.max_pending_per_webhook = self.max_pending_per_webhook as usize;
+        d.max_messages_per_webhook = self
+            .max_messages_per_webhook
+            .max(self.max_pending_per_webhook) as usize;
+        d.max_attempts_per_webhook = self.max_attempts_per_webhook as usize;
         config
     }
 }
@@ -103,6 +124,10 @@ mod tests {
             "2s",
             "--disable-after-failures",
             "0",
+            "--max-pending-per-webhook",
+            "50",
+            "--max-messages-per-webhook",
+            "10",
         ])
         .unwrap();
         let c = flags.hooks.to_config();
@@ -113,6 +138,9 @@ mod tests {
         assert_eq!(c.delivery.request_timeout, Duration::from_secs(2));
         assert_eq!(c.delivery.connect_timeout, Duration::from_secs(5));
         assert_eq!(c.delivery.disable_after_failures, 0);
+        // The log never holds fewer messages than may be pending.
+        assert_eq!(c.delivery.max_pending_per_webhook, 50);
+        assert_eq!(c.delivery.max_messages_per_webhook, 50);
 
         let defaults = Flags::try_parse_from(["x"]).unwrap().hooks.to_config();
         assert_eq!(

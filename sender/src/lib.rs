@@ -233,6 +233,9 @@ impl Hooks {
     }
 
     /// `POST /api/events/{slug}/emit`: one message per active webhook subscribed to the event.
+    ///
+    /// A given payload is sent as is, not checked against the event's schema: sending payloads
+    /// a receiver does not expect is part of testing it.
     pub fn emit(
         &self,
         slug: &str,
