@@ -249,7 +249,8 @@ fn describe(e: &reqwest::Error, timeout: Duration) -> String {
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         let s_text = s.to_string();
-        if !text.contains(&s_text) {
+        // hyper-util's "client error (Connect)" only repeats the kind.
+        if !text.contains(&s_text) && !s_text.starts_with("client error (") {
             text.push_str(": ");
             text.push_str(&s_text);
         }
