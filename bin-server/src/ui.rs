@@ -137,7 +137,7 @@ mod tests {
             .unwrap()
     }
 
-    fn header_of<'a>(res: &'a Response, name: header::HeaderName) -> &'a str {
+    fn header_of(res: &Response, name: header::HeaderName) -> &str {
         res.headers()
             .get(name)
             .map(|v| v.to_str().unwrap())
@@ -188,6 +188,34 @@ mod tests {
         let res = get(&format!("/assets/{ASSET_VERSION}/{name}"), true).await;
         assert_eq!(header_of(&res, header::CONTENT_ENCODING), "gzip");
         assert_eq!(header_of(&res, header::CONTENT_TYPE), "application/wasm");
+    }
+
+    #[tokio::test]
+    async fn in_the_app_pages_get_the_shell_and_api_paths_keep_json_404s() {
+        let app = crate::app(crate::AppState::new(
+            crate::store::StoreLimits::default(),
+            crate::ServerConfig::default(),
+        ));
+        let call = |uri: &'static str| {
+            let app = app.clone();
+            async move {
+                app.oneshot(Request::get(uri).body(Body::empty()).unwrap())
+                    .await
+                    .unwrap()
+            }
+        };
+        for page in ["/", "/bins/some-bin", "/webhooks"] {
+            let res = call(page).await;
+            assert_eq!(res.status(), StatusCode::OK, "{page}");
+            assert_eq!(header_of(&res, header::CACHE_CONTROL), NO_CACHE, "{page}");
+        }
+        for path in ["/api/nope", "/api/bins/nope", "/b", "/nope"] {
+            let res = call(path).await;
+            assert_eq!(res.status(), StatusCode::NOT_FOUND, "{path}");
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            let err: ErrorBody = serde_json::from_slice(&body).unwrap();
+            assert!(err.error.code.contains("not_found"), "{path}: {err:?}");
+        }
     }
 
     #[tokio::test]

@@ -1,18 +1,20 @@
 //! Sizes and times the way people read them.
 
-/// `512 B`, `1.5 KB`, `2.0 MB` (powers of 1024).
+/// `512 B`, `1.5 KB`, `2.0 MB` (powers of 1024). Integer arithmetic: float formatting would add
+/// kilobytes to the wasm.
 pub fn size(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["KB", "MB", "GB", "TB"];
     if bytes < 1024 {
         return format!("{bytes} B");
     }
-    let mut v = bytes as f64 / 1024.0;
+    let mut div: u128 = 1024;
     let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
+    while u128::from(bytes) >= div * 1024 && unit < UNITS.len() - 1 {
+        div *= 1024;
         unit += 1;
     }
-    format!("{v:.1} {}", UNITS[unit])
+    let tenths = (u128::from(bytes) * 10 + div / 2) / div;
+    format!("{}.{} {}", tenths / 10, tenths % 10, UNITS[unit])
 }
 
 /// How long ago `then_ms` was at `now_ms` (milliseconds since the epoch).

@@ -31,8 +31,8 @@ use crate::components::{CopyButton, JsonView, copy_text};
 use crate::server::{self, ApiError, Connection, LiveStream, StreamEvent, enc};
 use crate::{curl, units};
 
-/// Height of one row of the list, in CSS pixels (the stylesheet uses the same).
-const ROW_HEIGHT: f64 = 56.0;
+/// Height of one row of the list, in CSS pixels (the stylesheet's `--row`).
+const ROW_HEIGHT: i32 = 56;
 /// Rows rendered above and below the visible ones, so fast scrolling shows no gaps.
 const OVERSCAN: usize = 8;
 /// The first page is small so the list shows at once; the rest comes in larger pages.
@@ -229,7 +229,7 @@ impl BinState {
         if let Some(el) = self.viewport.get_untracked() {
             let top = el.scroll_top();
             if top > 0 {
-                el.set_scroll_top(top + (added as f64 * ROW_HEIGHT) as i32);
+                el.set_scroll_top(top + added as i32 * ROW_HEIGHT);
             }
         }
     }
@@ -292,13 +292,13 @@ impl BinState {
         let Some((idx, id)) = target else { return };
         self.selected.set(Some(id));
         if let Some(el) = self.viewport.get_untracked() {
-            let top = idx as f64 * ROW_HEIGHT;
-            let view_top = el.scroll_top() as f64;
-            let height = el.client_height() as f64;
+            let top = idx as i32 * ROW_HEIGHT;
+            let view_top = el.scroll_top();
+            let height = el.client_height();
             if top < view_top {
-                el.set_scroll_top(top as i32);
+                el.set_scroll_top(top);
             } else if top + ROW_HEIGHT > view_top + height {
-                el.set_scroll_top((top + ROW_HEIGHT - height) as i32);
+                el.set_scroll_top(top + ROW_HEIGHT - height);
             }
         }
     }
@@ -627,12 +627,12 @@ fn ListSummary(state: BinState) -> impl IntoView {
 /// The windowed list of requests.
 #[component]
 fn RequestList(state: BinState) -> impl IntoView {
-    let (scroll_top, set_scroll_top) = signal(0.0f64);
-    let (height, set_height) = signal(600.0f64);
+    let (scroll_top, set_scroll_top) = signal(0i32);
+    let (height, set_height) = signal(600i32);
     let viewport = state.viewport;
     let measure = move || {
         if let Some(el) = viewport.get_untracked() {
-            set_height.set(el.client_height() as f64);
+            set_height.set(el.client_height());
         }
     };
     Effect::new(move |_| {
@@ -646,9 +646,10 @@ fn RequestList(state: BinState) -> impl IntoView {
     let len = move || state.list.with(|l| l.len());
     let range = Memo::new(move |_| {
         let n = len();
-        let first = (scroll_top.get() / ROW_HEIGHT) as usize;
-        let start = first.saturating_sub(OVERSCAN).min(n);
-        let end = ((scroll_top.get() + height.get()) / ROW_HEIGHT).ceil() as usize + OVERSCAN;
+        let top = scroll_top.get().max(0) as usize;
+        let rows = ROW_HEIGHT as usize;
+        let start = (top / rows).saturating_sub(OVERSCAN).min(n);
+        let end = (top + height.get().max(0) as usize).div_ceil(rows) + OVERSCAN;
         (start, end.min(n))
     });
     let visible = move || {
@@ -659,7 +660,7 @@ fn RequestList(state: BinState) -> impl IntoView {
     };
     let on_scroll = move |_| {
         if let Some(el) = viewport.get_untracked() {
-            set_scroll_top.set(el.scroll_top() as f64);
+            set_scroll_top.set(el.scroll_top());
         }
     };
     let active = move || state.selected.get().map(|id| format!("req-{id}"));
@@ -676,8 +677,8 @@ fn RequestList(state: BinState) -> impl IntoView {
             data-loaded=move || if state.loaded_all.get() { "all" } else { "partial" }
             data-count=len
         >
-            <div class="req-spacer" style:height=move || format!("{}px", len() as f64 * ROW_HEIGHT)>
-                <div class="req-window" style:transform=move || format!("translateY({}px)", range.get().0 as f64 * ROW_HEIGHT)>
+            <div class="req-spacer" style:height=move || format!("{}px", len() as i64 * i64::from(ROW_HEIGHT))>
+                <div class="req-window" style:transform=move || format!("translateY({}px)", range.get().0 as i64 * i64::from(ROW_HEIGHT))>
                     <For each=visible key=|r| r.seq let:r>
                         <RequestRow r=r state=state/>
                     </For>
