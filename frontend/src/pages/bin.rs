@@ -9,7 +9,7 @@
 //!   hidden tab (no animation frames) cannot grow without bound;
 //! - rows keep summaries only (no body, no headers); the selected request is fetched whole.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -388,7 +388,7 @@ fn BinView(id: String) -> impl IntoView {
         let queue = queue.clone();
         move || {
             let queue = queue.clone();
-            let was_down = Rc::new(RefCell::new(false));
+            let was_down = Rc::new(Cell::new(false));
             let s = LiveStream::open(
                 state.api("/stream"),
                 vec!["request", "resync", "deleted", "cleared", "bin_deleted"],
@@ -396,13 +396,10 @@ fn BinView(id: String) -> impl IntoView {
                 move |c| {
                     state.conn.set(c);
                     match c {
-                        Connection::Reconnecting => {
-                            // Still there? (A restarted server has forgotten its bins.)
-                            if !std::mem::replace(&mut *was_down.borrow_mut(), true) {
-                                state.refresh_bin();
-                            }
-                        }
-                        Connection::Live if std::mem::take(&mut *was_down.borrow_mut()) => {
+                        // Still there? (A restarted server has forgotten its bins.) Asked once
+                        // per outage.
+                        Connection::Reconnecting if !was_down.replace(true) => state.refresh_bin(),
+                        Connection::Live if was_down.take() => {
                             state.load();
                             state.refresh_bin();
                         }
