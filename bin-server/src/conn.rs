@@ -88,24 +88,32 @@ impl Tracker {
         while !input.is_empty() {
             match self.framing {
                 Framing::Off => return,
-                Framing::Head => {
-                    self.buf.extend_from_slice(input);
-                    input = &[];
-                    // Several bodiless requests may sit in one read: parse heads while they come.
-                    while matches!(self.framing, Framing::Head) {
-                        let queued = self.heads.len();
-                        self.parse_head();
-                        if self.heads.len() == queued {
-                            break;
+                Framing::Head if self.buf.is_empty() => {
+                    // The usual case: a whole head in this read, parsed where it lies.
+                    let taken = self.parse_head(input);
+                    if taken == 0 {
+                        if !matches!(self.framing, Framing::Off) {
+                            self.buf.extend_from_slice(input);
                         }
+                        return;
                     }
-                    if !matches!(self.framing, Framing::Head | Framing::Off) && !self.buf.is_empty()
-                    {
-                        // Bytes after the head: run them through the body framing. The depth of
-                        // this recursion is bounded by MAX_QUEUED_HEADS.
-                        let rest = std::mem::take(&mut self.buf);
-                        self.feed(&rest);
+                    input = &input[taken..];
+                }
+                Framing::Head => {
+                    // A head split across reads: parse it from the buffer, then go on with
+                    // whatever followed it. The depth of this recursion is bounded by
+                    // MAX_QUEUED_HEADS.
+                    self.buf.extend_from_slice(input);
+                    let buf = std::mem::take(&mut self.buf);
+                    let taken = self.parse_head(&buf);
+                    if taken == 0 {
+                        if !matches!(self.framing, Framing::Off) {
+                            self.buf = buf;
+                        }
+                        return;
                     }
+                    self.feed(&buf[taken..]);
+                    return;
                 }
                 Framing::Body(n) => {
                     let k = n.min(input.len() as u64);
@@ -115,10 +123,6 @@ impl Tracker {
                     } else {
                         Framing::Body(n - k)
                     };
-                    if matches!(self.framing, Framing::Head) && !input.is_empty() {
-                        self.feed(input);
-                        return;
-                    }
                 }
                 Framing::ChunkData(n) => {
                     let k = n.min(input.len() as u64);
@@ -139,10 +143,6 @@ impl Tracker {
                     let line = std::mem::take(&mut self.buf);
                     let line = line.strip_suffix(b"\r").unwrap_or(&line);
                     self.end_line(line);
-                    if matches!(self.framing, Framing::Head) && !input.is_empty() {
-                        self.feed(input);
-                        return;
-                    }
                 }
             }
         }
@@ -183,30 +183,33 @@ impl Tracker {
         self.buf = Vec::new();
     }
 
-    /// Parses a complete head at the start of `buf`, if there is one, and sets the body framing.
-    fn parse_head(&mut self) {
+    /// Parses one head at the start of `data` and sets the body framing. Returns the bytes it
+    /// took, or 0 when the head is incomplete (or the tap turned off).
+    fn parse_head(&mut self, data: &[u8]) -> usize {
         // Blank lines between messages are allowed (RFC 9112 section 2.2).
-        let lead = self
-            .buf
+        let lead = data
             .iter()
             .take_while(|&&b| b == b'\r' || b == b'\n')
             .count();
-        if lead > 0 {
-            self.buf.drain(..lead);
-        }
-        let mut slots = [httparse::EMPTY_HEADER; 128];
-        let mut req = httparse::Request::new(&mut slots);
-        let len = match req.parse(&self.buf) {
+        // Uninitialised slots: zeroing 128 headers cost more than parsing a typical head.
+        let mut slots = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; 128];
+        let mut req = httparse::Request::new(&mut []);
+        let len = match req.parse_with_uninit_headers(&data[lead..], &mut slots) {
             Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) if self.buf.len() <= MAX_HEAD => return,
-            _ => return self.off(),
+            Ok(httparse::Status::Partial) if data.len() <= MAX_HEAD => return 0,
+            _ => {
+                self.off();
+                return 0;
+            }
         };
-        let mut headers = RawHeaders::with_capacity(len);
+        // The header lines, kept as they came: from after the request line to the blank line.
+        let head = &data[lead..lead + len];
+        let lines_start = head.iter().position(|&b| b == b'\n').map_or(len, |i| i + 1);
+        let headers = RawHeaders::from_wire(&head[lines_start.min(len)..]);
         let mut content_length: Option<u64> = None;
         let mut chunked = false;
         let mut upgrade = false;
         for h in req.headers.iter() {
-            headers.push(h.name.as_bytes(), h.value);
             if h.name.eq_ignore_ascii_case("content-length") {
                 content_length = std::str::from_utf8(h.value)
                     .ok()
@@ -222,17 +225,16 @@ impl Tracker {
             }
         }
         let method = req.method.unwrap_or("").as_bytes();
-        let head = RawHead {
+        let connect = method == b"CONNECT";
+        if self.heads.len() >= MAX_QUEUED_HEADS {
+            self.off();
+            return 0;
+        }
+        self.heads.push_back(RawHead {
             method: method.into(),
             target: req.path.unwrap_or("").as_bytes().into(),
             headers,
-        };
-        let connect = method == b"CONNECT";
-        self.buf.drain(..len);
-        if self.heads.len() >= MAX_QUEUED_HEADS {
-            return self.off();
-        }
-        self.heads.push_back(head);
+        });
         self.framing = if upgrade || connect {
             Framing::Off
         } else if chunked {
@@ -245,7 +247,9 @@ impl Tracker {
         };
         if matches!(self.framing, Framing::Off) {
             self.buf = Vec::new();
+            return 0;
         }
+        lead + len
     }
 
     /// The head of the next request hyper hands us, if it is the one we expect.

@@ -9,9 +9,10 @@ use api::{SignatureCheck, Validation};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-/// Headers in arrival order, duplicates kept, original case: packed as `name:value\n` lines.
-/// Names never contain `:` and values never contain `\n` (the HTTP/1 parser rejects both), so the
-/// packing is unambiguous.
+/// Headers in arrival order, duplicates kept, original case: the header lines of the request
+/// head exactly as they came off the wire (`Name: value\r\n` ...), so capturing them is one copy.
+/// [`HeaderIter`] splits them on demand. Header lines never contain a bare line break and names
+/// never contain `:` (the HTTP/1 parser rejects both), so the splitting is unambiguous.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RawHeaders(Vec<u8>);
 
@@ -24,17 +25,24 @@ impl RawHeaders {
         Self(Vec::with_capacity(n))
     }
 
-    /// Appends one header. Bytes that would break the packing (`:` in a name, `\n` in a value)
-    /// cannot come from a parsed HTTP message; they are replaced rather than trusted.
+    /// The header lines of a parsed HTTP/1 head, kept as they are.
+    pub fn from_wire(lines: &[u8]) -> Self {
+        Self(lines.to_vec())
+    }
+
+    /// Appends one header as a `name: value` line (for headers that did not come through the
+    /// wire tap). Bytes that would break the lines (`:` or a line break in a name, a line break
+    /// in a value) cannot come from a parsed HTTP message; they are replaced rather than trusted.
     pub fn push(&mut self, name: &[u8], value: &[u8]) {
-        self.0.extend(
-            name.iter()
-                .map(|&b| if b == b':' || b == b'\n' { b'_' } else { b }),
-        );
-        self.0.push(b':');
+        let bad_name = |b: u8| b == b':' || b == b'\n' || b == b'\r';
+        let bad_value = |b: u8| b == b'\n' || b == b'\r';
+        self.0.reserve(name.len() + value.len() + 4);
         self.0
-            .extend(value.iter().map(|&b| if b == b'\n' { b' ' } else { b }));
-        self.0.push(b'\n');
+            .extend(name.iter().map(|&b| if bad_name(b) { b'_' } else { b }));
+        self.0.extend_from_slice(b": ");
+        self.0
+            .extend(value.iter().map(|&b| if bad_value(b) { b' ' } else { b }));
+        self.0.extend_from_slice(b"\r\n");
     }
 
     pub fn as_bytes(&self) -> &[u8] {
@@ -50,7 +58,8 @@ impl RawHeaders {
     }
 }
 
-/// Iterates `(name, value)` pairs of packed headers.
+/// Iterates `(name, value)` pairs of header lines; values without the optional white space
+/// around them (RFC 9110 section 5.5), as every HTTP library presents them.
 #[derive(Debug, Clone)]
 pub struct HeaderIter<'a>(&'a [u8]);
 
@@ -58,18 +67,31 @@ impl<'a> Iterator for HeaderIter<'a> {
     type Item = (&'a [u8], &'a [u8]);
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.0.is_empty() {
-            return None;
+        loop {
+            if self.0.is_empty() {
+                return None;
+            }
+            let end = self
+                .0
+                .iter()
+                .position(|&b| b == b'\n')
+                .unwrap_or(self.0.len());
+            let line = &self.0[..end];
+            self.0 = self.0.get(end + 1..).unwrap_or(&[]);
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.is_empty() {
+                continue;
+            }
+            let colon = line.iter().position(|&b| b == b':').unwrap_or(line.len());
+            let value = line.get(colon + 1..).unwrap_or(&[]);
+            let value = value.trim_ascii_start();
+            let trailing = value
+                .iter()
+                .rev()
+                .take_while(|&&b| b == b' ' || b == b'\t')
+                .count();
+            return Some((&line[..colon], &value[..value.len() - trailing]));
         }
-        let line_end = self
-            .0
-            .iter()
-            .position(|&b| b == b'\n')
-            .unwrap_or(self.0.len());
-        let line = &self.0[..line_end];
-        self.0 = self.0.get(line_end + 1..).unwrap_or(&[]);
-        let colon = line.iter().position(|&b| b == b':').unwrap_or(line.len());
-        Some((&line[..colon], line.get(colon + 1..).unwrap_or(&[])))
     }
 }
 
@@ -267,10 +289,25 @@ mod tests {
     }
 
     #[test]
-    fn packing_cannot_be_broken_by_separators() {
+    fn pushed_lines_cannot_be_broken_by_separators() {
         let mut h = RawHeaders::new();
-        h.push(b"a:b", b"c\nd:e");
+        h.push(b"a:b", b"c\nd:e\r");
         let v: Vec<_> = h.iter().collect();
         assert_eq!(v, vec![(&b"a_b"[..], &b"c d:e"[..])]);
+    }
+
+    #[test]
+    fn wire_lines_split_into_names_and_trimmed_values() {
+        let h = RawHeaders::from_wire(b"Host: a\r\nX-Empty:\r\nX-Pad: \t v w \t\r\nx-bare:1\n\r\n");
+        let v: Vec<_> = h.iter().collect();
+        assert_eq!(
+            v,
+            vec![
+                (&b"Host"[..], &b"a"[..]),
+                (&b"X-Empty"[..], &b""[..]),
+                (&b"X-Pad"[..], &b"v w"[..]),
+                (&b"x-bare"[..], &b"1"[..]),
+            ]
+        );
     }
 }
