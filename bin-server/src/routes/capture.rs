@@ -1,14 +1,16 @@
 //! Capture: any method on `/b/{bin}` and `/b/{bin}/{*rest}` is recorded byte-exact and answered
 //! with the bin's configured response.
+//!
+//! Capture is the router's fallback rather than a route with path parameters: it is the hot path,
+//! and it splits the raw path itself, so it skips axum's parameter extraction (measured with
+//! callgrind: about 1,500 instructions a request, 5% of the whole).
 
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
 use http_body_util::BodyExt;
 
 use crate::AppState;
@@ -20,10 +22,16 @@ use crate::store::{BinName, BinSettings, CaptureSettings, NewCapture, RawHeaders
 /// that a slow bin cannot hold a connection (and shutdown) for long.
 pub const MAX_DELAY_MS: u64 = 30_000;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/b/{bin}", any(capture))
-        .route("/b/{bin}/{*rest}", any(capture))
+/// The router's fallback: captures under `/b/`, the JSON 404 anywhere else.
+pub async fn fallback(state: State<AppState>, req: Request) -> Result<Response, ApiError> {
+    if req.uri().path().starts_with("/b/") {
+        capture(state, req).await
+    } else {
+        Err(ApiError::not_found(
+            "not_found",
+            format!("no route for {}", req.uri().path()),
+        ))
+    }
 }
 
 async fn capture(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
@@ -31,10 +39,11 @@ async fn capture(State(state): State<AppState>, req: Request) -> Result<Response
     // The raw path, percent-encoding kept: "/b/{bin}" then the rest.
     let raw = parts.uri.path().strip_prefix("/b/").unwrap_or("");
     let (bin, rest) = raw.split_at(raw.find('/').unwrap_or(raw.len()));
-    let name = BinName::parse(bin)?;
-    let settings = match state.store.capture_settings(name.as_str()) {
+    BinName::check(bin)?;
+    let settings = match state.store.capture_settings(bin) {
         Ok(s) => s,
         Err(StoreError::NoSuchBin(_)) if state.config.auto_create => {
+            let name = BinName::parse(bin)?;
             match state
                 .store
                 .create_bin(Some(name.clone()), BinSettings::default())
@@ -42,7 +51,7 @@ async fn capture(State(state): State<AppState>, req: Request) -> Result<Response
                 Ok(_) | Err(StoreError::BinExists(_)) => {}
                 Err(e) => return Err(e.into()),
             }
-            state.store.capture_settings(name.as_str())?
+            state.store.capture_settings(bin)?
         }
         Err(e) => return Err(e.into()),
     };
@@ -89,7 +98,7 @@ async fn capture(State(state): State<AppState>, req: Request) -> Result<Response
             Ok(f) => f,
             Err(e) => {
                 // The client went away mid-body: keep what arrived, marked as cut short.
-                tracing::debug!("body of a capture to {name} ended early: {e}");
+                tracing::debug!("body of a capture to {bin} ended early: {e}");
                 new.truncated = true;
                 break;
             }
@@ -112,7 +121,7 @@ async fn capture(State(state): State<AppState>, req: Request) -> Result<Response
     if let Some(checks) = &settings.checks {
         checks.check(&mut new);
     }
-    let request = state.store.capture(name.as_str(), new)?;
+    let request = state.store.capture(bin, new)?;
     if too_large {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -124,7 +133,7 @@ async fn capture(State(state): State<AppState>, req: Request) -> Result<Response
             ),
         ));
     }
-    Ok(respond(&state, &settings, name.as_str(), &request).await)
+    Ok(respond(&state, &settings, bin, &request).await)
 }
 
 async fn respond(
@@ -146,12 +155,11 @@ async fn respond(
     let mut response = match &r.body {
         None => (
             status,
-            axum::Json(api::CaptureAck {
-                ok: true,
-                bin: bin.to_owned(),
-                request_id: request.id.to_string(),
-                seq: request.seq,
-            }),
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            ack_json(bin, request),
         )
             .into_response(),
         Some(text) => {
@@ -184,6 +192,39 @@ async fn respond(
         response.headers_mut().append(name, value);
     }
     response
+}
+
+/// The default answer, `api::CaptureAck` as JSON, written by hand: serde and `fmt` cost about
+/// 1,400 instructions a capture. Bin names are `[a-z0-9-_]` and ids are UUIDs: nothing needs
+/// escaping.
+fn ack_json(bin: &str, request: &crate::store::CapturedRequest) -> String {
+    let mut id = uuid::Uuid::encode_buffer();
+    let id = request.id.as_hyphenated().encode_lower(&mut id);
+    let mut digits = [0u8; 20];
+    let mut n = request.seq;
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let seq = std::str::from_utf8(&digits[at..]).unwrap_or("0");
+    let mut out = String::with_capacity(96 + bin.len());
+    for part in [
+        r#"{"ok":true,"bin":""#,
+        bin,
+        r#"","request_id":""#,
+        id,
+        r#"","seq":"#,
+        seq,
+        "}",
+    ] {
+        out.push_str(part);
+    }
+    out
 }
 
 /// Checks a configured response before it is saved, naming the field that is wrong.
@@ -243,4 +284,29 @@ pub fn validate_response(r: &api::BinResponse) -> Result<(), ApiError> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::RawHeaders;
+
+    #[test]
+    fn the_hand_written_ack_is_the_api_type() {
+        let addr = "127.0.0.1:1".parse().unwrap();
+        for seq in [0, 1, 9, 10, 4_294_967_296, u64::MAX] {
+            let r = NewCapture::new("GET", "/", None, &RawHeaders::new(), 0, addr)
+                .finish(seq, chrono::Utc::now());
+            let ack: api::CaptureAck = serde_json::from_str(&ack_json("ci-bin_1", &r)).unwrap();
+            assert_eq!(
+                ack,
+                api::CaptureAck {
+                    ok: true,
+                    bin: "ci-bin_1".into(),
+                    request_id: r.id.to_string(),
+                    seq,
+                }
+            );
+        }
+    }
 }

@@ -21,13 +21,11 @@ use axum::http::request::Parts;
 use base64::Engine;
 
 use crate::AppState;
-use crate::error::ApiError;
 use crate::store::{BinSnapshot, CapturedRequest};
 
 /// All routes, without state.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .merge(capture::router())
         .merge(bins::router())
         .merge(requests::router())
         .merge(stream::router())
@@ -37,11 +35,7 @@ pub fn router() -> Router<AppState> {
         .merge(smee::router())
         .merge(health::router())
         .merge(webhooks::router())
-        .fallback(not_found)
-}
-
-async fn not_found(uri: axum::http::Uri) -> ApiError {
-    ApiError::not_found("not_found", format!("no route for {}", uri.path()))
+        .fallback(capture::fallback)
 }
 
 /// The base capture URLs are built from: `--public-url`, else `http://` + the Host header.

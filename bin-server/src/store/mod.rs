@@ -29,6 +29,12 @@ pub struct BinName(Arc<str>);
 impl BinName {
     /// Parses a bin name, saying what is wrong with a bad one.
     pub fn parse(s: &str) -> Result<Self, StoreError> {
+        Self::check(s)?;
+        Ok(Self(Arc::from(s)))
+    }
+
+    /// Checks a bin name without keeping it (the capture path looks bins up by `&str`).
+    pub fn check(s: &str) -> Result<(), StoreError> {
         let bytes = s.as_bytes();
         let ok_first = bytes
             .first()
@@ -43,7 +49,7 @@ impl BinName {
                  starting with a letter or digit"
             )));
         }
-        Ok(Self(Arc::from(s)))
+        Ok(())
     }
 
     /// A fresh, unguessable name (UUID v4).
