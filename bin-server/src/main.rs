@@ -8,6 +8,11 @@ use bin_server::{AppState, ServerConfig};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc: the capture path allocates and frees a few small buffers per request, and glibc's
+/// allocator took about a fifth of its instructions (callgrind); mimalloc cuts that by half.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
