@@ -207,7 +207,7 @@ pub struct RequestPage {
     pub requests: Vec<CapturedRequestOut>,
     /// Requests stored in the bin now (before filters).
     pub total: u64,
-    /// Requests that matched the filters (all pages).
+    /// Requests that matched the filters and the cursors (this page and the older ones).
     pub matched: u64,
     /// Pass as `before` to get the next (older) page; `None` on the last page.
     pub next_before: Option<u64>,

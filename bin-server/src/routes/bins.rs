@@ -1,4 +1,5 @@
-//! Bins: create (random or named), create-or-update by name, read, list, delete.
+//! Bins: create (random or named), create-or-update by name (`PUT` replaces every setting),
+//! change some settings (`PATCH` keeps the fields it is not given), read, list, delete.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -13,7 +14,10 @@ use crate::store::{BinName, BinSettings};
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/bins", get(list).post(create))
-        .route("/api/bins/{bin}", get(read).put(put).delete(delete))
+        .route(
+            "/api/bins/{bin}",
+            get(read).put(put).patch(patch).delete(delete),
+        )
 }
 
 /// Turns a request body into settings, checking every field against the server's limits.
@@ -93,6 +97,40 @@ async fn put(
         StatusCode::OK
     };
     Ok((status, Json(bin_out(bin, &base))))
+}
+
+/// Changes the settings the body names and keeps the others (the secret too, which the API never
+/// returns and so a client could not send back). Stored requests are kept.
+async fn patch(
+    State(state): State<AppState>,
+    Path(bin): Path<String>,
+    base: BaseUrl,
+    ApiJson(input): ApiJson<api::BinIn>,
+) -> Result<Json<api::BinOut>, ApiError> {
+    let name = BinName::parse(&bin)?;
+    if input.name.as_deref().is_some_and(|other| other != bin) {
+        return Err(ApiError::bad_request(
+            "name_mismatch",
+            "a bin cannot be renamed: leave out name, or give the one in the URL",
+        ));
+    }
+    let current = state.store.get_bin(&bin)?.settings;
+    let (scheme, secret) = current.signature.unzip();
+    let limits = input.limits.unwrap_or_default();
+    let merged = api::BinIn {
+        name: None,
+        response: input.response.or(Some(current.response)),
+        limits: Some(api::BinLimitsIn {
+            max_requests: limits.max_requests.or(current.max_requests),
+            max_body_bytes: limits.max_body_bytes.or(current.max_body_bytes),
+        }),
+        schema: input.schema.or(current.schema),
+        secret: input.secret.or(secret),
+        signature_scheme: input.signature_scheme.or(scheme),
+    };
+    let settings = settings(&state, merged)?;
+    let (bin, _) = state.store.put_bin(name, settings)?;
+    Ok(Json(bin_out(bin, &base)))
 }
 
 async fn read(

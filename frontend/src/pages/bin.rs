@@ -15,9 +15,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use api::{
-    BinIn, BinLimitsIn, BinOut, BinResponse, CapturedRequestOut, DeletedEvent, Header, RequestPage,
-};
+use api::{BinIn, BinOut, BinResponse, CapturedRequestOut, DeletedEvent, Header, RequestPage};
 use leptos::html::{Div, Input};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -1139,7 +1137,6 @@ fn ResponseEditor(state: BinState, bin: BinOut) -> impl IntoView {
     let errors = RwSignal::new(Vec::<(&'static str, String)>::new());
     let (saving, set_saving) = signal(false);
     let (saved, set_saved) = signal(false);
-    let has_secret = bin.signature_scheme.is_some();
     let bin = StoredValue::new(bin);
     let field_error = move |field: &'static str| {
         move || errors.with(|e| e.iter().find(|(f, _)| *f == field).map(|(_, m)| m.clone()))
@@ -1171,27 +1168,20 @@ fn ResponseEditor(state: BinState, bin: BinOut) -> impl IntoView {
             return;
         }
         errors.set(Vec::new());
-        let current = bin.get_value();
+        // PATCH: the bin keeps every setting this form does not show (limits, schema, secret).
         let input = BinIn {
-            name: None,
             response: Some(BinResponse {
                 status: status_v,
                 headers: headers_v,
                 body: (!default_body.get_untracked()).then(|| body_text.get_untracked()),
                 delay_ms: delay_v,
             }),
-            limits: Some(BinLimitsIn {
-                max_requests: Some(current.limits.max_requests),
-                max_body_bytes: Some(current.limits.max_body_bytes),
-            }),
-            schema: current.schema.clone(),
-            secret: None,
-            signature_scheme: None,
+            ..BinIn::default()
         };
         set_saving.set(true);
         let url = state.api("");
         spawn_local(async move {
-            match server::send::<_, BinOut>("PUT", &url, &input).await {
+            match server::send::<_, BinOut>("PATCH", &url, &input).await {
                 Ok(b) => {
                     bin.set_value(b);
                     set_saved.set(true);
@@ -1249,9 +1239,6 @@ fn ResponseEditor(state: BinState, bin: BinOut) -> impl IntoView {
                         disabled=default_body
                         prop:value=body_text on:input=move |ev| body_text.set(event_target_value(&ev))></textarea>
                 </div>
-                {has_secret.then(|| view! {
-                    <p class="banner warn">"This bin checks signatures. Saving here keeps the response only: set its secret again through the API."</p>
-                })}
                 <div class="row">
                     <button type="submit" class="primary" disabled=saving>
                         {move || if saving.get() { "Saving…" } else { "Save response" }}

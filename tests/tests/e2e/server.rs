@@ -364,6 +364,51 @@ async fn named_bins_are_idempotent_and_keep_requests_on_update() {
 }
 
 #[tokio::test]
+async fn patch_changes_only_the_settings_it_names() {
+    let s = TestServer::start().await;
+    s.put_bin(
+        "p",
+        json!({"limits": {"max_requests": 5}, "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+               "signature_scheme": "standard"}),
+    )
+    .await;
+    s.client.post(s.url("/b/p")).body("kept").send().await.unwrap();
+    let r = s
+        .client
+        .patch(s.url("/api/bins/p"))
+        .json(&json!({"response": {"status": 202}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let bin: Value = r.json().await.unwrap();
+    assert_eq!(bin["response"]["status"], 202);
+    assert_eq!(bin["limits"]["max_requests"], 5, "limits kept");
+    assert_eq!(bin["signature_scheme"], "standard", "the secret was kept");
+    assert_eq!(bin["request_count"], 1);
+    // The kept secret still checks captures: an unsigned request is flagged missing.
+    s.client.post(s.url("/b/p")).body("x").send().await.unwrap();
+    assert_eq!(latest(&s, "p").await["signature"]["status"], "missing");
+    let r = s
+        .client
+        .patch(s.url("/api/bins/nope"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = s
+        .client
+        .patch(s.url("/api/bins/p"))
+        .json(&json!({"limits": {"max_requests": 0}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(s.get_json("/api/bins/p").await.1["limits"]["max_requests"], 5);
+}
+
+#[tokio::test]
 async fn custom_response_status_headers_body_and_delay() {
     let s = TestServer::start().await;
     s.put_bin(
