@@ -18,13 +18,11 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tower::ServiceExt;
 
 use crate::store::RawHeaders;
 
@@ -324,11 +322,15 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tap<T> {
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops accepting, lets in-flight
 /// requests finish (up to 35 s: a bin's response delay is at most 30 s) and returns.
-pub async fn serve(
+pub async fn serve<S, F>(
     listener: TcpListener,
-    app: Router,
+    app: S,
     shutdown: impl Future<Output = ()> + Send,
-) -> io::Result<()> {
+) -> io::Result<()>
+where
+    S: Fn(axum::extract::Request) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = axum::response::Response> + Send + 'static,
+{
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
     tokio::pin!(shutdown);
@@ -358,7 +360,8 @@ pub async fn serve(
                 .unwrap_or_else(|e| e.into_inner())
                 .next_head(req.method(), req.uri());
             req.extensions_mut().insert(ConnInfo { remote_addr, head });
-            app.clone().oneshot(req.map(axum::body::Body::new))
+            let response = app(req.map(axum::body::Body::new));
+            async move { Ok::<_, std::convert::Infallible>(response.await) }
         });
         let conn = builder.serve_connection(io, service).into_owned();
         let conn = graceful.watch(conn);

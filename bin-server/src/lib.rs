@@ -104,6 +104,39 @@ pub fn app(state: AppState) -> Router {
     routes::router().merge(ui::router()).with_state(state)
 }
 
+/// [`app`] as the connections call it, with one fast path: captures (`/b/...`), the hot path,
+/// go straight to their handler instead of through the router (route matching, the fallback's
+/// wildcard parameter, and moving the request through tower's layers cost about 1,800
+/// instructions a capture, measured with callgrind). The router sends `/b/...` to the same
+/// handler, so both paths behave the same.
+fn service(
+    state: AppState,
+) -> impl Fn(
+    axum::extract::Request,
+) -> futures_util::future::BoxFuture<'static, axum::response::Response>
++ Clone
++ Send
++ Sync
++ 'static {
+    use axum::response::IntoResponse;
+    use futures_util::FutureExt;
+    use tower::ServiceExt;
+    let router = app(state.clone());
+    let state = Arc::new(state);
+    move |req| {
+        if routes::capture::is_capture(req.uri().path()) {
+            let state = Arc::clone(&state);
+            async move { routes::capture::capture(&state, req).await.into_response() }.boxed()
+        } else {
+            router
+                .clone()
+                .oneshot(req)
+                .map(|r| r.unwrap_or_else(|never| match never {}))
+                .boxed()
+        }
+    }
+}
+
 /// Serves [`app`] on `listener` until `shutdown` resolves; then live streams end, in-flight
 /// requests finish, and it returns. Also runs the idle-bin expiry in the background.
 pub async fn run(
@@ -136,13 +169,13 @@ pub async fn run(
         });
     }
     let hooks = state.hooks.clone();
-    let app = app(state);
+    let service = service(state);
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: closing live streams, finishing in-flight requests");
         token.cancel();
     };
-    let served = conn::serve(listener, app, signal).await;
+    let served = conn::serve(listener, service, signal).await;
     // Deliveries stop with the server; messages still waiting for a retry are listed, not
     // dropped silently.
     let report = hooks.shutdown(std::time::Duration::from_secs(5)).await;

@@ -22,10 +22,15 @@ use crate::store::{BinName, BinSettings, CaptureSettings, NewCapture, RawHeaders
 /// that a slow bin cannot hold a connection (and shutdown) for long.
 pub const MAX_DELAY_MS: u64 = 30_000;
 
+/// Whether a path is a capture URL.
+pub fn is_capture(path: &str) -> bool {
+    path.starts_with("/b/")
+}
+
 /// The router's fallback: captures under `/b/`, the JSON 404 anywhere else.
-pub async fn fallback(state: State<AppState>, req: Request) -> Result<Response, ApiError> {
-    if req.uri().path().starts_with("/b/") {
-        capture(state, req).await
+pub async fn fallback(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    if is_capture(req.uri().path()) {
+        capture(&state, req).await
     } else {
         Err(ApiError::not_found(
             "not_found",
@@ -34,7 +39,8 @@ pub async fn fallback(state: State<AppState>, req: Request) -> Result<Response, 
     }
 }
 
-async fn capture(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+/// Records one request and answers it with the bin's response.
+pub async fn capture(state: &AppState, req: Request) -> Result<Response, ApiError> {
     let (mut parts, body) = req.into_parts();
     // The raw path, percent-encoding kept: "/b/{bin}" then the rest.
     let raw = parts.uri.path().strip_prefix("/b/").unwrap_or("");
@@ -133,7 +139,7 @@ async fn capture(State(state): State<AppState>, req: Request) -> Result<Response
             ),
         ));
     }
-    Ok(respond(&state, &settings, bin, &request).await)
+    Ok(respond(state, &settings, bin, &request).await)
 }
 
 async fn respond(
