@@ -372,7 +372,12 @@ async fn patch_changes_only_the_settings_it_names() {
                "signature_scheme": "standard"}),
     )
     .await;
-    s.client.post(s.url("/b/p")).body("kept").send().await.unwrap();
+    s.client
+        .post(s.url("/b/p"))
+        .body("kept")
+        .send()
+        .await
+        .unwrap();
     let r = s
         .client
         .patch(s.url("/api/bins/p"))
@@ -405,7 +410,10 @@ async fn patch_changes_only_the_settings_it_names() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
-    assert_eq!(s.get_json("/api/bins/p").await.1["limits"]["max_requests"], 5);
+    assert_eq!(
+        s.get_json("/api/bins/p").await.1["limits"]["max_requests"],
+        5
+    );
 }
 
 #[tokio::test]
