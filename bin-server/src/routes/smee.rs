@@ -28,7 +28,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::store::{CapturedRequest, LiveEvent, PageQuery, RequestFilter};
+use crate::store::{CapturedRequest, LiveEvent};
 
 /// smee.io pings every 30 s; clients may rely on seeing traffic that often.
 const PING: Duration = Duration::from_secs(30);
@@ -116,24 +116,8 @@ async fn smee(
     headers: HeaderMap,
 ) -> Result<Sse<axum::response::sse::KeepAliveStream<Events>>, ApiError> {
     let rx = state.store.subscribe(&bin)?;
-    let mut after = 0;
-    let mut backlog = Vec::new();
-    if let Some(last) = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
-    {
-        let page = state.store.requests(
-            &bin,
-            &PageQuery {
-                limit: usize::MAX,
-                before: None,
-                after: Some(last),
-                filter: RequestFilter::default(),
-            },
-        )?;
-        after = page.requests.first().map_or(last, |r| r.seq);
-        backlog = page.requests.iter().rev().map(|r| Ok(message(r))).collect();
-    }
+    let (missed, after) = super::stream::missed_since_last_event(&state, &bin, &headers)?;
+    let backlog: Vec<_> = missed.iter().map(|r| Ok(message(r))).collect();
     let ping = tokio::time::interval_at(tokio::time::Instant::now() + PING, PING);
     let live = stream::unfold((rx, ping), move |(mut rx, mut ping)| async move {
         loop {

@@ -8,6 +8,7 @@
 //! first, so a reconnecting client misses nothing the store still has.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
@@ -21,7 +22,7 @@ use tokio::sync::broadcast::{self, error::RecvError};
 
 use crate::error::ApiError;
 use crate::routes::request_out;
-use crate::store::{LiveEvent, PageQuery, RequestFilter};
+use crate::store::{CapturedRequest, LiveEvent, PageQuery, RequestFilter};
 use crate::{AppState, Metrics};
 
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -150,6 +151,34 @@ fn sse(
     Sse::new(Box::pin(events) as BoxedEvents).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
 }
 
+/// For a client reconnecting with `Last-Event-ID`: the requests after it that are still stored,
+/// oldest first, and the sequence number live events must come after (0: no header, all).
+/// Call it after subscribing, so nothing falls between the backlog and the live events.
+pub fn missed_since_last_event(
+    state: &AppState,
+    bin: &str,
+    headers: &HeaderMap,
+) -> Result<(Vec<Arc<CapturedRequest>>, u64), ApiError> {
+    let Some(last) = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+    else {
+        return Ok((Vec::new(), 0));
+    };
+    let mut page = state.store.requests(
+        bin,
+        &PageQuery {
+            limit: usize::MAX,
+            before: None,
+            after: Some(last),
+            filter: RequestFilter::default(),
+        },
+    )?;
+    let after = page.requests.first().map_or(last, |r| r.seq);
+    page.requests.reverse();
+    Ok((page.requests, after))
+}
+
 async fn bin_stream(
     State(state): State<AppState>,
     Path(bin): Path<String>,
@@ -157,32 +186,17 @@ async fn bin_stream(
 ) -> Result<EventStream, ApiError> {
     // Subscribe before reading the backlog so nothing falls between the two.
     let rx = state.store.subscribe(&bin)?;
-    let last_id = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
-    let mut backlog = Vec::new();
-    let mut after_seq = 0;
-    if let Some(last) = last_id {
-        let page = state.store.requests(
-            &bin,
-            &PageQuery {
-                limit: usize::MAX,
-                before: None,
-                after: Some(last),
-                filter: RequestFilter::default(),
-            },
-        )?;
-        after_seq = page.requests.first().map_or(last, |r| r.seq);
-        backlog = page
-            .requests
-            .iter()
-            .rev()
-            .map(|r| Ok(json_event("request", &request_out(&bin, r, true)).id(r.seq.to_string())))
-            .collect();
-    }
+    let (missed, after_seq) = missed_since_last_event(&state, &bin, &headers)?;
+    let backlog = missed
+        .iter()
+        .map(|r| Ok(json_event("request", &request_out(&bin, r, true)).id(r.seq.to_string())));
     let ready = json_event("ready", &serde_json::json!({ "bin": bin }));
-    let events = stream::iter(std::iter::once(Ok(ready)).chain(backlog))
-        .chain(live(&state, rx, after_seq, false));
+    let events = stream::iter(
+        std::iter::once(Ok(ready))
+            .chain(backlog)
+            .collect::<Vec<_>>(),
+    )
+    .chain(live(&state, rx, after_seq, false));
     Ok(sse(&state, events))
 }
 
