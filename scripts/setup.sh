@@ -2,8 +2,8 @@
 # Installs what building and testing Hookbin needs on a fresh Debian machine with rustup.
 # Idempotent: each step checks first. Usage: scripts/setup.sh [--test]
 #   (no flag)  the wasm32 target for the UI
-#   --test     also Debian's chromium + chromedriver and curl (browser and CLI tests) and the
-#              browser tests' npm packages
+#   --test     also Debian's chromium and curl (browser and CLI tests), Node.js with npm when
+#              missing, and the browser tests' npm packages (playwright-core drives chromium)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -18,7 +18,8 @@ fi
 if [[ "${1:-}" == "--test" ]]; then
   need=()
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
-  command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+  command -v node >/dev/null 2>&1 || need+=(nodejs)
+  command -v npm >/dev/null 2>&1 || need+=(npm)
   command -v curl >/dev/null 2>&1 || need+=(curl)
   if ((${#need[@]})); then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then

@@ -13,5 +13,6 @@ cargo test --workspace --exclude frontend --all-features
 cargo test -p frontend
 
 if [[ -f tests/browser/package.json ]]; then
-  (cd tests/browser && node --test)
+  # One file at a time: each starts its own server and browser, and some measure timings.
+  (cd tests/browser && npm test)
 fi
