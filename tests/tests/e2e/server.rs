@@ -874,3 +874,30 @@ async fn graceful_shutdown_ends_streams_and_finishes_in_flight_requests() {
         "no longer listening"
     );
 }
+
+#[tokio::test]
+async fn http2_prior_knowledge_is_captured_with_http2_header_names() {
+    let s = TestServer::start().await;
+    s.put_bin("h2", json!({})).await;
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let r = within(
+        "an HTTP/2 capture",
+        h2.post(s.url("/b/h2/x?q=1"))
+            .header("X-Case", "A")
+            .body("over h2")
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.status(), 200);
+    let req = latest(&s, "h2").await;
+    assert_eq!(req["path"], "/x");
+    assert_eq!(req["query"], "q=1");
+    assert_eq!(req["body"], "over h2");
+    // HTTP/2 sends names in lower case; the value is as sent.
+    assert_eq!(find_header(&req, "x-case"), ["A"]);
+}
