@@ -637,6 +637,7 @@ impl Delivery {
             (!full, evicted)
         };
         self.index_add(&id, &webhook.id, evicted);
+        self.shared.registry.touch();
         if queued {
             self.spawn_run(endpoint, id.clone(), api::AttemptTrigger::Scheduled);
         } else {
@@ -696,6 +697,7 @@ impl Delivery {
             log.pending += 1;
             id
         };
+        self.shared.registry.touch();
         self.spawn_run(endpoint, id.clone(), api::AttemptTrigger::Resend);
         Ok(api::MessageRef {
             message_id: id.to_string(),
@@ -762,6 +764,7 @@ impl Delivery {
             )
         };
         self.index_add(&id, &webhook.id, evicted);
+        self.shared.registry.touch();
         Ok(api::TestOutcome {
             delivered,
             status: result.status,
@@ -999,6 +1002,7 @@ impl Delivery {
                         m.state = api::MessageState::Pending;
                         m.next_attempt_at = None;
                     }
+                    self.shared.registry.touch();
                     trigger = api::AttemptTrigger::Scheduled;
                 }
                 (Verdict::Retry, None) => {

@@ -108,6 +108,10 @@ struct Shared {
     // A std Mutex: every operation is a short map update with no `.await` inside, so an async
     // lock would only add cost (the tokio docs recommend this for such data).
     state: Mutex<State>,
+    /// Bumped on every change to a webhook or its delivery log, for live views. A watch
+    /// channel keeps only the latest value: a slow watcher costs nothing and misses nothing but
+    /// intermediate counts.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 #[derive(Default)]
@@ -122,6 +126,7 @@ impl Registry {
                 catalog,
                 max_webhooks,
                 state: Mutex::new(State::default()),
+                changes: tokio::sync::watch::Sender::new(0),
             }),
         }
     }
@@ -133,6 +138,16 @@ impl Registry {
             .state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Tells watchers that a webhook or its delivery log changed.
+    pub fn touch(&self) {
+        self.shared.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Watches for changes (see [`Registry::touch`]).
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.changes.subscribe()
     }
 
     pub fn max_webhooks(&self) -> usize {
@@ -170,6 +185,8 @@ impl Registry {
             return Err(RegistryError::NameTaken(webhook.name));
         }
         state.webhooks.insert(webhook.id.clone(), webhook.clone());
+        drop(state);
+        self.touch();
         Ok(webhook)
     }
 
@@ -258,14 +275,16 @@ impl Registry {
             Some(false) => webhook.active = false,
             None => {}
         }
-        Ok(webhook.clone())
+        let updated = webhook.clone();
+        drop(state);
+        self.touch();
+        Ok(updated)
     }
 
     pub fn remove(&self, id: &str) -> Result<Webhook, RegistryError> {
-        self.state()
-            .webhooks
-            .remove(id)
-            .ok_or_else(|| RegistryError::NotFound(id.to_owned()))
+        let removed = self.state().webhooks.remove(id);
+        self.touch();
+        removed.ok_or_else(|| RegistryError::NotFound(id.to_owned()))
     }
 
     /// A message was delivered: count it and end any run of failures.
@@ -274,6 +293,7 @@ impl Registry {
             w.event_count += 1;
             w.consecutive_failures = 0;
         }
+        self.touch();
     }
 
     /// An attempt failed (the message may still be retried).
@@ -284,11 +304,18 @@ impl Registry {
                 reason: reason.to_owned(),
             });
         }
+        self.touch();
     }
 
     /// A message ended failed. After `disable_after` such messages in a row (0: never) the
     /// webhook is disabled; returns the reason when this call disabled it.
     pub fn note_failed_message(&self, id: &str, disable_after: u32) -> Option<String> {
+        let disabled = self.count_failed_message(id, disable_after);
+        self.touch();
+        disabled
+    }
+
+    fn count_failed_message(&self, id: &str, disable_after: u32) -> Option<String> {
         let mut state = self.state();
         let w = state.webhooks.get_mut(id)?;
         w.consecutive_failures += 1;
@@ -315,6 +342,7 @@ impl Registry {
             w.active = false;
             w.disabled_reason = Some(reason.to_owned());
         }
+        self.touch();
     }
 
     fn parse_events(

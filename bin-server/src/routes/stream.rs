@@ -34,7 +34,7 @@ pub fn router() -> Router<AppState> {
 }
 
 type BoxedEvents = std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>>;
-type EventStream = Sse<axum::response::sse::KeepAliveStream<BoxedEvents>>;
+pub(crate) type EventStream = Sse<axum::response::sse::KeepAliveStream<BoxedEvents>>;
 
 fn json_event(name: &str, data: &impl serde::Serialize) -> Event {
     Event::default()
@@ -137,7 +137,7 @@ fn live(
     })
 }
 
-fn sse(
+pub(crate) fn sse(
     state: &AppState,
     events: impl Stream<Item = Result<Event, Infallible>> + Send + 'static,
 ) -> EventStream {

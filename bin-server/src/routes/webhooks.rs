@@ -24,6 +24,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/webhooks/{id}", get(read).patch(update).delete(remove))
         .route("/api/webhooks/{id}/test", post(test))
         .route("/api/webhooks/{id}/deliveries", get(deliveries))
+        .route("/api/deliveries/stream", get(changes))
         .route("/api/deliveries/{id}", get(message))
         .route("/api/deliveries/{id}/resend", post(resend))
 }
@@ -132,6 +133,31 @@ async fn resend(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<api::MessageRef>), ApiError> {
     Ok((StatusCode::ACCEPTED, Json(state.hooks.resend(&id)?)))
+}
+
+/// How often a client is told at most that something changed: each `changed` event makes it
+/// reload, so a busy engine (thousands of deliveries a second) must not turn into as many reloads.
+const CHANGES_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// SSE: `ready`, then `changed` (data `{"version": n}`) whenever a webhook or a delivery log
+/// changed since the last event, at most every 250 ms. Clients reload what they show.
+async fn changes(State(state): State<AppState>) -> super::stream::EventStream {
+    use axum::response::sse::Event;
+    use futures_util::{StreamExt, stream};
+    let rx = state.hooks.registry().changes();
+    let ready = Event::default().event("ready").data("{}");
+    let changed = stream::unfold((rx, true), |(mut rx, first)| async move {
+        if !first {
+            tokio::time::sleep(CHANGES_EVERY).await;
+        }
+        rx.changed().await.ok()?;
+        let version = *rx.borrow_and_update();
+        let event = Event::default()
+            .event("changed")
+            .data(format!("{{\"version\":{version}}}"));
+        Some((Ok(event), (rx, false)))
+    });
+    super::stream::sse(&state, stream::once(async { Ok(ready) }).chain(changed))
 }
 
 #[cfg(test)]

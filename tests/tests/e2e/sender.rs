@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::support::{TestServer, WAIT, within};
+use crate::support::{SseReader, TestServer, WAIT, within};
 
 // -- A receiver whose behaviour is switched per request ------------------------------------------
 
@@ -156,6 +156,27 @@ async fn serve_connection(mut stream: TcpStream, script: Arc<Mutex<Script>>) {
             return;
         }
     }
+}
+
+#[tokio::test]
+async fn the_changes_stream_tells_live_views_when_webhooks_and_deliveries_change() {
+    let healthy = Receiver::start(&[], Mode::Status(200)).await;
+    let s = server("1s", "4s", 0).await;
+    let mut changes = SseReader::open(&s.client, &s.url("/api/deliveries/stream"), None).await;
+    assert_eq!(changes.next().await.unwrap().event, "ready");
+    let hook = add_webhook(&s, "live", &healthy.url).await;
+    let first = changes.next_named("changed").await.json()["version"]
+        .as_u64()
+        .unwrap();
+    // A delivery changes the log (and the webhook's counters): another event, a later version.
+    let ids = emit(&s).await;
+    wait_state(&s, &ids[0].message_id, api::MessageState::Delivered).await;
+    let later = changes.next_named("changed").await.json()["version"]
+        .as_u64()
+        .unwrap();
+    assert!(later > first, "{later} > {first}");
+    let (_, w) = s.get_json(&format!("/api/webhooks/{}", hook.id)).await;
+    assert_eq!(w["event_count"], 1);
 }
 
 // -- Helpers -------------------------------------------------------------------------------------
