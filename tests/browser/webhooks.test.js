@@ -194,3 +194,28 @@ test('edit, disable and delete a webhook; the event catalog lists every event', 
   assert.deepEqual(page.errors, []);
   await page.close();
 });
+
+test('webhooks and deliveries made elsewhere show up live, without a reload', { timeout: 60_000 }, async (t) => {
+  browser ??= await launchBrowser(t);
+  if (!browser) return;
+  await api(server.base, 'PUT', '/api/bins/live-hook', {});
+  const page = await newPage(browser.context);
+  await page.goto(server.base + '/webhooks');
+  await page.getByRole('heading', { name: 'Your webhooks' }).waitFor();
+  // Added through the API (a CLI, a script): the page shows it on its own.
+  await api(server.base, 'POST', '/api/webhooks', {
+    name: 'Live hook',
+    url: server.base + '/b/live-hook',
+    event: 'payment_received',
+  });
+  const card = page.getByRole('article', { name: 'Live hook' });
+  await card.waitFor({ timeout: 10_000 });
+  // An event emitted elsewhere is delivered; the card's count follows.
+  await api(server.base, 'POST', '/api/events/payment_received/emit', {});
+  await card
+    .locator('dt:has-text("Events sent") + dd')
+    .filter({ hasText: /^1$/ })
+    .waitFor({ timeout: 10_000 });
+  assert.deepEqual(page.errors, []);
+  await page.close();
+});

@@ -6,8 +6,6 @@
 //! form (Name, URL, Event, a preview of the event's payload, and "Use a new bin" to fill the URL);
 //! at the bottom, every event of the catalog with its description and example payload.
 
-use std::time::Duration;
-
 use api::{
     AttemptOut, BinIn, BinOut, DeliveryLog, EventList, EventOut, MessageOut, MessageRef,
     MessageState, TestOutcome, WebhookIn, WebhookList, WebhookOut, WebhookPatch,
@@ -15,10 +13,11 @@ use api::{
 use leptos::html::Dialog;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
+use send_wrapper::SendWrapper;
 
 use crate::app::{now, set_title};
 use crate::components::JsonView;
-use crate::server::{self, ApiError, enc};
+use crate::server::{self, ApiError, LiveStream, enc};
 use crate::units;
 
 /// The page's shared data: the catalog and the webhooks.
@@ -26,6 +25,8 @@ use crate::units;
 struct Data {
     events: RwSignal<Option<Result<Vec<EventOut>, ApiError>>>,
     webhooks: RwSignal<Option<Result<Vec<WebhookOut>, ApiError>>>,
+    /// Bumped when the server says a webhook or a delivery log changed: open logs reload.
+    changes: RwSignal<u64>,
 }
 
 impl Data {
@@ -70,6 +71,7 @@ pub fn WebhooksPage() -> impl IntoView {
     let data = Data {
         events: RwSignal::new(None),
         webhooks: RwSignal::new(None),
+        changes: RwSignal::new(0),
     };
     spawn_local(async move {
         let res = server::get::<EventList>("/api/events")
@@ -78,6 +80,19 @@ pub fn WebhooksPage() -> impl IntoView {
         data.events.set(Some(res));
     });
     data.reload_webhooks();
+    // Live: the server says when a webhook or a delivery log changed (at most 4 times a second);
+    // the list and the open logs reload, so retries and failures show up as they happen.
+    let stream = LiveStream::open(
+        "/api/deliveries/stream".to_owned(),
+        vec!["changed"],
+        move |_| {
+            data.reload_webhooks();
+            data.changes.update(|n| *n = n.wrapping_add(1));
+        },
+        |_| {},
+    );
+    let stream = SendWrapper::new(stream);
+    on_cleanup(move || drop(stream));
     let (adding, set_adding) = signal(false);
 
     view! {
@@ -558,7 +573,8 @@ fn OutcomeView(o: TestOutcome) -> impl IntoView {
     }
 }
 
-/// A webhook's attempts and messages, newest first, with Resend; refreshed every 3 s while open.
+/// A webhook's attempts and messages, newest first, with Resend; reloaded live whenever the
+/// server reports a change.
 #[component]
 fn DeliveryLogView(data: Data, webhook_id: String) -> impl IntoView {
     let log = RwSignal::new(None::<Result<DeliveryLog, ApiError>>);
@@ -575,14 +591,12 @@ fn DeliveryLogView(data: Data, webhook_id: String) -> impl IntoView {
             let _ = log.try_set(Some(res));
         });
     };
-    load();
-    let poll = set_interval_with_handle(load.clone(), Duration::from_secs(3)).ok();
-    on_cleanup(move || {
-        if let Some(p) = poll {
-            p.clear();
-        }
-    });
     let reload = StoredValue::new_local(load);
+    // Runs once now, then on every change the server reports.
+    Effect::new(move |_| {
+        data.changes.track();
+        reload.with_value(|r| r());
+    });
     view! {
         <section class="delivery-log" aria-label="Delivery log">
             <h4>"Delivery log"</h4>
