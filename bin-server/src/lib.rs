@@ -78,17 +78,24 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    /// State over a fresh in-memory store.
+    /// State over a fresh in-memory store, with the built-in event catalog and default delivery
+    /// settings.
     pub fn new(limits: StoreLimits, config: ServerConfig) -> Self {
+        let hooks = sender::Hooks::with_catalog(
+            Arc::new(sender::Catalog::builtin()),
+            sender::HooksConfig::default(),
+        );
+        Self::with_sender(limits, config, hooks)
+    }
+
+    /// State over a fresh in-memory store and the given sending side.
+    pub fn with_sender(limits: StoreLimits, config: ServerConfig, hooks: sender::Hooks) -> Self {
         Self {
             store: Arc::new(MemoryStore::new(limits)),
             config: Arc::new(config),
             metrics: Arc::new(Metrics::default()),
             shutdown: CancellationToken::new(),
-            hooks: sender::Hooks::with_catalog(
-                Arc::new(sender::Catalog::builtin()),
-                sender::HooksConfig::default(),
-            ),
+            hooks,
         }
     }
 

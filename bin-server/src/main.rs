@@ -47,14 +47,14 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
-    let state = AppState::new(
+    let state = AppState::with_sender(
         limits,
         ServerConfig {
             public_url: args.public_url.clone(),
             auto_create: args.auto_create,
         },
-    )
-    .with_hooks(hooks);
+        hooks,
+    );
     tracing::info!("Hookbin listening on http://{local} (UI at http://{local}/)");
     bin_server::run(listener, state, shutdown_signal()).await?;
     Ok(())
