@@ -50,10 +50,7 @@ pub async fn capture(state: &AppState, req: Request) -> Result<Response, ApiErro
         Ok(s) => s,
         Err(StoreError::NoSuchBin(_)) if state.config.auto_create => {
             let name = BinName::parse(bin)?;
-            match state
-                .store
-                .create_bin(Some(name.clone()), BinSettings::default())
-            {
+            match state.store.create_bin(Some(name), BinSettings::default()) {
                 Ok(_) | Err(StoreError::BinExists(_)) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -93,7 +90,6 @@ pub async fn capture(state: &AppState, req: Request) -> Result<Response, ApiErro
         hint,
         remote_addr,
     );
-    drop(headers);
 
     // Read the body into owned storage, up to the limit.
     let mut body = body;

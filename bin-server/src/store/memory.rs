@@ -262,8 +262,6 @@ fn capture_settings(settings: &BinSettings, max_body_bytes: u64) -> CaptureSetti
     CaptureSettings {
         response: settings.response.clone(),
         max_body_bytes,
-        schema: settings.schema.clone(),
-        signature: settings.signature.clone(),
         checks: settings.checks.clone(),
     }
 }

@@ -260,8 +260,6 @@ pub trait Store: Send + Sync + 'static {
 pub struct CaptureSettings {
     pub response: BinResponse,
     pub max_body_bytes: u64,
-    pub schema: Option<serde_json::Value>,
-    pub signature: Option<(String, String)>,
     /// `None` for bins without schema or secret: their captures pay nothing for checks.
     pub checks: Option<Arc<dyn CaptureCheck>>,
 }
