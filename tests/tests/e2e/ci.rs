@@ -937,20 +937,25 @@ async fn replay_sends_the_request_again_and_reports_the_outcome() {
 // ---------------------------------------------------------------------------------------------
 // Forward, smee
 
-#[tokio::test]
-async fn forward_replays_new_requests_byte_exact_until_stopped() {
-    let s = TestServer::start().await;
-    s.put_bin("live", json!({})).await;
-    s.put_bin("local", json!({})).await;
-    send(&s, "live", "", &[], b"before: not forwarded").await;
+/// Starts `bin-server forward` (the library function) from bin `from` to bin `to` of `s`, and
+/// waits until it is connected. Returns its stop switch, its printed lines and its task.
+async fn start_forward(
+    s: &TestServer,
+    from: &str,
+    to: &str,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+    tokio::task::JoinHandle<Result<(), bin_server::cli::client::ClientError>>,
+) {
     let client = bin_server::cli::client::Client::new(&s.base).unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let to = s.url("/b/local");
+    let (from, to) = (from.to_owned(), s.url(&format!("/b/{to}")));
     let forwarding = tokio::spawn(async move {
         bin_server::cli::forward::forward(
             &client,
-            "live",
+            &from,
             &to,
             async {
                 let _ = stopped.await;
@@ -963,6 +968,16 @@ async fn forward_replays_new_requests_byte_exact_until_stopped() {
     });
     let connected = within("forward connects", rx.recv()).await.unwrap();
     assert!(connected.starts_with("connected"), "{connected}");
+    (stop, rx, forwarding)
+}
+
+#[tokio::test]
+async fn forward_replays_new_requests_byte_exact_until_stopped() {
+    let s = TestServer::start().await;
+    s.put_bin("live", json!({})).await;
+    s.put_bin("local", json!({})).await;
+    send(&s, "live", "", &[], b"before: not forwarded").await;
+    let (stop, mut rx, forwarding) = start_forward(&s, "live", "local").await;
     let bodies: Vec<Vec<u8>> = vec![
         NASTY.to_vec(),
         (0..=255u8).collect(),
@@ -1008,30 +1023,7 @@ async fn forward_catches_up_after_falling_behind_without_loss_or_duplicates() {
     let s = TestServer::start().await;
     s.put_bin("fast", json!({})).await;
     s.put_bin("slow", json!({})).await;
-    let client = bin_server::cli::client::Client::new(&s.base).unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let to = s.url("/b/slow");
-    let forwarding = tokio::spawn(async move {
-        bin_server::cli::forward::forward(
-            &client,
-            "fast",
-            &to,
-            async {
-                let _ = stopped.await;
-            },
-            move |ev| {
-                let _ = tx.send(ev.to_string());
-            },
-        )
-        .await
-    });
-    assert!(
-        within("forward connects", rx.recv())
-            .await
-            .unwrap()
-            .starts_with("connected")
-    );
+    let (stop, mut rx, forwarding) = start_forward(&s, "fast", "slow").await;
     burst(&s, "fast", 400);
     let (mut lines, mut notes) = (Vec::new(), Vec::new());
     while lines.len() < 400 {
