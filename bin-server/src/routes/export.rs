@@ -237,13 +237,16 @@ fn sh_quote(s: &str) -> String {
 
 /// A `printf` format that prints exactly `bytes`: printable ASCII as is, `%` and `\` escaped,
 /// anything else as a three-digit octal escape (three digits always, so a following digit is
-/// never read as part of it).
+/// never read as part of it). A leading `-` is escaped too: `printf` would read a format such
+/// as `--boundary` (every multipart body) or `-n` as an option, print nothing and let curl send
+/// an empty body (`--` is no remedy: dash's and bash's `printf` builtins disagree on it).
 fn printf_format(bytes: &[u8]) -> String {
     use std::fmt::Write;
     let mut s = String::with_capacity(bytes.len() + 2);
     s.push('\'');
-    for &b in bytes {
+    for (i, &b) in bytes.iter().enumerate() {
         match b {
+            b'-' if i == 0 => s.push_str(r"\055"),
             b'%' => s.push_str("%%"),
             b'\\' => s.push_str(r"\\"),
             b'\'' => s.push_str(r"'\''"),
@@ -327,6 +330,7 @@ mod tests {
     fn printf_escapes_everything_risky() {
         assert_eq!(printf_format(b"a%b\\c'd"), r"'a%%b\\c'\''d'");
         assert_eq!(printf_format(&[0, b'1', 10, 255]), r"'\0001\012\377'");
+        assert_eq!(printf_format(b"--b-"), r"'\055-b-'");
     }
 
     #[test]

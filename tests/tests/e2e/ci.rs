@@ -863,6 +863,63 @@ async fn the_curl_command_replays_byte_exact_through_a_real_curl() {
     );
 }
 
+/// Bodies that begin with `-` (every multipart body: `--boundary`) must not be read by `printf`
+/// as an option: that printed nothing, so curl sent an empty body and the pipeline still exited 0.
+#[tokio::test]
+async fn the_curl_command_replays_bodies_that_begin_with_a_dash_in_sh_and_bash() {
+    let s = TestServer::start().await;
+    s.put_bin("dash-src", json!({})).await;
+    let multipart: &[u8] = b"------hookbin7MA4YWxk\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n------hookbin7MA4YWxk--\r\n";
+    let bodies: [(&str, &[u8]); 3] = [
+        (
+            "multipart/form-data; boundary=----hookbin7MA4YWxk",
+            multipart,
+        ),
+        ("text/plain", b"-n hello"),
+        ("text/plain", b"--"),
+    ];
+    for (i, (content_type, body)) in bodies.into_iter().enumerate() {
+        let ack = send(&s, "dash-src", "/", &[("Content-Type", content_type)], body).await;
+        let id = ack["request_id"].as_str().unwrap();
+        for shell in ["sh", "bash"] {
+            let copy_bin = format!("dash-copy-{i}-{shell}");
+            s.put_bin(&copy_bin, json!({})).await;
+            let cmd = s
+                .client
+                .get(s.url(&format!("/api/bins/dash-src/requests/{id}/curl")))
+                .query(&[("url", s.url(&format!("/b/{copy_bin}")).as_str())])
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let out = within(
+                "curl",
+                tokio::process::Command::new(shell)
+                    .arg("-c")
+                    .arg(&cmd)
+                    .output(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{shell} and curl must be installed: {e}"));
+            assert!(
+                out.status.success(),
+                "{shell}: {cmd}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let (status, copy) = wait(&s, &copy_bin, "timeout=5s").await;
+            assert_eq!(status, 200);
+            assert_eq!(
+                body_of(&copy),
+                body,
+                "{shell} replays {:?} byte-exact: {cmd}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn replay_sends_the_request_again_and_reports_the_outcome() {
     let s = TestServer::start().await;
