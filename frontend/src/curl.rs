@@ -54,6 +54,11 @@ pub fn command(capture_url: &str, req: &CapturedRequestOut) -> String {
     let mut prefix = String::new();
     if !body.is_empty() {
         match req.body_encoding {
+            // curl reads `--data-binary @name` as a file to send: such a body is piped in.
+            BodyEncoding::Utf8 if body.starts_with('@') => {
+                prefix = format!("printf %s {} | ", shell_quote(body));
+                parts.push("--data-binary @-".to_owned());
+            }
             BodyEncoding::Utf8 => parts.push(format!("--data-binary {}", shell_quote(body))),
             BodyEncoding::Base64 => {
                 prefix = format!("printf %s {} | base64 -d | ", shell_quote(body));
@@ -132,6 +137,14 @@ mod tests {
             "{cmd}"
         );
         assert!(cmd.ends_with("--data-binary @-"), "{cmd}");
+    }
+
+    #[test]
+    fn a_body_beginning_with_an_at_sign_is_piped_not_read_as_a_file() {
+        let cmd = command("http://h/b/ci", &req("@/etc/passwd", BodyEncoding::Utf8));
+        assert!(cmd.starts_with("printf %s '@/etc/passwd' | curl"), "{cmd}");
+        assert!(cmd.ends_with("--data-binary @-"), "{cmd}");
+        assert!(!cmd.contains("--data-binary '@"), "{cmd}");
     }
 
     #[test]
