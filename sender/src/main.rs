@@ -26,6 +26,9 @@ struct Cli {
     /// A running bin-server, for `webhooks`, `test` and `emit`.
     #[arg(long, env = "HOOKBIN_SERVER", global = true)]
     server: Option<String>,
+    /// The server's --auth-token, sent as `Authorization: Bearer TOKEN`.
+    #[arg(long, env = "HOOKBIN_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -191,7 +194,11 @@ async fn run(cli: Cli) -> anyhow::Result<Result<(), DeliveryFailed>> {
             .as_deref()
             .ok_or_else(|| anyhow!("this command needs --server URL (or HOOKBIN_SERVER)"))?;
         // Above the server's 15 s delivery timeout, so a test send can finish.
-        Ok(ServerClient::new(url, Duration::from_secs(60))?)
+        let client = ServerClient::new(url, Duration::from_secs(60))?;
+        Ok(match cli.token.as_deref() {
+            Some(token) => client.with_token(token)?,
+            None => client,
+        })
     };
     match cli.command {
         Command::Events(args) => events(args).map(Ok),
