@@ -237,12 +237,6 @@ pub enum Caller {
     Anonymous,
 }
 
-impl Caller {
-    pub fn is_admin(&self) -> bool {
-        matches!(self, Self::Admin)
-    }
-}
-
 /// As a handler argument: the caller [`check`] found; [`Caller::Anonymous`] (the least) if the
 /// router runs without the middleware.
 impl<S: Send + Sync> FromRequestParts<S> for Caller {

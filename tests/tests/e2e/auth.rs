@@ -630,10 +630,14 @@ async fn without_public_bins_only_the_admin_creates_bins_and_gets_their_tokens()
     let a = call(&s, "GET", "/api/bins", Some(&token), &[], None).await;
     assert_unauthorized(&a, "listing with a bin token");
 
-    // Without --auth-token no bin gets a token (nothing would check it).
+    // Without --auth-token no bin gets a token (nothing would check it), and there is no
+    // session to start: POST /api/session is a no-op.
     let open = TestServer::start().await;
     let bin = open.put_bin("plain", json!({})).await;
     assert!(bin.get("token").is_none(), "{bin}");
+    let session = call(&open, "POST", "/api/session", None, &[], None).await;
+    assert_eq!(session.status, 204);
+    assert_eq!(session.set_cookie, None);
 }
 
 #[tokio::test]
