@@ -1,5 +1,6 @@
 //! `sender`: list events, send a signed event straight to a URL, and manage webhooks, test and
-//! emit through a running bin-server (`--server` or `HOOKBIN_SERVER`).
+//! emit through a running bin-server (`--server` or `HOOKBIN_SERVER`; `--token` or `HOOKBIN_TOKEN`
+//! for one started with `--auth-token`).
 //!
 //! Exit codes: 0 delivered (or done), 1 a delivery failed, 2 a usage or connection error.
 
