@@ -121,6 +121,11 @@ pub struct BinOut {
     /// `standard`, `github` or `stripe` when a secret is set (the secret itself is never returned).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature_scheme: Option<String>,
+    /// The bin's own token, in the answer that created the bin only (when the server runs with
+    /// `--auth-token`): send it as `Authorization: Bearer TOKEN` to reach this bin's routes. It is
+    /// stored as a hash and never shown again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 /// `GET /api/bins`.

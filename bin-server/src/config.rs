@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::routes::auth::AuthToken;
 use crate::store::StoreLimits;
 
 /// Hookbin: self-hosted webhook capture and testing.
@@ -65,6 +66,21 @@ pub struct ServeArgs {
     /// The sending side: catalog, retry schedule, delivery timeouts, limits.
     #[command(flatten)]
     pub webhooks: sender::HooksArgs,
+    /// Every /api route and /metrics need `Authorization: Bearer TOKEN` (or a bin's own token
+    /// for that bin, or the browser session of POST /api/session). Captures (/b/...), /healthz
+    /// and the UI's page stay open. At least 16 visible ASCII characters.
+    #[arg(long, env = "HOOKBIN_AUTH_TOKEN", hide_env_values = true,
+          value_parser = AuthToken::parse)]
+    pub auth_token: Option<AuthToken>,
+    /// With --auth-token: anyone may create a bin (POST /api/bins, PUT of a new name) and gets
+    /// a token for that bin alone; everything else still needs the admin token.
+    #[arg(
+        long,
+        env = "HOOKBIN_PUBLIC_BINS",
+        default_value_t = false,
+        requires = "auth_token"
+    )]
+    pub public_bins: bool,
 }
 
 impl ServeArgs {
@@ -169,5 +185,26 @@ mod tests {
         let bad =
             Cli::try_parse_from(["bin-server", "--max-body", "2G", "--max-bytes", "1G"]).unwrap();
         assert!(bad.serve.limits().is_err());
+    }
+
+    #[test]
+    fn public_bins_need_an_auth_token_and_tokens_are_checked() {
+        let e = Cli::try_parse_from(["bin-server", "--public-bins"]).unwrap_err();
+        assert!(e.to_string().contains("--auth-token"), "{e}");
+        let e = Cli::try_parse_from(["bin-server", "--auth-token", "short"]).unwrap_err();
+        assert!(e.to_string().contains("at least 16"), "{e}");
+        let cli = Cli::try_parse_from([
+            "bin-server",
+            "--auth-token",
+            "0123456789abcdef",
+            "--public-bins",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.serve.auth_token.as_ref().map(AuthToken::as_str),
+            Some("0123456789abcdef")
+        );
+        assert!(cli.serve.public_bins);
+        assert!(!format!("{cli:?}").contains("0123456789abcdef"));
     }
 }

@@ -46,6 +46,11 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     /// A capture to an unknown well-formed bin name creates the bin.
     pub auto_create: bool,
+    /// `--auth-token`: every `/api` route and `/metrics` need it (or a bin's own token, or the
+    /// session cookie); `None` leaves the API open. See [`routes::auth`].
+    pub auth_token: Option<routes::auth::AuthToken>,
+    /// `--public-bins` (only with `auth_token`): anyone may create a bin and gets its token.
+    pub public_bins: bool,
 }
 
 /// Server-wide counters the store does not own.
@@ -67,6 +72,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// The sending side: event catalog, webhooks and their delivery engine.
     pub hooks: sender::Hooks,
+    /// Credentials and the session key (drawn once per state), from `config`.
+    pub auth: Arc<routes::auth::Auth>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -92,6 +99,7 @@ impl AppState {
     pub fn with_sender(limits: StoreLimits, config: ServerConfig, hooks: sender::Hooks) -> Self {
         Self {
             store: Arc::new(MemoryStore::new(limits)),
+            auth: Arc::new(routes::auth::Auth::new(&config)),
             config: Arc::new(config),
             metrics: Arc::new(Metrics::default()),
             shutdown: CancellationToken::new(),
@@ -108,7 +116,13 @@ impl AppState {
 
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
-    routes::router().merge(ui::router()).with_state(state)
+    routes::router()
+        .merge(ui::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            routes::auth::check,
+        ))
+        .with_state(state)
 }
 
 /// [`app`] as the connections call it, with one fast path: captures (`/b/...`), the hot path,

@@ -52,6 +52,8 @@ async fn main() -> anyhow::Result<()> {
         ServerConfig {
             public_url: args.public_url.clone(),
             auto_create: args.auto_create,
+            auth_token: args.auth_token.clone(),
+            public_bins: args.public_bins,
         },
         hooks,
     );

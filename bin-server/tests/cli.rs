@@ -70,6 +70,7 @@ fn bin_server(server: &str, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_bin-server"));
     c.args(args)
         .env("HOOKBIN_SERVER", server)
+        .env_remove("HOOKBIN_TOKEN")
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .kill_on_drop(true);
@@ -442,4 +443,63 @@ async fn forward_prints_one_line_per_request_and_stops_on_ctrl_c() {
     assert!(kill.success());
     let status = within("forward exits", child.wait()).await.unwrap();
     assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn token_from_flag_or_env_reaches_a_server_with_auth() {
+    const ADMIN: &str = "admin-token-0123456789";
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let config = ServerConfig {
+        auth_token: Some(bin_server::routes::auth::AuthToken::parse(ADMIN).unwrap()),
+        public_bins: true,
+        ..ServerConfig::default()
+    };
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(bin_server::run(
+        listener,
+        AppState::new(StoreLimits::default(), config),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+
+    // A public bin: the URL, then its token, on stdout.
+    let out = run(&base, &["new", "--name", "private"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], format!("{base}/b/private"));
+    let token = lines[1];
+    assert!(token.starts_with("hbt_"), "{stdout}");
+
+    // Without a token: exit 3 and a line saying what to pass.
+    let out = run(&base, &["export", "private"]).await;
+    let (code, err) = code_and_stderr(&out);
+    assert_eq!(code, 3);
+    assert!(
+        err.contains("401") && err.contains("HOOKBIN_TOKEN"),
+        "{err}"
+    );
+
+    // The bin's token from HOOKBIN_TOKEN, then the admin's from --token.
+    let out = within(
+        "export with HOOKBIN_TOKEN",
+        bin_server(&base, &["export", "private"])
+            .env("HOOKBIN_TOKEN", token)
+            .output(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = run(
+        &base,
+        &["wait", "private", "--timeout", "0", "--token", ADMIN],
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "reached the bin, nothing arrived"
+    );
 }

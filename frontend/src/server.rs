@@ -1,7 +1,12 @@
 //! The server's HTTP API seen from the browser: JSON over `fetch`, and live events over
 //! `EventSource`. Types are the `api` crate's; nothing here redefines them.
+//!
+//! On a server started with `--auth-token`, the first call answered `401` asks for the token
+//! (once, however many calls were refused at the same time), trades it for the session cookie
+//! (`POST /api/session`; the token itself is not kept), retries the call, and tells the live
+//! streams to reconnect now.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::rc::Rc;
 
@@ -65,10 +70,93 @@ pub fn enc(s: &str) -> String {
     String::from(js_sys::encode_uri_component(s))
 }
 
+/// Fired on `window` when the browser got a session: streams refused before reconnect at once.
+const SESSION_EVENT: &str = "hookbin-session";
+
+thread_local! {
+    /// The login in flight: every call refused while it runs waits for it instead of asking again.
+    /// (wasm is single-threaded: a thread-local is the page's global.)
+    static LOGIN: RefCell<Option<js_sys::Promise>> = const { RefCell::new(None) };
+    /// Successful logins so far: a call sent before the latest one is retried without asking.
+    static SESSIONS: Cell<u32> = const { Cell::new(0) };
+}
+
 async fn call(method: &str, url: &str, body: Option<String>) -> Result<(u16, String), ApiError> {
+    let sessions = SESSIONS.with(Cell::get);
+    match call_once(method, url, body.as_deref()).await {
+        Err(e) if e.status == Some(401) && log_in(sessions).await => {
+            call_once(method, url, body.as_deref()).await
+        }
+        other => other,
+    }
+}
+
+/// After a `401`: gets the browser a session, asking for the token unless a login is running or
+/// has succeeded since the refused call was sent. True when the call should be tried again.
+async fn log_in(sessions_before: u32) -> bool {
+    if SESSIONS.with(Cell::get) != sessions_before {
+        return true;
+    }
+    if let Some(pending) = LOGIN.with(|l| l.borrow().clone()) {
+        return JsFuture::from(pending)
+            .await
+            .ok()
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
+    }
+    let window = leptos::prelude::window();
+    let token = match window
+        .prompt_with_message("This Hookbin server needs its access token (its --auth-token):")
+    {
+        Ok(Some(token)) if !token.trim().is_empty() => token.trim().to_owned(),
+        _ => return false,
+    };
+    let login = wasm_bindgen_futures::future_to_promise(async move {
+        let ok = start_session(&token).await;
+        LOGIN.with(|l| l.borrow_mut().take());
+        if ok {
+            SESSIONS.with(|s| s.set(s.get() + 1));
+            if let Ok(event) = web_sys::Event::new(SESSION_EVENT) {
+                let _ = leptos::prelude::window().dispatch_event(&event);
+            }
+        }
+        Ok(JsValue::from_bool(ok))
+    });
+    LOGIN.with(|l| *l.borrow_mut() = Some(login.clone()));
+    JsFuture::from(login)
+        .await
+        .ok()
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false)
+}
+
+/// `POST /api/session` with the token: true when the server set the session cookie.
+async fn start_session(token: &str) -> bool {
+    let init = RequestInit::new();
+    init.set_method("POST");
+    let Ok(headers) = web_sys::Headers::new() else {
+        return false;
+    };
+    if headers
+        .set("authorization", &format!("Bearer {token}"))
+        .is_err()
+    {
+        return false;
+    }
+    init.set_headers(&headers);
+    let Ok(request) = Request::new_with_str_and_init("/api/session", &init) else {
+        return false;
+    };
+    match JsFuture::from(leptos::prelude::window().fetch_with_request(&request)).await {
+        Ok(response) => response.unchecked_into::<Response>().status() == 204,
+        Err(_) => false,
+    }
+}
+
+async fn call_once(method: &str, url: &str, body: Option<&str>) -> Result<(u16, String), ApiError> {
     let init = RequestInit::new();
     init.set_method(method);
-    if let Some(body) = &body {
+    if let Some(body) = body {
         let headers = web_sys::Headers::new().map_err(ApiError::network)?;
         headers
             .set("content-type", "application/json")
@@ -178,6 +266,8 @@ struct Inner {
     on_state: Rc<dyn Fn(Connection)>,
     /// Kept alive as long as the source listens with them.
     closures: Vec<Closure<dyn FnMut(web_sys::Event)>>,
+    /// Listens on `window` for [`SESSION_EVENT`]; removed when the stream is dropped.
+    on_session: Option<Closure<dyn FnMut(web_sys::Event)>>,
     retry_ms: u32,
     closed: bool,
 }
@@ -197,9 +287,32 @@ impl LiveStream {
             on_event: Rc::new(on_event),
             on_state: Rc::new(on_state),
             closures: Vec::new(),
+            on_session: None,
             retry_ms: 500,
             closed: false,
         }));
+        {
+            // Refused for want of a session (401), the stream waits out its backoff; once the
+            // browser has one, it reconnects at once.
+            let weak = Rc::downgrade(&inner);
+            let on_session = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+                let Some(inner) = weak.upgrade() else { return };
+                let refused = inner
+                    .borrow()
+                    .source
+                    .as_ref()
+                    .is_none_or(|s| s.ready_state() == EventSource::CLOSED);
+                if refused {
+                    inner.borrow_mut().retry_ms = 500;
+                    connect(&inner);
+                }
+            });
+            let _ = leptos::prelude::window().add_event_listener_with_callback(
+                SESSION_EVENT,
+                on_session.as_ref().unchecked_ref(),
+            );
+            inner.borrow_mut().on_session = Some(on_session);
+        }
         if leptos::prelude::document().ready_state() == "complete" {
             connect(&inner);
         } else {
@@ -224,6 +337,14 @@ impl Drop for LiveStream {
         inner.closed = true;
         if let Some(s) = inner.source.take() {
             s.close();
+        }
+        if let Some(on_session) = inner.on_session.take() {
+            let _ = leptos::prelude::window().remove_event_listener_with_callback(
+                SESSION_EVENT,
+                on_session.as_ref().unchecked_ref(),
+            );
+            // We may be dropped from inside it (a reconnect that navigated away): next tick.
+            leptos::prelude::set_timeout(move || drop(on_session), std::time::Duration::ZERO);
         }
         // We may be dropped from inside one of the closures (an event that navigated away):
         // release them on the next tick, not while one runs.

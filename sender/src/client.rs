@@ -1,7 +1,8 @@
 //! The CLI's HTTP client for a running bin-server's webhooks API (`--server`, `HOOKBIN_SERVER`).
 //!
 //! One reqwest `Client` with a timeout; every error answer is read as the project's JSON error
-//! body so the CLI can print the server's own message.
+//! body so the CLI can print the server's own message. A server started with `--auth-token` needs
+//! [`ServerClient::with_token`].
 
 use std::time::Duration;
 
@@ -13,6 +14,8 @@ use serde::de::DeserializeOwned;
 pub enum ClientError {
     #[error("`{0}` is not a server URL (expected http://host:port)")]
     BadServerUrl(String),
+    #[error("the token must be visible ASCII (it is sent in a header)")]
+    BadToken,
     #[error("cannot reach {url}: {reason}")]
     Unreachable { url: String, reason: String },
     #[error("{status} {code}: {message}")]
@@ -30,6 +33,8 @@ pub enum ClientError {
 pub struct ServerClient {
     base: reqwest::Url,
     http: reqwest::Client,
+    /// `Bearer TOKEN` sent with every call; marked sensitive so debug output leaves it out.
+    authorization: Option<reqwest::header::HeaderValue>,
 }
 
 impl ServerClient {
@@ -49,7 +54,20 @@ impl ServerClient {
             .timeout(timeout)
             .build()
             .map_err(|e| ClientError::BadServerUrl(e.to_string()))?;
-        Ok(Self { base, http })
+        Ok(Self {
+            base,
+            http,
+            authorization: None,
+        })
+    }
+
+    /// Sends `Authorization: Bearer TOKEN` with every call (the server's `--auth-token`).
+    pub fn with_token(mut self, token: &str) -> Result<Self, ClientError> {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+            .map_err(|_| ClientError::BadToken)?;
+        value.set_sensitive(true);
+        self.authorization = Some(value);
+        Ok(self)
     }
 
     fn url(&self, path: &str) -> reqwest::Url {
@@ -65,6 +83,9 @@ impl ServerClient {
     ) -> Result<T, ClientError> {
         let url = self.url(path);
         let mut request = self.http.request(method, url.clone());
+        if let Some(value) = &self.authorization {
+            request = request.header(reqwest::header::AUTHORIZATION, value.clone());
+        }
         if let Some(body) = body {
             request = request.json(body);
         }

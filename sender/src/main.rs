@@ -1,5 +1,6 @@
 //! `sender`: list events, send a signed event straight to a URL, and manage webhooks, test and
-//! emit through a running bin-server (`--server` or `HOOKBIN_SERVER`).
+//! emit through a running bin-server (`--server` or `HOOKBIN_SERVER`; `--token` or `HOOKBIN_TOKEN`
+//! for one started with `--auth-token`).
 //!
 //! Exit codes: 0 delivered (or done), 1 a delivery failed, 2 a usage or connection error.
 
@@ -26,6 +27,9 @@ struct Cli {
     /// A running bin-server, for `webhooks`, `test` and `emit`.
     #[arg(long, env = "HOOKBIN_SERVER", global = true)]
     server: Option<String>,
+    /// The server's --auth-token, sent as `Authorization: Bearer TOKEN`.
+    #[arg(long, env = "HOOKBIN_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -191,7 +195,11 @@ async fn run(cli: Cli) -> anyhow::Result<Result<(), DeliveryFailed>> {
             .as_deref()
             .ok_or_else(|| anyhow!("this command needs --server URL (or HOOKBIN_SERVER)"))?;
         // Above the server's 15 s delivery timeout, so a test send can finish.
-        Ok(ServerClient::new(url, Duration::from_secs(60))?)
+        let client = ServerClient::new(url, Duration::from_secs(60))?;
+        Ok(match cli.token.as_deref() {
+            Some(token) => client.with_token(token)?,
+            None => client,
+        })
     };
     match cli.command {
         Command::Events(args) => events(args).map(Ok),

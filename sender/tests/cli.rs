@@ -58,6 +58,7 @@ async fn sender(args: &[&str]) -> Run {
             .args(args)
             .env_remove("HOOKBIN_SERVER")
             .env_remove("HOOKBIN_SECRET")
+            .env_remove("HOOKBIN_TOKEN")
             .kill_on_drop(true)
             .output(),
     )
@@ -263,4 +264,61 @@ async fn events_lists_the_catalog_and_names_a_bad_file() {
         "{}",
         run.stderr
     );
+}
+
+/// A stand-in for a bin-server started with `--auth-token tok-0123456789abcdef`: `GET
+/// /api/webhooks` answers an empty list with the token, 401 without.
+async fn server_with_auth() -> String {
+    async fn list(headers: HeaderMap) -> (StatusCode, String) {
+        match headers.get("authorization").map(|v| v.to_str().unwrap()) {
+            Some("Bearer tok-0123456789abcdef") => (StatusCode::OK, r#"{"webhooks":[]}"#.into()),
+            _ => (
+                StatusCode::UNAUTHORIZED,
+                r#"{"error":{"code":"unauthorized","message":"this route needs the admin token"}}"#
+                    .into(),
+            ),
+        }
+    }
+    let app = axum::Router::new().route("/api/webhooks", axum::routing::get(list));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+#[tokio::test]
+async fn token_from_flag_or_env_is_sent_as_a_bearer() {
+    let server = server_with_auth().await;
+    let run = sender(&["--server", &server, "webhooks", "list", "--json"]).await;
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("401 unauthorized"), "{}", run.stderr);
+    let run = sender(&[
+        "--server",
+        &server,
+        "--token",
+        "tok-0123456789abcdef",
+        "webhooks",
+        "list",
+        "--json",
+    ])
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.stdout.trim(),
+        r#"{
+  "webhooks": []
+}"#
+    );
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_sender"))
+            .args(["--server", &server, "webhooks", "list", "--json"])
+            .env("HOOKBIN_TOKEN", "tok-0123456789abcdef")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("sender finished within 30 s")
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "HOOKBIN_TOKEN is read");
 }

@@ -29,6 +29,9 @@ pub enum ClientError {
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    /// `Bearer TOKEN`, sent with every call to the server (never to a `forward` target, which
+    /// has its own HTTP client); marked sensitive so it stays out of debug output.
+    authorization: Option<reqwest::header::HeaderValue>,
 }
 
 impl Client {
@@ -46,7 +49,21 @@ impl Client {
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| ClientError::Other(error_chain(&e)))?;
-        Ok(Self { base, http })
+        Ok(Self {
+            base,
+            http,
+            authorization: None,
+        })
+    }
+
+    /// Sends `Authorization: Bearer TOKEN` with every call (the server's `--auth-token` or a
+    /// bin's own token).
+    pub fn with_token(mut self, token: &str) -> Result<Self, ClientError> {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+            .map_err(|_| ClientError::Other("--token must be visible ASCII".into()))?;
+        value.set_sensitive(true);
+        self.authorization = Some(value);
+        Ok(self)
     }
 
     pub fn base(&self) -> &str {
@@ -63,6 +80,10 @@ impl Client {
         req: reqwest::RequestBuilder,
         allow: &[u16],
     ) -> Result<reqwest::Response, ClientError> {
+        let req = match &self.authorization {
+            Some(value) => req.header(reqwest::header::AUTHORIZATION, value.clone()),
+            None => req,
+        };
         let resp = req.send().await.map_err(|e| self.transport(&e))?;
         let status = resp.status().as_u16();
         if resp.status().is_success() || allow.contains(&status) {
@@ -70,6 +91,19 @@ impl Client {
         }
         let text = resp.text().await.unwrap_or_default();
         Err(match serde_json::from_str::<api::ErrorBody>(&text) {
+            Ok(body) if status == 401 => ClientError::Api {
+                status,
+                code: body.error.code,
+                message: format!(
+                    "{} ({})",
+                    body.error.message,
+                    if self.authorization.is_some() {
+                        "the --token given is not accepted here"
+                    } else {
+                        "pass --token or set HOOKBIN_TOKEN"
+                    }
+                ),
+            },
             Ok(body) => ClientError::Api {
                 status,
                 code: body.error.code,

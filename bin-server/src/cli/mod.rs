@@ -29,17 +29,33 @@ pub const EXIT_VIOLATION: i32 = 1;
 pub const EXIT_TIMEOUT: i32 = 2;
 pub const EXIT_ERROR: i32 = 3;
 
-/// The server the subcommands talk to.
+/// The server the subcommands talk to, and the credential they send.
 #[derive(Debug, Clone, Args)]
 pub struct ServerArg {
     /// Base URL of the bin-server.
     #[arg(long, env = "HOOKBIN_SERVER", default_value = "http://127.0.0.1:8080")]
     pub server: String,
+    /// Sent as `Authorization: Bearer TOKEN`: the server's --auth-token, or the bin's own token
+    /// (printed by `new` on a server with auth).
+    #[arg(long, env = "HOOKBIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+impl ServerArg {
+    /// A client of this server, sending the token when one is given.
+    pub fn client(&self) -> Result<Client, ClientError> {
+        let client = Client::new(&self.server)?;
+        match &self.token {
+            Some(token) => client.with_token(token),
+            None => Ok(client),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
-    /// Create a bin (or update a named one) and print its capture URL.
+    /// Create a bin (or update a named one) and print its capture URL (and, on a line of its
+    /// own, the bin's token when the server issued one).
     New(NewArgs),
     /// Block until matching requests arrive in a bin; print them as JSON, one per line.
     ///
@@ -172,7 +188,7 @@ pub async fn execute(
     let io = |e: std::io::Error| ClientError::Other(format!("cannot write the output: {e}"));
     match command {
         ClientCommand::New(a) => {
-            let client = Client::new(&a.server.server)?;
+            let client = a.server.client()?;
             let schema = a.schema.as_ref().map(read_schema).transpose()?;
             if let Some(s) = &schema {
                 // Say what is wrong with the file before the server is asked.
@@ -194,11 +210,15 @@ pub async fn execute(
                 writeln!(out).map_err(io)?;
             } else {
                 writeln!(out, "{}", bin.url).map_err(io)?;
+                // The bin's own token, when the server issued one: shown this once.
+                if let Some(token) = &bin.token {
+                    writeln!(out, "{token}").map_err(io)?;
+                }
             }
             Ok(EXIT_OK)
         }
         ClientCommand::Wait(a) => {
-            let client = Client::new(&a.server.server)?;
+            let client = a.server.client()?;
             let schema = match &a.schema {
                 Some(path) => Some(
                     SchemaCheck::compile(&read_schema(path)?)
@@ -241,7 +261,7 @@ pub async fn execute(
             })
         }
         ClientCommand::Forward(a) => {
-            let client = Client::new(&a.server.server)?;
+            let client = a.server.client()?;
             let bin = bin_name(&a.bin)?;
             eprintln!(
                 "forwarding requests of bin {bin:?} to {} (Ctrl-C to stop)",
@@ -264,7 +284,7 @@ pub async fn execute(
             Ok(EXIT_OK)
         }
         ClientCommand::Export(a) => {
-            let client = Client::new(&a.server.server)?;
+            let client = a.server.client()?;
             let bin = bin_name(&a.bin)?;
             match &a.output {
                 Some(path) => {

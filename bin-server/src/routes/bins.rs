@@ -1,15 +1,20 @@
 //! Bins: create (random or named), create-or-update by name (`PUT` replaces every setting),
 //! change some settings (`PATCH` keeps the fields it is not given), read, list, delete.
+//!
+//! With `--auth-token`, creating a bin issues its token (see [`super::auth`]): returned once,
+//! in the creation answer, and kept only as a hash.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 
 use crate::AppState;
 use crate::error::{ApiError, ApiJson};
+use crate::routes::auth::{self, Caller};
 use crate::routes::{BaseUrl, bin_out};
-use crate::store::{BinName, BinSettings};
+use crate::store::{BinName, BinSettings, StoreError};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -60,7 +65,19 @@ fn settings(state: &AppState, input: api::BinIn) -> Result<BinSettings, ApiError
         schema: checks.schema,
         signature: checks.signature,
         checks: checks.compiled,
+        token_hash: None,
     })
+}
+
+/// With auth on, a new token for a bin about to be created: its hash goes into `settings`, the
+/// token itself into the creation answer only.
+fn issue_token(state: &AppState, settings: &mut BinSettings) -> Option<String> {
+    if !state.auth.enabled() {
+        return None;
+    }
+    let (token, hash) = auth::new_bin_token();
+    settings.token_hash = Some(hash);
+    Some(token)
 }
 
 async fn create(
@@ -69,34 +86,61 @@ async fn create(
     ApiJson(input): ApiJson<api::BinIn>,
 ) -> Result<(StatusCode, Json<api::BinOut>), ApiError> {
     let name = input.name.as_deref().map(BinName::parse).transpose()?;
-    let settings = settings(&state, input)?;
+    let mut settings = settings(&state, input)?;
+    let token = issue_token(&state, &mut settings);
     let bin = state.store.create_bin(name, settings)?;
-    Ok((StatusCode::CREATED, Json(bin_out(bin, &base))))
+    let mut out = bin_out(bin, &base);
+    out.token = token;
+    Ok((StatusCode::CREATED, Json(out)))
 }
 
+/// Creates the bin (`201`, with its token when auth is on) or replaces its settings (`200`). An
+/// anonymous caller (`--public-bins`) may only create: an existing bin needs its token or the
+/// admin's.
 async fn put(
     State(state): State<AppState>,
+    caller: Caller,
     Path(bin): Path<String>,
     base: BaseUrl,
     ApiJson(input): ApiJson<api::BinIn>,
-) -> Result<(StatusCode, Json<api::BinOut>), ApiError> {
-    let name = BinName::parse(&bin)?;
+) -> Result<(StatusCode, Json<api::BinOut>), Response> {
+    let name = BinName::parse(&bin).map_err(|e| ApiError::from(e).into_response())?;
     if let Some(other) = input.name.as_deref()
         && other != bin
     {
         return Err(ApiError::bad_request(
             "name_mismatch",
             format!("the body names bin {other:?} but the URL names {bin:?}"),
-        ));
+        )
+        .into_response());
     }
-    let settings = settings(&state, input)?;
-    let (bin, created) = state.store.put_bin(name, settings)?;
+    let mut settings = settings(&state, input).map_err(IntoResponse::into_response)?;
+    let token = issue_token(&state, &mut settings);
+    let (bin, created) = if caller == Caller::Anonymous {
+        match state.store.create_bin(Some(name), settings) {
+            Ok(bin) => (bin, true),
+            Err(StoreError::BinExists(_)) => {
+                return Err(auth::unauthorized(format!(
+                    "bin {bin:?} exists: changing it needs its token or the admin token"
+                )));
+            }
+            Err(e) => return Err(ApiError::from(e).into_response()),
+        }
+    } else {
+        state
+            .store
+            .put_bin(name, settings)
+            .map_err(|e| ApiError::from(e).into_response())?
+    };
+    let mut out = bin_out(bin, &base);
     let status = if created {
+        // An update keeps the bin's first token (the store ignores the new hash).
+        out.token = token;
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(bin_out(bin, &base))))
+    Ok((status, Json(out)))
 }
 
 /// Changes the settings the body names and keeps the others (the secret too, which the API never

@@ -3,6 +3,7 @@
 //! One module per resource, each exporting `router()`; this module merges them and holds the
 //! conversions from store types to the wire types of the `api` crate.
 
+pub mod auth;
 pub mod bins;
 pub mod capture;
 pub mod checks;
@@ -35,6 +36,7 @@ pub fn router() -> Router<AppState> {
         .merge(smee::router())
         .merge(health::router())
         .merge(webhooks::router())
+        .merge(auth::router())
         .fallback(capture::fallback)
 }
 
@@ -85,6 +87,7 @@ pub fn bin_out(b: BinSnapshot, base: &BaseUrl) -> api::BinOut {
         },
         schema: b.settings.schema,
         signature_scheme: b.settings.signature.map(|(scheme, _)| scheme),
+        token: None,
     }
 }
 

@@ -1,6 +1,9 @@
 //! The sending side's API: the event catalog, webhooks, test sends, emit, the delivery log and
 //! resend. Every handler is one call on [`sender::Hooks`] (in [`AppState`]); this module only
 //! maps HTTP to it and its errors to [`ApiError`].
+//!
+//! Every answer carrying a webhook (its signing `secret` included) takes the [`Admin`] argument:
+//! only the admin reaches these routes (see [`super::auth`]), and the handlers say so too.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -10,6 +13,7 @@ use serde::Deserialize;
 
 use crate::AppState;
 use crate::error::{ApiError, ApiJson};
+use crate::routes::auth::Admin;
 
 /// Attempts and messages returned by the delivery log when `limit` is not given.
 const DEFAULT_LOG_LIMIT: usize = 100;
@@ -40,11 +44,12 @@ async fn events(State(state): State<AppState>) -> Json<api::EventList> {
     Json(state.hooks.events())
 }
 
-async fn list(State(state): State<AppState>) -> Json<api::WebhookList> {
+async fn list(_: Admin, State(state): State<AppState>) -> Json<api::WebhookList> {
     Json(state.hooks.list_webhooks())
 }
 
 async fn create(
+    _: Admin,
     State(state): State<AppState>,
     ApiJson(input): ApiJson<api::WebhookIn>,
 ) -> Result<(StatusCode, Json<api::WebhookOut>), ApiError> {
@@ -55,6 +60,7 @@ async fn create(
 }
 
 async fn read(
+    _: Admin,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<api::WebhookOut>, ApiError> {
@@ -62,6 +68,7 @@ async fn read(
 }
 
 async fn update(
+    _: Admin,
     State(state): State<AppState>,
     Path(id): Path<String>,
     ApiJson(patch): ApiJson<api::WebhookPatch>,
@@ -70,6 +77,7 @@ async fn update(
 }
 
 async fn remove(
+    _: Admin,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<api::WebhookOut>, ApiError> {

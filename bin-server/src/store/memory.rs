@@ -296,7 +296,12 @@ impl Store for MemoryStore {
                 {
                     let mut st = bin.lock();
                     st.capture = Arc::new(capture_settings(&settings, max_body_bytes));
-                    st.settings = settings;
+                    // Who may reach a bin is fixed when it is created.
+                    let token_hash = st.settings.token_hash;
+                    st.settings = BinSettings {
+                        token_hash,
+                        ..settings
+                    };
                     st.max_requests = max_requests;
                     st.last_activity = Utc::now();
                     // A lowered limit applies now, oldest first, counted like any eviction.

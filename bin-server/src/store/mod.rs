@@ -110,6 +110,9 @@ pub struct BinSettings {
     /// The compiled form of `schema` and `signature`, run on every capture (built once per
     /// settings change, so captures never recompile a schema).
     pub checks: Option<Arc<dyn CaptureCheck>>,
+    /// SHA-256 of the bin's own token (issued at creation when the server has `--auth-token`),
+    /// never the token. Fixed at creation: [`Store::put_bin`] on an existing bin keeps it.
+    pub token_hash: Option<[u8; 32]>,
 }
 
 /// Checks a bin runs on each request before it is stored (JSON Schema, signature). The routes
@@ -222,7 +225,8 @@ pub trait Store: Send + Sync + 'static {
         name: Option<BinName>,
         settings: BinSettings,
     ) -> Result<BinSnapshot, StoreError>;
-    /// Creates the bin or replaces its settings (stored requests are kept). `true` when created.
+    /// Creates the bin or replaces its settings (stored requests are kept, and so is the
+    /// `token_hash` it was created with). `true` when created.
     fn put_bin(
         &self,
         name: BinName,

@@ -1,6 +1,7 @@
 //! Hookbin's end-to-end tests: one binary, a module per part of the product. Every server runs
 //! in-process on 127.0.0.1:0; every wait is bounded by a timeout.
 
+mod auth;
 mod ci;
 mod sender;
 mod server;
