@@ -30,6 +30,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use reqwest::Url;
@@ -435,6 +436,8 @@ struct Shared {
     // std RwLock: read on every outbound request, written once when the server binds; never
     // held across `.await`.
     own: RwLock<Option<Arc<OwnServer>>>,
+    /// Requests refused when sending (not when saving a webhook), for `/metrics`.
+    refused: AtomicU64,
 }
 
 impl fmt::Debug for Outbound {
@@ -458,6 +461,7 @@ impl Outbound {
             shared: Arc::new(Shared {
                 config,
                 own: RwLock::new(None),
+                refused: AtomicU64::new(0),
             }),
         }
     }
@@ -473,6 +477,17 @@ impl Outbound {
             .own
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(own));
+    }
+
+    /// Requests refused when sending (test events, delivery attempts, replays) so far.
+    pub fn refused_total(&self) -> u64 {
+        self.shared.refused.load(Ordering::Relaxed)
+    }
+
+    /// Counts a refusal made when sending.
+    fn refused(&self, refused: Refused) -> Refused {
+        self.shared.refused.fetch_add(1, Ordering::Relaxed);
+        refused
     }
 
     pub fn own_server(&self) -> Option<Arc<OwnServer>> {
@@ -579,12 +594,12 @@ impl Outbound {
             }
         }
         if kept.is_empty() && !refused.is_empty() {
-            return Err(Refused::Resolved {
+            return Err(self.refused(Refused::Resolved {
                 host: host.to_owned(),
                 addresses: refused,
                 own_port: own.map_or(0, |o| o.port()),
                 policy,
-            });
+            }));
         }
         Ok(kept)
     }
@@ -671,7 +686,7 @@ impl OutboundClient {
         if let Some(own) = &own {
             if let Some(path) = own.path_for(&url) {
                 if !is_capture_path(path) {
-                    return Err(this_server(&url, policy));
+                    return Err(self.outbound.refused(this_server(&url, policy)));
                 }
                 let path = path.to_owned();
                 return Ok(self.to_own(own, &url, &path));
@@ -689,11 +704,11 @@ impl OutboundClient {
         if let Some(ip) = ip_host(&url)
             && let Some(range) = policy.refuses(ip)
         {
-            return Err(Refused::Address {
+            return Err(self.outbound.refused(Refused::Address {
                 address: ip,
                 range,
                 policy,
-            });
+            }));
         }
         let client = match (&own, port) {
             (Some(own), Some(port)) if own.port() == port => &self.own_port,
@@ -1015,5 +1030,6 @@ mod tests {
             std::io::ErrorKind::WouldBlock,
             "a refused request connected"
         );
+        assert_eq!(o.refused_total(), 2);
     }
 }

@@ -224,6 +224,20 @@ async fn a_name_resolving_to_loopback_is_refused_when_connecting() {
     assert_eq!(out.status, None);
 
     receiver.assert_untouched();
+    // Each refusal when sending is counted: the test event, the delivery, the replay.
+    let metrics = s
+        .client
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("hookbin_outbound_refused_total 3"),
+        "{metrics}"
+    );
 }
 
 async fn replay(s: &TestServer, bin: &str, id: &str, url: &str) -> api::ReplayOut {
