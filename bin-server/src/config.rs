@@ -81,9 +81,22 @@ pub struct ServeArgs {
         requires = "auth_token"
     )]
     pub public_bins: bool,
+    /// Where deliveries, test events and replays may connect: `all`, or `public-only` (no
+    /// loopback, private, link-local, CGNAT... address, checked on the address connected to).
+    /// Default: `all` when --bind is a loopback address, `public-only` otherwise. This
+    /// server's own bins are always reachable, its API never.
+    #[arg(long, env = "HOOKBIN_OUTBOUND_POLICY", value_enum)]
+    pub outbound_policy: Option<sender::OutboundPolicy>,
 }
 
 impl ServeArgs {
+    /// `--outbound-policy`, or the default for `--bind` (see
+    /// [`sender::OutboundPolicy::for_bind`]).
+    pub fn outbound_policy(&self) -> sender::OutboundPolicy {
+        self.outbound_policy
+            .unwrap_or_else(|| sender::OutboundPolicy::for_bind(self.bind))
+    }
+
     /// The store limits these flags set, checked for consistency.
     pub fn limits(&self) -> Result<StoreLimits, String> {
         if self.max_body > self.max_bytes {
@@ -206,5 +219,27 @@ mod tests {
         );
         assert!(cli.serve.public_bins);
         assert!(!format!("{cli:?}").contains("0123456789abcdef"));
+    }
+
+    #[test]
+    fn the_outbound_policy_defaults_from_the_bind_address() {
+        use sender::OutboundPolicy::{All, PublicOnly};
+        let policy = |args: &[&str]| {
+            let mut argv = vec!["bin-server"];
+            argv.extend_from_slice(args);
+            Cli::try_parse_from(argv).unwrap().serve.outbound_policy()
+        };
+        assert_eq!(policy(&[]), All);
+        assert_eq!(policy(&["--bind", "::1"]), All);
+        assert_eq!(policy(&["--bind", "0.0.0.0"]), PublicOnly);
+        assert_eq!(policy(&["--bind", "::"]), PublicOnly);
+        assert_eq!(policy(&["--bind", "192.168.1.5"]), PublicOnly);
+        // Said explicitly, it wins either way.
+        assert_eq!(
+            policy(&["--bind", "0.0.0.0", "--outbound-policy", "all"]),
+            All
+        );
+        assert_eq!(policy(&["--outbound-policy", "public-only"]), PublicOnly);
+        assert!(Cli::try_parse_from(["bin-server", "--outbound-policy", "some"]).is_err());
     }
 }

@@ -74,6 +74,8 @@ pub struct AppState {
     pub hooks: sender::Hooks,
     /// Credentials and the session key (drawn once per state), from `config`.
     pub auth: Arc<routes::auth::Auth>,
+    /// The replay route's HTTP client, under the outbound policy of `hooks`.
+    pub replay_client: sender::outbound::OutboundClient,
 }
 
 impl std::fmt::Debug for AppState {
@@ -103,12 +105,14 @@ impl AppState {
             config: Arc::new(config),
             metrics: Arc::new(Metrics::default()),
             shutdown: CancellationToken::new(),
+            replay_client: replay::checked_client(hooks.outbound()),
             hooks,
         }
     }
 
     /// Replaces the sending side (with the catalog and delivery settings of the flags).
     pub fn with_hooks(mut self, hooks: sender::Hooks) -> Self {
+        self.replay_client = replay::checked_client(hooks.outbound());
         self.hooks = hooks;
         self
     }
@@ -189,6 +193,13 @@ pub async fn run(
             }
         });
     }
+    // Outbound requests recognise this server from here on: its bins are always reachable, its
+    // API never (see sender::outbound).
+    let mut own = sender::outbound::OwnServer::new(listener.local_addr()?);
+    if let Some(url) = &state.config.public_url {
+        own = own.with_base_url(url);
+    }
+    state.hooks.outbound().set_own_server(own);
     let hooks = state.hooks.clone();
     let service = service(state);
     let signal = async move {

@@ -41,7 +41,9 @@ async fn main() -> anyhow::Result<()> {
         None => cli.serve,
     };
     let limits = args.limits().map_err(anyhow::Error::msg)?;
-    let hooks = sender::Hooks::new(args.webhooks.to_config())?;
+    let mut hooks_config = args.webhooks.to_config();
+    hooks_config.outbound.policy = args.outbound_policy();
+    let hooks = sender::Hooks::new(hooks_config)?;
     let addr = SocketAddr::new(args.bind, args.port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -58,6 +60,10 @@ async fn main() -> anyhow::Result<()> {
         hooks,
     );
     tracing::info!("Hookbin listening on http://{local} (UI at http://{local}/)");
+    tracing::info!(
+        "outbound requests (deliveries, test events, replays): --outbound-policy {}",
+        args.outbound_policy()
+    );
     bin_server::run(listener, state, shutdown_signal()).await?;
     Ok(())
 }

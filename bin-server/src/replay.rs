@@ -6,8 +6,10 @@
 //! the HTTP client must compute itself (`Host`, `Content-Length`, `Transfer-Encoding`, ...).
 //! Header names go out lower-case (the HTTP client normalises them; HTTP says case does not
 //! matter, and HTTP/2 requires lower case).
+//!
+//! The route's replays obey the server's outbound policy ([`send_checked`]); `forward`'s do
+//! not ([`send`]): they leave the user's machine toward the user's own app.
 
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use reqwest::Url;
@@ -38,17 +40,12 @@ pub fn is_not_forwarded(name: &[u8]) -> bool {
         .any(|h| h.as_bytes().eq_ignore_ascii_case(name))
 }
 
-/// One HTTP client for all replays: connection pools and TLS set up once.
-pub fn client() -> &'static reqwest::Client {
-    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
-    CLIENT.get_or_init(|| {
-        reqwest::Client::builder()
-            .timeout(TIMEOUT)
-            // A replay reports what the target answered, it does not follow it elsewhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("the TLS backend initialises")
-    })
+/// The replay route's HTTP client: under the server's outbound policy (see
+/// [`sender::outbound`]), with no user agent of its own (the captured headers go out as they
+/// came). `bin-server forward` builds its own, unrestricted one: it runs on the user's machine
+/// toward their own app.
+pub fn checked_client(outbound: &sender::Outbound) -> sender::outbound::OutboundClient {
+    outbound.client(|b| b.timeout(TIMEOUT))
 }
 
 /// The URL a captured request is replayed to: `base`, then the captured path below the bin
@@ -86,6 +83,7 @@ pub fn target_url(
 }
 
 /// Sends one request and reports what happened (never an `Err`: a failure is an outcome).
+/// Unrestricted: `bin-server forward`'s replay on the user's machine.
 pub async fn send<'h>(
     client: &reqwest::Client,
     url: Url,
@@ -93,8 +91,59 @@ pub async fn send<'h>(
     headers: impl IntoIterator<Item = (&'h [u8], &'h [u8])>,
     body: Vec<u8>,
 ) -> api::ReplayOut {
+    let shown = url.to_string();
+    exchange(
+        shown,
+        |m| client.request(m, url),
+        method,
+        headers,
+        body,
+        Instant::now(),
+    )
+    .await
+}
+
+/// [`send`] under the outbound policy: a refused target (checked here, and on its addresses
+/// when connecting) is an outcome whose `error` names the address and the policy.
+pub async fn send_checked<'h>(
+    client: &sender::outbound::OutboundClient,
+    url: Url,
+    method: &str,
+    headers: impl IntoIterator<Item = (&'h [u8], &'h [u8])>,
+    body: Vec<u8>,
+) -> api::ReplayOut {
     let started = Instant::now();
     let shown = url.to_string();
+    match client.prepare(url).await {
+        Ok(prepared) => {
+            exchange(
+                shown,
+                |m| prepared.request(m),
+                method,
+                headers,
+                body,
+                started,
+            )
+            .await
+        }
+        Err(refused) => api::ReplayOut {
+            url: shown,
+            status: None,
+            duration_ms: started.elapsed().as_millis() as u64,
+            response_excerpt: None,
+            error: Some(refused.to_string()),
+        },
+    }
+}
+
+async fn exchange<'h>(
+    shown: String,
+    request: impl FnOnce(reqwest::Method) -> reqwest::RequestBuilder,
+    method: &str,
+    headers: impl IntoIterator<Item = (&'h [u8], &'h [u8])>,
+    body: Vec<u8>,
+    started: Instant,
+) -> api::ReplayOut {
     let fail = |error: String, started: Instant| api::ReplayOut {
         url: shown.clone(),
         status: None,
@@ -119,15 +168,16 @@ pub async fn send<'h>(
             out.append(n, v);
         }
     }
-    let sent = client
-        .request(method, url)
-        .headers(out)
-        .body(body)
-        .send()
-        .await;
+    let sent = request(method).headers(out).body(body).send().await;
     let mut response = match sent {
         Ok(r) => r,
-        Err(e) => return fail(error_chain(&e), started),
+        Err(e) => {
+            let error = match sender::outbound::refusal(&e) {
+                Some(refused) => refused.to_string(),
+                None => error_chain(&e),
+            };
+            return fail(error, started);
+        }
     };
     let status = response.status().as_u16();
     // Read only the excerpt: a huge answer costs neither memory nor time here.

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::delivery::{self, DeliveryConfig, DurationError};
+use crate::outbound::OutboundConfig;
 
 /// Settings of [`crate::Hooks`].
 #[derive(Debug, Clone)]
@@ -17,6 +18,10 @@ pub struct HooksConfig {
     /// Largest event payload accepted by emit, once serialised; bounds the logs' memory.
     pub max_payload_bytes: usize,
     pub delivery: DeliveryConfig,
+    /// Where deliveries and test events may connect. The default, `all`, suits a server in a
+    /// test or on loopback; `bin-server serve` sets it from `--outbound-policy` or the bind
+    /// address.
+    pub outbound: OutboundConfig,
 }
 
 impl Default for HooksConfig {
@@ -26,6 +31,7 @@ impl Default for HooksConfig {
             max_webhooks: 1000,
             max_payload_bytes: 256 * 1024,
             delivery: DeliveryConfig::default(),
+            outbound: OutboundConfig::default(),
         }
     }
 }

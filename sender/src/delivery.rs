@@ -11,7 +11,10 @@
 //!   up to 20 % jitter, and no sooner than a `Retry-After` answer asks), until the schedule is
 //!   used up, then failed;
 //! - 410 Gone: failed, and the webhook is disabled;
-//! - anything else (3xx: redirects are not followed; other 4xx): failed, no retry.
+//! - anything else (3xx: redirects are not followed; other 4xx): failed, no retry;
+//! - refused by the outbound policy (see [`crate::outbound`]; the target is checked before
+//!   sending and its addresses when connecting): failed, no retry (the policy would refuse it
+//!   again), the refusal naming the address and the policy as the attempt's error.
 //!
 //! While a message waits for its retry it holds no slot, so a dead endpoint costs the others
 //! nothing but the slots its own in-flight attempts hold (at most `max_in_flight_per_webhook`).
@@ -41,6 +44,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::outbound::{self, Outbound, OutboundClient};
 use crate::registry::{Registry, Webhook};
 use crate::signing::{SignedHeaders, unix_now};
 
@@ -221,8 +225,9 @@ fn status_error(status: u16) -> String {
     }
 }
 
-/// The one HTTP client the engine and the CLI use: timeouts set, redirects never followed
-/// (a redirect is a failure per Standard Webhooks).
+/// The sender CLI's HTTP client (`sender send`, a local tool: unrestricted, system proxies
+/// honoured): timeouts set, redirects never followed (a redirect is a failure per Standard
+/// Webhooks). The engine uses an [`OutboundClient`] instead, which adds the outbound policy.
 pub fn http_client(connect_timeout: Duration, user_agent: &str) -> reqwest::Client {
     reqwest::Client::builder()
         .connect_timeout(connect_timeout)
@@ -231,6 +236,15 @@ pub fn http_client(connect_timeout: Duration, user_agent: &str) -> reqwest::Clie
         .user_agent(user_agent)
         .build()
         .expect("the TLS backend initialises")
+}
+
+/// The engine's HTTP clients: [`http_client`]'s settings, under the outbound policy.
+pub fn checked_client(
+    outbound: &Outbound,
+    connect_timeout: Duration,
+    user_agent: &str,
+) -> OutboundClient {
+    outbound.client(|b| b.connect_timeout(connect_timeout).user_agent(user_agent))
 }
 
 /// Describes a transport error with its causes ("connection refused", "operation timed out").
@@ -262,7 +276,8 @@ fn describe(e: &reqwest::Error, timeout: Duration) -> String {
     text
 }
 
-/// Sends one signed POST and reads at most [`RESPONSE_EXCERPT_BYTES`] of the answer.
+/// Sends one signed POST and reads at most [`RESPONSE_EXCERPT_BYTES`] of the answer
+/// (unrestricted: the CLI's direct send).
 pub async fn send_attempt(
     client: &reqwest::Client,
     timeout: Duration,
@@ -271,38 +286,97 @@ pub async fn send_attempt(
     message_id: &str,
     body: Bytes,
 ) -> AttemptResult {
-    let started_at = Utc::now();
-    let signed = SignedHeaders::new(&[secret], message_id, unix_now(), &body);
-    let mut request_headers = vec![api::Header {
-        name: "content-type".into(),
-        value: "application/json".into(),
-    }];
-    let mut request = client
-        .post(url)
-        .timeout(timeout)
-        .header(reqwest::header::CONTENT_TYPE, "application/json");
-    for (name, value) in signed.pairs() {
-        request = request.header(name, &value);
-        request_headers.push(api::Header {
-            name: name.into(),
-            value,
-        });
-    }
-    let request_body_size = body.len() as u64;
-    let start = Instant::now();
-    let mut result = AttemptResult {
-        started_at,
-        request_headers,
-        request_body_size,
+    attempt(client.post(url), timeout, secret, message_id, body).await
+}
+
+/// [`send_attempt`] under the outbound policy: a refused target is an attempt that failed
+/// (verdict [`Verdict::Fail`]: the policy will refuse it again, so it is not retried), with the
+/// refusal, naming the address and the policy, as its error.
+pub async fn send_checked(
+    client: &OutboundClient,
+    timeout: Duration,
+    url: &str,
+    secret: &crate::signing::Secret,
+    message_id: &str,
+    body: Bytes,
+) -> AttemptResult {
+    // Saved URLs were parsed when saved, so a parse error cannot happen here; it would fail
+    // the same way every time.
+    let refused = match reqwest::Url::parse(url) {
+        Err(e) => format!("url {url:?} is not a URL: {e}"),
+        Ok(parsed) => match client.prepare(parsed).await {
+            Ok(prepared) => {
+                let request = prepared.request(reqwest::Method::POST);
+                return attempt(request, timeout, secret, message_id, body).await;
+            }
+            Err(refused) => refused.to_string(),
+        },
+    };
+    let mut result = attempt_result(secret, message_id, &body);
+    result.error = Some(refused);
+    result.verdict = Verdict::Fail;
+    result
+}
+
+/// The start of an attempt's record: when, and the headers it sends.
+fn attempt_result(
+    secret: &crate::signing::Secret,
+    message_id: &str,
+    body: &Bytes,
+) -> AttemptResult {
+    AttemptResult {
+        started_at: Utc::now(),
+        request_headers: signed_headers(secret, message_id, body),
+        request_body_size: body.len() as u64,
         status: None,
         duration: Duration::ZERO,
         response_body: None,
         error: None,
         retry_after: None,
         verdict: Verdict::Retry,
-    };
+    }
+}
+
+fn signed_headers(
+    secret: &crate::signing::Secret,
+    message_id: &str,
+    body: &Bytes,
+) -> Vec<api::Header> {
+    let signed = SignedHeaders::new(&[secret], message_id, unix_now(), body);
+    let mut headers = vec![api::Header {
+        name: "content-type".into(),
+        value: "application/json".into(),
+    }];
+    for (name, value) in signed.pairs() {
+        headers.push(api::Header {
+            name: name.into(),
+            value,
+        });
+    }
+    headers
+}
+
+async fn attempt(
+    request: reqwest::RequestBuilder,
+    timeout: Duration,
+    secret: &crate::signing::Secret,
+    message_id: &str,
+    body: Bytes,
+) -> AttemptResult {
+    let mut result = attempt_result(secret, message_id, &body);
+    let mut request = request.timeout(timeout);
+    for h in &result.request_headers {
+        request = request.header(h.name.as_str(), h.value.as_str());
+    }
+    let start = Instant::now();
     match request.body(body).send().await {
-        Err(e) => result.error = Some(describe(&e, timeout)),
+        Err(e) => match outbound::refusal(&e) {
+            Some(refused) => {
+                result.error = Some(refused.to_string());
+                result.verdict = Verdict::Fail;
+            }
+            None => result.error = Some(describe(&e, timeout)),
+        },
         Ok(mut response) => {
             let status = response.status().as_u16();
             result.status = Some(status);
@@ -427,7 +501,8 @@ pub struct Delivery {
 
 struct Shared {
     config: DeliveryConfig,
-    client: reqwest::Client,
+    /// Under the outbound policy (see [`crate::outbound`]).
+    client: OutboundClient,
     registry: Registry,
     /// Bounds concurrent requests across all webhooks (sockets, memory).
     global: Arc<Semaphore>,
@@ -544,8 +619,8 @@ impl EndpointLog {
 }
 
 impl Delivery {
-    pub fn new(config: DeliveryConfig, registry: Registry) -> Self {
-        let client = http_client(config.connect_timeout, &config.user_agent);
+    pub fn new(config: DeliveryConfig, registry: Registry, outbound: &Outbound) -> Self {
+        let client = checked_client(outbound, config.connect_timeout, &config.user_agent);
         Self {
             shared: Arc::new(Shared {
                 global: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
@@ -564,7 +639,7 @@ impl Delivery {
         &self.shared.config
     }
 
-    pub fn client(&self) -> &reqwest::Client {
+    pub fn client(&self) -> &OutboundClient {
         &self.shared.client
     }
 
@@ -719,7 +794,7 @@ impl Delivery {
         let config = &self.shared.config;
         let endpoint = self.endpoint(&webhook.id);
         let id: Arc<str> = crate::random_id("msg_").into();
-        let result = send_attempt(
+        let result = send_checked(
             &self.shared.client,
             config.request_timeout,
             &webhook.url,
@@ -942,7 +1017,7 @@ impl Delivery {
                     message.attempts,
                 )
             };
-            let result = send_attempt(
+            let result = send_checked(
                 &self.shared.client,
                 config.request_timeout,
                 &webhook.url,
@@ -1520,6 +1595,52 @@ mod tests {
         assert_eq!(m.error.as_deref(), Some("HTTP 422 Unprocessable Entity"));
         assert_eq!(rx.hits(), 2);
         assert_eq!(hooks.get_webhook(&wh.id).unwrap().consecutive_failures, 2);
+    }
+
+    #[tokio::test]
+    async fn a_policy_refusal_fails_the_message_at_once_and_is_logged() {
+        let (url, rx) = receiver().await;
+        let port = reqwest::Url::parse(&url).unwrap().port().unwrap();
+        let config = HooksConfig {
+            outbound: crate::OutboundConfig {
+                policy: crate::OutboundPolicy::PublicOnly,
+                // A name that passes when saved and resolves to loopback when connecting.
+                hosts: [("rebind.test".to_owned(), vec!["127.0.0.1".parse().unwrap()])].into(),
+            },
+            ..HooksConfig::default()
+        };
+        let hooks = Hooks::with_catalog(Arc::new(crate::Catalog::builtin()), config);
+        let wh = add(
+            &hooks,
+            "rebinding",
+            &format!("http://rebind.test:{port}/hook"),
+        );
+        let id = emit_one(&hooks);
+        let m = wait_for(&hooks, &id, api::MessageState::Failed).await;
+        let refusal = "refused by --outbound-policy public-only: rebind.test resolved to \
+                       127.0.0.1 (a loopback address)";
+        // One attempt, no retry scheduled: the policy would refuse it again.
+        assert_eq!((m.attempts, m.error.as_deref()), (1, Some(refusal)));
+        let log = hooks.deliveries(&wh.id, 10).unwrap();
+        assert_eq!(log.attempts.len(), 1);
+        assert_eq!(log.attempts[0].error.as_deref(), Some(refusal));
+        assert!(log.attempts[0].next_attempt_at.is_none());
+        assert_eq!(rx.hits(), 0);
+        // A literal is refused before anything is sent, and when the webhook is saved.
+        let e = hooks
+            .create_webhook(api::WebhookIn {
+                name: "metadata".into(),
+                url: "http://169.254.169.254/latest/meta-data/".into(),
+                event: Some("payment_received".into()),
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert_eq!(e.status(), 422);
+        assert_eq!(
+            e.to_string(),
+            "url: refused by --outbound-policy public-only: 169.254.169.254 is a link-local \
+             address"
+        );
     }
 
     #[tokio::test(start_paused = true)]

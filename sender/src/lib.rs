@@ -12,6 +12,8 @@
 //! - [`signing`]: Standard Webhooks `sign` and `verify` (bin-server uses `verify` on captures).
 //! - [`delivery`]: the engine: per-webhook queues, bounded concurrency, retries with backoff,
 //!   410 and auto-disable, bounded attempt logs, resend, graceful shutdown.
+//! - [`outbound`]: where the server may send (`--outbound-policy`, this server's own bins and
+//!   API), enforced on the address connected to; bin-server's replay uses it too.
 //! - [`client`]: the CLI's HTTP client for a running bin-server.
 //! - [`config`]: [`HooksConfig`] and the server flags that set it ([`HooksArgs`]).
 //! - this file: [`Hooks`], which wires the four together for the routes.
@@ -20,6 +22,7 @@ pub mod catalog;
 pub mod client;
 pub mod config;
 pub mod delivery;
+pub mod outbound;
 pub mod registry;
 pub mod signing;
 
@@ -33,6 +36,7 @@ use rand::distributions::Alphanumeric;
 pub use catalog::{Catalog, CatalogError};
 pub use config::{HooksArgs, HooksConfig};
 pub use delivery::{Delivery, DeliveryConfig, DeliveryError, ShutdownReport};
+pub use outbound::{Outbound, OutboundConfig, OutboundPolicy};
 pub use registry::{Registry, RegistryError, Webhook};
 pub use signing::{Secret, VerifyError, verify};
 
@@ -121,6 +125,7 @@ pub struct Hooks {
     catalog: Arc<Catalog>,
     registry: Registry,
     delivery: Delivery,
+    outbound: Outbound,
     max_payload_bytes: usize,
 }
 
@@ -137,11 +142,13 @@ impl Hooks {
 
     pub fn with_catalog(catalog: Arc<Catalog>, config: HooksConfig) -> Self {
         let registry = Registry::new(catalog.clone(), config.max_webhooks);
-        let delivery = Delivery::new(config.delivery, registry.clone());
+        let outbound = Outbound::new(config.outbound);
+        let delivery = Delivery::new(config.delivery, registry.clone(), &outbound);
         Self {
             catalog,
             registry,
             delivery,
+            outbound,
             max_payload_bytes: config.max_payload_bytes,
         }
     }
@@ -158,6 +165,29 @@ impl Hooks {
         &self.delivery
     }
 
+    /// The outbound policy of deliveries and test events; the server tells it where it is
+    /// bound ([`Outbound::set_own_server`]) and builds its replay client from it.
+    pub fn outbound(&self) -> &Outbound {
+        &self.outbound
+    }
+
+    /// A URL's format first (the registry's errors), then where it points: a refusal is a
+    /// 422 on the `url` field naming the address and the policy.
+    fn check_url(&self, url: &str) -> Result<(), HooksError> {
+        let parsed = registry::parse_url(url)?;
+        let parsed = reqwest::Url::parse(&parsed).map_err(|e| RegistryError::Invalid {
+            field: "url",
+            problem: format!("not a URL: {e}"),
+        })?;
+        self.outbound
+            .check_url(&parsed)
+            .map_err(|refused| RegistryError::Invalid {
+                field: "url",
+                problem: refused.to_string(),
+            })?;
+        Ok(())
+    }
+
     /// `GET /api/events`.
     pub fn events(&self) -> api::EventList {
         self.catalog.to_out()
@@ -165,6 +195,7 @@ impl Hooks {
 
     /// `POST /api/webhooks`.
     pub fn create_webhook(&self, input: api::WebhookIn) -> Result<api::WebhookOut, HooksError> {
+        self.check_url(&input.url)?;
         Ok(self.registry.create(input)?.to_out())
     }
 
@@ -193,6 +224,9 @@ impl Hooks {
         patch: api::WebhookPatch,
     ) -> Result<api::WebhookOut, HooksError> {
         let id = self.find(id_or_name)?.id;
+        if let Some(url) = &patch.url {
+            self.check_url(url)?;
+        }
         let updated = self.registry.update(&id, patch)?;
         self.delivery.webhook_changed(&id);
         Ok(updated.to_out())

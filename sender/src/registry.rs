@@ -389,7 +389,17 @@ fn parse_name(name: &str) -> Result<String, RegistryError> {
     Ok(name.to_owned())
 }
 
-fn parse_url(url: &str) -> Result<String, RegistryError> {
+/// A webhook URL as stored: trimmed, http(s), with a host, without credentials or control
+/// characters.
+pub(crate) fn parse_url(url: &str) -> Result<String, RegistryError> {
+    // The URL parser would silently drop CR, LF and tabs, so what is stored and shown would not
+    // be what is sent; and a CR/LF is never part of a URL someone meant.
+    if url.chars().any(char::is_control) {
+        return Err(invalid(
+            "url",
+            "must not contain control characters (CR, LF, tab, ...)",
+        ));
+    }
     let url = url.trim();
     if url.len() > MAX_URL_BYTES {
         return Err(invalid("url", "must be at most 2048 bytes"));
@@ -472,6 +482,11 @@ mod tests {
             "not a url",
             "https://user:pw@x.example/",
             "http://",
+            "http://a.example/x\r\nX-Injected: 1",
+            "http://a.example/\nx",
+            "http://a.example/\tx",
+            "http://a.example/\u{0}",
+            "http://a.example/x\r\n",
         ] {
             let e = r
                 .create(api::WebhookIn {

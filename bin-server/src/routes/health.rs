@@ -93,6 +93,13 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "Live subscribers that fell behind and were told to resync.",
         &[("", m.sse_resyncs.load(Relaxed))],
     );
+    metric(
+        "hookbin_outbound_refused_total",
+        "counter",
+        "Test events, delivery attempts and replays refused by --outbound-policy or because \
+         they named this server outside its bins.",
+        &[("", state.hooks.outbound().refused_total())],
+    );
     (
         [(
             header::CONTENT_TYPE,

@@ -3,6 +3,10 @@
 //! happened ([`api::ReplayOut`]: the target's status, duration and the start of its answer, or
 //! the error). The server makes the request, so `url` must be reachable from the server; the
 //! `bin-server forward` CLI replays from the caller's machine instead.
+//!
+//! The server's outbound policy applies (see [`sender::outbound`]): a refused target is answered
+//! 200 with the refusal, naming the address and the policy, as the outcome's `error`; this
+//! server's own API is never a target, whatever the policy.
 
 use axum::extract::{Path, State};
 use axum::routing::post;
@@ -23,8 +27,8 @@ async fn replay(
     let r = state.store.request(&bin, &id)?;
     let url = crate::replay::target_url(&input.url, r.path(), r.query(), input.append_path)
         .map_err(|e| ApiError::bad_request("invalid_url", e))?;
-    let out = crate::replay::send(
-        crate::replay::client(),
+    let out = crate::replay::send_checked(
+        &state.replay_client,
         url,
         r.method(),
         r.headers(),
