@@ -42,10 +42,19 @@ use crate::store::{MemoryStore, Store, StoreLimits};
 /// Settings of the HTTP layer (the store has its own limits).
 #[derive(Debug, Clone, Default)]
 pub struct ServerConfig {
-    /// Base of capture URLs, without trailing slash; `None`: `http://` + the request's Host.
+    /// This server's URL as browsers and senders reach it, without trailing slash: base of the
+    /// URLs the API returns, and a Host it answers to; `None`: the bound address
+    /// ([`routes::origin`] has the rule).
     pub public_url: Option<String>,
     /// A capture to an unknown well-formed bin name creates the bin.
     pub auto_create: bool,
+    /// Base of capture URLs on a separate origin (`--capture-url`), without trailing slash. A
+    /// request whose Host is this URL's host and port gets captures and `/healthz` only.
+    pub capture_url: Option<String>,
+    /// The address the listener is bound to: [`run`] sets it from the listener. It decides the
+    /// Host names the server answers on and the URLs the API returns ([`routes::origin`]);
+    /// `None` (the router called in-process) checks no names.
+    pub listen_addr: Option<std::net::SocketAddr>,
 }
 
 /// Server-wide counters the store does not own.
@@ -108,7 +117,8 @@ impl AppState {
 
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
-    routes::router().merge(ui::router()).with_state(state)
+    let router = routes::router().merge(ui::router());
+    routes::origin::guard(router, &state).with_state(state)
 }
 
 /// [`app`] as the connections call it, with one fast path: captures (`/b/...`), the hot path,
@@ -125,7 +135,6 @@ fn service(
 + Send
 + Sync
 + 'static {
-    use axum::response::IntoResponse;
     use futures_util::FutureExt;
     use tower::ServiceExt;
     let router = app(state.clone());
@@ -133,7 +142,7 @@ fn service(
     move |req| {
         if routes::capture::is_capture(req.uri().path()) {
             let state = Arc::clone(&state);
-            async move { routes::capture::capture(&state, req).await.into_response() }.boxed()
+            async move { routes::capture::answer(&state, req).await }.boxed()
         } else {
             router
                 .clone()
@@ -145,12 +154,16 @@ fn service(
 }
 
 /// Serves [`app`] on `listener` until `shutdown` resolves; then live streams end, in-flight
-/// requests finish, and it returns. Also runs the idle-bin expiry in the background.
+/// requests finish, and it returns. Also runs the idle-bin expiry in the background. The
+/// listener's address becomes [`ServerConfig::listen_addr`]: the names the server answers to and
+/// the URLs it returns follow from it.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let mut state = state;
+    Arc::make_mut(&mut state.config).listen_addr = Some(listener.local_addr()?);
     let token = state.shutdown.clone();
     if let Some(ttl) = state.store.limits().bin_ttl {
         let store = Arc::clone(&state.store);
