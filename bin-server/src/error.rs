@@ -106,7 +106,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 }
 
 /// Gives the errors axum answers by itself under `/api` the JSON error body: the empty `405` of
-/// a known path with another method (its `Allow` header kept), and the plain-text rejections of
+/// a known path with another method (axum still adds its `Allow` header), and the plain-text rejections of
 /// the path, query and body extractors (status kept). Any other response passes untouched.
 pub fn json_rejections<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
     router.layer(axum::middleware::from_fn(rejection_as_json))
@@ -145,10 +145,11 @@ async fn rejection_as_json(req: Request, next: Next) -> Response {
         (s, _) if s.is_server_error() => "internal_error",
         _ => "http_error",
     };
-    let message = match (status, parts.headers.get(header::ALLOW)) {
-        (StatusCode::METHOD_NOT_ALLOWED, allow) => format!(
-            "{method} is not allowed on {path}; allowed: {}",
-            allow.map_or("none".into(), |a| String::from_utf8_lossy(a.as_bytes()))
+    // The method router adds `Allow` after this layer has run (it wraps each method's handler
+    // and the 405 fallback alike), so the message points at it instead of quoting it.
+    let message = match status {
+        StatusCode::METHOD_NOT_ALLOWED => format!(
+            "{method} is not allowed on {path}: the Allow header lists the methods it takes"
         ),
         _ if text.is_empty() => format!("{method} {path}: {status}"),
         _ => text,
