@@ -64,6 +64,13 @@ pub struct Metrics {
     pub sse_subscribers: AtomicU64,
     /// SSE subscribers that fell behind and were told to resync.
     pub sse_resyncs: AtomicU64,
+    /// Calls refused by the origin guard ([`routes::origin`]) for a Host that is none of the
+    /// server's names (DNS rebinding), ...
+    pub refused_host: AtomicU64,
+    /// ... for coming from another site (`Origin`, `Sec-Fetch-Site`), ...
+    pub refused_origin: AtomicU64,
+    /// ... and for a write whose body is not `application/json`.
+    pub refused_content_type: AtomicU64,
 }
 
 /// Everything handlers share: cheap to clone (handles only).

@@ -23,6 +23,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -33,7 +34,7 @@ use axum::response::{IntoResponse, Response};
 use reqwest::Url;
 
 use crate::error::ApiError;
-use crate::{AppState, ServerConfig};
+use crate::{AppState, Metrics, ServerConfig};
 
 /// This server's names and URLs, worked out once from the configuration.
 #[derive(Debug, Clone, Default)]
@@ -219,19 +220,38 @@ pub fn site_of(parts: &Parts, state: &AppState) -> Arc<Site> {
 
 /// Puts the guard in front of every route of `router`.
 pub fn guard(router: Router<AppState>, state: &AppState) -> Router<AppState> {
-    let site = Arc::new(Site::new(&state.config));
-    router.layer(axum::middleware::from_fn_with_state(site, check))
+    let guard = Guard {
+        site: Arc::new(Site::new(&state.config)),
+        metrics: Arc::clone(&state.metrics),
+    };
+    router.layer(axum::middleware::from_fn_with_state(guard, check))
 }
 
-async fn check(State(site): State<Arc<Site>>, mut req: Request, next: Next) -> Response {
+/// What the guard needs: the site, and the counters of what it refused.
+#[derive(Clone)]
+struct Guard {
+    site: Arc<Site>,
+    metrics: Arc<Metrics>,
+}
+
+async fn check(State(guard): State<Guard>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path();
     if super::capture::is_capture(path) || path == "/healthz" {
         return next.run(req).await;
     }
-    if let Err(e) = admit(&site, &req) {
+    if let Err(e) = admit(&guard.site, &req) {
+        let counter = match e.code {
+            "host_not_allowed" => Some(&guard.metrics.refused_host),
+            "forbidden_origin" => Some(&guard.metrics.refused_origin),
+            "unsupported_media_type" => Some(&guard.metrics.refused_content_type),
+            _ => None,
+        };
+        if let Some(c) = counter {
+            c.fetch_add(1, Relaxed);
+        }
         return e.into_response();
     }
-    req.extensions_mut().insert(site);
+    req.extensions_mut().insert(guard.site);
     next.run(req).await
 }
 

@@ -370,6 +370,21 @@ async fn cross_site_writes_are_refused_and_change_nothing() {
     assert_eq!(bin["response"]["status"], 202, "the bin is unchanged");
     let (_, hooks) = s.get_json("/api/webhooks").await;
     assert_eq!(hooks["webhooks"].as_array().unwrap().len(), 0);
+    let metrics = metrics(&s).await;
+    assert!(
+        metrics.contains("hookbin_api_refused_total{reason=\"forbidden_origin\"} 10"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("hookbin_api_refused_total{reason=\"unsupported_media_type\"} 4"),
+        "{metrics}"
+    );
+}
+
+async fn metrics(s: &TestServer) -> String {
+    let r = s.client.get(s.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    r.text().await.unwrap()
 }
 
 #[tokio::test]
@@ -496,6 +511,11 @@ async fn a_foreign_host_name_is_refused_but_captures_stay_open() {
     .await;
     assert_eq!(r.status, 421, "{}", r.body);
     assert_eq!(bin_count(&s).await, 1);
+    let metrics = metrics(&s).await;
+    assert!(
+        metrics.contains("hookbin_api_refused_total{reason=\"host_not_allowed\"} 6"),
+        "{metrics}"
+    );
     // Captures and the health check answer whatever the Host.
     let r = send(&s, "POST /b/open/x HTTP/1.1", &[&rebound], "data").await;
     assert_eq!(r.status, 200, "{}", r.body);
