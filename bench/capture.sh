@@ -45,7 +45,7 @@ if [[ "$WHAT" == all || "$WHAT" == rps ]]; then
   echo "== throughput: baseline POST /ok vs bin-server capture" >&2
   BIND="127.0.0.1:$BASE_PORT" "$HARNESS/serve.sh" baseline "127.0.0.1:$BASE_PORT" -- "$BASELINE" >/dev/null
   start_hookbin
-  curl -sf -X PUT "http://127.0.0.1:$HB_PORT/api/bins/bench" -d '{}' >/dev/null
+  curl -sf -X PUT "http://127.0.0.1:$HB_PORT/api/bins/bench" -H 'Content-Type: application/json' -d '{}' >/dev/null
   SERVER_PID_A="$RUN_DIR/baseline.pid" SERVER_PID_B="$RUN_DIR/hookbin.pid" \
     "$HARNESS/compare.sh" "http://127.0.0.1:$BASE_PORT/ok" "http://127.0.0.1:$HB_PORT/b/bench" baseline capture \
     | tee "$RUN_DIR/compare.out"
@@ -55,7 +55,7 @@ fi
 if [[ "$WHAT" == all || "$WHAT" == mem ]]; then
   echo "== memory 1/2: mem.sh, 100,000 requests into one bin" >&2
   start_hookbin --max-requests-per-bin 100000
-  curl -sf -X PUT "http://127.0.0.1:$HB_PORT/api/bins/mem" -d '{}' >/dev/null
+  curl -sf -X PUT "http://127.0.0.1:$HB_PORT/api/bins/mem" -H 'Content-Type: application/json' -d '{}' >/dev/null
   COUNT_CMD="curl -s http://127.0.0.1:$HB_PORT/metrics | awk '/^hookbin_requests_stored /{print \$2}'" \
     "$HARNESS/mem.sh" "http://127.0.0.1:$HB_PORT/b/mem" "$(cat "$RUN_DIR/hookbin.pid")" 100000
 
@@ -63,7 +63,7 @@ if [[ "$WHAT" == all || "$WHAT" == mem ]]; then
   start_hookbin
   pid="$(cat "$RUN_DIR/hookbin.pid")"
   for i in $(seq 1 100); do
-    curl -sf -X PUT "http://127.0.0.1:$HB_PORT/api/bins/mem-$i" -d '{}' >/dev/null
+    curl -sf -X PUT "http://127.0.0.1:$HB_PORT/api/bins/mem-$i" -H 'Content-Type: application/json' -d '{}' >/dev/null
   done
   before=$(rss_kib "$pid")
   done_file="$RUN_DIR/spread.done"; rm -f "$done_file"

@@ -17,7 +17,7 @@ pub struct BinResponse {
     #[serde(default = "default_status")]
     pub status: u16,
     /// Response headers, in order.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::object::each")]
     pub headers: Vec<Header>,
     /// Response body (text). `None`: the default JSON body naming the request id. Without a
     /// `Content-Type` header, a body that parses as JSON is sent as `application/json`, any other
@@ -70,9 +70,17 @@ pub struct BinIn {
     /// A fixed name (`[a-z0-9][a-z0-9-_]{0,63}`); `POST` without it gets a random UUID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::object::optional",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub response: Option<BinResponse>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::object::optional",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub limits: Option<BinLimitsIn>,
     /// A JSON Schema (draft 2020-12) every captured JSON body is checked against.
     #[serde(default, skip_serializing_if = "Option::is_none")]

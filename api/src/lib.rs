@@ -8,14 +8,17 @@
 //! - [`error`]: the JSON error body every route uses.
 //! - [`bins`]: bins, their configured responses and limits, captured requests, live events.
 //! - [`ci`]: the CI toolkit: replaying a captured request.
+//! - [`object`]: [`Object`], structs read from JSON objects only (request bodies).
 //! - [`webhooks`]: the sending side: catalog events, webhooks, messages, attempts, test outcomes.
 
 pub mod bins;
 pub mod ci;
 pub mod error;
+pub mod object;
 pub mod webhooks;
 
 pub use bins::*;
 pub use ci::*;
 pub use error::*;
+pub use object::Object;
 pub use webhooks::*;

@@ -38,9 +38,10 @@ pub struct ServeArgs {
     /// Port to listen on (0 picks a free one and logs it).
     #[arg(long, env = "HOOKBIN_PORT", default_value_t = 8080)]
     pub port: u16,
-    /// Base URL capture URLs are built from (e.g. https://hooks.example.com). Default: the
-    /// scheme-less Host the API was called with, as http://HOST.
-    #[arg(long, env = "HOOKBIN_PUBLIC_URL")]
+    /// Base URL of this server as browsers and senders reach it (e.g. https://hooks.example.com):
+    /// the URLs the API returns are built on it, and its host is one the API answers to.
+    /// Default: http:// + the bind address and port (see the README's "Origins" section).
+    #[arg(long, env = "HOOKBIN_PUBLIC_URL", value_parser = parse_base_url)]
     pub public_url: Option<String>,
     /// Largest body stored per request (bytes; k/KiB/M/MiB/G/GiB suffixes). Larger bodies are
     /// answered 413 and stored cut at this size with `truncated: true`.
@@ -87,6 +88,11 @@ pub struct ServeArgs {
     /// server's own bins are always reachable, its API never.
     #[arg(long, env = "HOOKBIN_OUTBOUND_POLICY", value_enum)]
     pub outbound_policy: Option<sender::OutboundPolicy>,
+    /// A separate origin for captures (e.g. https://hooks-capture.example.com), for public
+    /// deployments: the capture URLs the API returns use it, and requests to its host get
+    /// captures (/b/...) and /healthz only, so a bin's response can never script the API.
+    #[arg(long, env = "HOOKBIN_CAPTURE_URL", value_parser = parse_base_url)]
+    pub capture_url: Option<String>,
 }
 
 impl ServeArgs {
@@ -119,6 +125,23 @@ impl ServeArgs {
             bin_ttl: (!self.bin_ttl.is_zero()).then_some(self.bin_ttl),
         })
     }
+}
+
+/// Checks a base URL (`--public-url`, `--capture-url`): `http://` or `https://` with a host, no
+/// query or fragment; returned without a trailing slash.
+pub fn parse_base_url(s: &str) -> Result<String, String> {
+    let url = reqwest::Url::parse(s).map_err(|e| format!("{s:?} is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!(
+            "{s:?} must be an http:// or https:// URL with a host"
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(format!(
+            "{s:?} must not have a query, fragment or user name"
+        ));
+    }
+    Ok(s.trim_end_matches('/').to_owned())
 }
 
 /// Parses `1048576`, `512k`, `512KiB`, `1M`, `1MiB`, `1G`, `1GiB` (k/M/G are binary here too:
@@ -241,5 +264,26 @@ mod tests {
         );
         assert_eq!(policy(&["--outbound-policy", "public-only"]), PublicOnly);
         assert!(Cli::try_parse_from(["bin-server", "--outbound-policy", "some"]).is_err());
+    }
+
+    #[test]
+    fn base_urls() {
+        assert_eq!(
+            parse_base_url("https://hooks.example.com/"),
+            Ok("https://hooks.example.com".into())
+        );
+        assert_eq!(
+            parse_base_url("http://127.0.0.1:8080/hookbin"),
+            Ok("http://127.0.0.1:8080/hookbin".into())
+        );
+        for bad in [
+            "hooks.example.com",
+            "ftp://h/",
+            "https://h/?a=1",
+            "http://u@h/",
+            "x",
+        ] {
+            assert!(parse_base_url(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -42,7 +42,9 @@ use crate::store::{MemoryStore, Store, StoreLimits};
 /// Settings of the HTTP layer (the store has its own limits).
 #[derive(Debug, Clone, Default)]
 pub struct ServerConfig {
-    /// Base of capture URLs, without trailing slash; `None`: `http://` + the request's Host.
+    /// This server's URL as browsers and senders reach it, without trailing slash: base of the
+    /// URLs the API returns, and a Host it answers to; `None`: the bound address
+    /// ([`routes::origin`] has the rule).
     pub public_url: Option<String>,
     /// A capture to an unknown well-formed bin name creates the bin.
     pub auto_create: bool,
@@ -51,6 +53,13 @@ pub struct ServerConfig {
     pub auth_token: Option<routes::auth::AuthToken>,
     /// `--public-bins` (only with `auth_token`): anyone may create a bin and gets its token.
     pub public_bins: bool,
+    /// Base of capture URLs on a separate origin (`--capture-url`), without trailing slash. A
+    /// request whose Host is this URL's host and port gets captures and `/healthz` only.
+    pub capture_url: Option<String>,
+    /// The address the listener is bound to: [`run`] sets it from the listener. It decides the
+    /// Host names the server answers on and the URLs the API returns ([`routes::origin`]);
+    /// `None` (the router called in-process) checks no names.
+    pub listen_addr: Option<std::net::SocketAddr>,
 }
 
 /// Server-wide counters the store does not own.
@@ -60,6 +69,13 @@ pub struct Metrics {
     pub sse_subscribers: AtomicU64,
     /// SSE subscribers that fell behind and were told to resync.
     pub sse_resyncs: AtomicU64,
+    /// Calls refused by the origin guard ([`routes::origin`]) for a Host that is none of the
+    /// server's names (DNS rebinding), ...
+    pub refused_host: AtomicU64,
+    /// ... for coming from another site (`Origin`, `Sec-Fetch-Site`), ...
+    pub refused_origin: AtomicU64,
+    /// ... and for a write whose body is not `application/json`.
+    pub refused_content_type: AtomicU64,
 }
 
 /// Everything handlers share: cheap to clone (handles only).
@@ -120,13 +136,15 @@ impl AppState {
 
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
-    routes::router()
+    // The origin guard is outermost: a foreign Host or a cross-site write is refused before
+    // any credential is looked at.
+    let router = routes::router()
         .merge(ui::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             routes::auth::check,
-        ))
-        .with_state(state)
+        ));
+    routes::origin::guard(router, &state).with_state(state)
 }
 
 /// [`app`] as the connections call it, with one fast path: captures (`/b/...`), the hot path,
@@ -143,7 +161,6 @@ fn service(
 + Send
 + Sync
 + 'static {
-    use axum::response::IntoResponse;
     use futures_util::FutureExt;
     use tower::ServiceExt;
     let router = app(state.clone());
@@ -151,7 +168,7 @@ fn service(
     move |req| {
         if routes::capture::is_capture(req.uri().path()) {
             let state = Arc::clone(&state);
-            async move { routes::capture::capture(&state, req).await.into_response() }.boxed()
+            async move { routes::capture::answer(&state, req).await }.boxed()
         } else {
             router
                 .clone()
@@ -163,12 +180,16 @@ fn service(
 }
 
 /// Serves [`app`] on `listener` until `shutdown` resolves; then live streams end, in-flight
-/// requests finish, and it returns. Also runs the idle-bin expiry in the background.
+/// requests finish, and it returns. Also runs the idle-bin expiry in the background. The
+/// listener's address becomes [`ServerConfig::listen_addr`]: the names the server answers to and
+/// the URLs it returns follow from it.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let mut state = state;
+    Arc::make_mut(&mut state.config).listen_addr = Some(listener.local_addr()?);
     let token = state.shutdown.clone();
     if let Some(ttl) = state.store.limits().bin_ttl {
         let store = Arc::clone(&state.store);
@@ -196,7 +217,10 @@ pub async fn run(
     // Outbound requests recognise this server from here on: its bins are always reachable, its
     // API never (see sender::outbound).
     let mut own = sender::outbound::OwnServer::new(listener.local_addr()?);
-    if let Some(url) = &state.config.public_url {
+    for url in [&state.config.public_url, &state.config.capture_url]
+        .into_iter()
+        .flatten()
+    {
         own = own.with_base_url(url);
     }
     state.hooks.outbound().set_own_server(own);

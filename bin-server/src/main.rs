@@ -49,17 +49,21 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
-    let state = AppState::with_sender(
-        limits,
-        ServerConfig {
-            public_url: args.public_url.clone(),
-            auto_create: args.auto_create,
-            auth_token: args.auth_token.clone(),
-            public_bins: args.public_bins,
-        },
-        hooks,
-    );
-    tracing::info!("Hookbin listening on http://{local} (UI at http://{local}/)");
+    // Fields other flags add keep their defaults until main sets them.
+    #[allow(clippy::needless_update)]
+    let config = ServerConfig {
+        public_url: args.public_url.clone(),
+        auto_create: args.auto_create,
+        auth_token: args.auth_token.clone(),
+        public_bins: args.public_bins,
+        capture_url: args.capture_url.clone(),
+        listen_addr: Some(local),
+        ..ServerConfig::default()
+    };
+    bin_server::routes::origin::check_config(&config).map_err(anyhow::Error::msg)?;
+    let state = AppState::with_sender(limits, config, hooks);
+    let base = bin_server::routes::origin::Site::new(&state.config).api_base(None);
+    tracing::info!("Hookbin listening on http://{local} (UI at {base}/)");
     tracing::info!(
         "outbound requests (deliveries, test events, replays): --outbound-policy {}",
         args.outbound_policy()

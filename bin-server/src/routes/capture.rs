@@ -28,18 +28,37 @@ pub fn is_capture(path: &str) -> bool {
 }
 
 /// The router's fallback: captures under `/b/`, the JSON 404 anywhere else.
-pub async fn fallback(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+pub async fn fallback(State(state): State<AppState>, req: Request) -> Response {
     if is_capture(req.uri().path()) {
-        capture(&state, req).await
+        answer(&state, req).await
     } else {
-        Err(ApiError::not_found(
-            "not_found",
-            format!("no route for {}", req.uri().path()),
-        ))
+        ApiError::not_found("not_found", format!("no route for {}", req.uri().path()))
+            .into_response()
     }
 }
 
-/// Records one request and answers it with the bin's response.
+/// Every answer under `/b/` (the acknowledgement, a bin's configured response, the errors)
+/// comes from the same origin as the UI and the API unless `--capture-url` moves it, and a
+/// bin's response is whatever its owner configured, `text/html` with scripts included. So each
+/// is sandboxed (`Content-Security-Policy: sandbox`: no scripts, an opaque origin that can read
+/// nothing of this one) and never sniffed. Inserted last, over anything configured (which
+/// [`validate_response`] refuses anyway).
+pub async fn answer(state: &AppState, req: Request) -> Response {
+    let mut response = capture(state, req).await.into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+/// Records one request and answers it with the bin's response; callers answer through
+/// [`answer`], which adds the sandbox.
 pub async fn capture(state: &AppState, req: Request) -> Result<Response, ApiError> {
     let (mut parts, body) = req.into_parts();
     // The raw path, percent-encoding kept: "/b/{bin}" then the rest.
@@ -269,6 +288,17 @@ pub fn validate_response(r: &api::BinResponse) -> Result<(), ApiError> {
             ));
         }
         let lower = h.name.to_ascii_lowercase();
+        if ["content-security-policy", "x-content-type-options"].contains(&lower.as_str()) {
+            return Err(ApiError::bad_request(
+                "invalid_response",
+                format!(
+                    "response.headers[{i}]: {} is set by the server (Content-Security-Policy: \
+                     sandbox, X-Content-Type-Options: nosniff) so that a bin's response can \
+                     run no script on this origin, and cannot be configured",
+                    h.name
+                ),
+            ));
+        }
         if ["content-length", "transfer-encoding", "connection"].contains(&lower.as_str()) {
             return Err(ApiError::bad_request(
                 "invalid_response",

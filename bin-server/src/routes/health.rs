@@ -100,6 +100,26 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
          they named this server outside its bins.",
         &[("", state.hooks.outbound().refused_total())],
     );
+    metric(
+        "hookbin_api_refused_total",
+        "counter",
+        "Calls refused by the origin guard, by reason: a Host that is none of this server's \
+         names, a write from another site, a write body that is not JSON.",
+        &[
+            (
+                "{reason=\"host_not_allowed\"}",
+                m.refused_host.load(Relaxed),
+            ),
+            (
+                "{reason=\"forbidden_origin\"}",
+                m.refused_origin.load(Relaxed),
+            ),
+            (
+                "{reason=\"unsupported_media_type\"}",
+                m.refused_content_type.load(Relaxed),
+            ),
+        ],
+    );
     (
         [(
             header::CONTENT_TYPE,

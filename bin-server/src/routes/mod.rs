@@ -9,6 +9,7 @@ pub mod capture;
 pub mod checks;
 pub mod export;
 pub mod health;
+pub mod origin;
 pub mod replay;
 pub mod requests;
 pub mod smee;
@@ -24,9 +25,11 @@ use base64::Engine;
 use crate::AppState;
 use crate::store::{BinSnapshot, CapturedRequest};
 
-/// All routes, without state.
+/// All routes, without state. Their errors are the JSON error body, axum's own rejections
+/// included ([`crate::error::json_rejections`]); [`crate::app`] puts the origin guard
+/// ([`origin::guard`]) in front.
 pub fn router() -> Router<AppState> {
-    Router::new()
+    let routes = Router::new()
         .merge(bins::router())
         .merge(requests::router())
         .merge(stream::router())
@@ -37,10 +40,12 @@ pub fn router() -> Router<AppState> {
         .merge(health::router())
         .merge(webhooks::router())
         .merge(auth::router())
-        .fallback(capture::fallback)
+        .fallback(capture::fallback);
+    crate::error::json_rejections(routes)
 }
 
-/// The base capture URLs are built from: `--public-url`, else `http://` + the Host header.
+/// The base capture URLs are built on: `--capture-url`, else `--public-url`, else the bound
+/// address (the rule and its exceptions: [`origin`]). Never a name only the `Host` header gave.
 #[derive(Debug, Clone)]
 pub struct BaseUrl(pub String);
 
@@ -51,16 +56,9 @@ impl FromRequestParts<AppState> for BaseUrl {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        if let Some(url) = &state.config.public_url {
-            return Ok(Self(url.trim_end_matches('/').to_owned()));
-        }
-        let host = parts
-            .headers
-            .get(axum::http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| parts.uri.authority().map(|a| a.as_str()))
-            .unwrap_or("localhost");
-        Ok(Self(format!("http://{host}")))
+        let site = origin::site_of(parts, state);
+        let host = origin::request_host(&parts.headers, &parts.uri);
+        Ok(Self(site.capture_base(host)))
     }
 }
 
@@ -154,6 +152,7 @@ mod tests {
         let (status, bin) = call(
             &state,
             Request::put("/api/bins/one")
+                .header("content-type", "application/json")
                 .body(Body::from("{}"))
                 .unwrap(),
         )

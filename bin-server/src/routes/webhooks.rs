@@ -187,6 +187,7 @@ mod tests {
         let req = Request::builder()
             .method(method)
             .uri(uri)
+            .header("content-type", "application/json")
             .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
             .unwrap();
         let resp = app(state.clone()).oneshot(req).await.unwrap();

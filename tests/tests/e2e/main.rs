@@ -3,6 +3,7 @@
 
 mod auth;
 mod ci;
+mod origin;
 mod outbound;
 mod sender;
 mod server;

@@ -548,7 +548,10 @@ async fn bad_input_gets_clear_json_errors_and_loses_nothing() {
 
     let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
         (
-            s.client.post(s.url("/api/bins")).body("{not json"),
+            s.client
+                .post(s.url("/api/bins"))
+                .header("content-type", "application/json")
+                .body("{not json"),
             400,
             "invalid_json",
         ),
@@ -563,8 +566,8 @@ async fn bad_input_gets_clear_json_errors_and_loses_nothing() {
             s.client
                 .post(s.url("/api/bins"))
                 .json(&json!({"nmae": "x"})),
-            400,
-            "invalid_json",
+            422,
+            "invalid_body",
         ),
         (
             s.client
