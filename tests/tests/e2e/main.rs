@@ -5,3 +5,4 @@ mod ci;
 mod sender;
 mod server;
 mod support;
+mod tap_framing;
