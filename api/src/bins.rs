@@ -180,8 +180,14 @@ pub struct CapturedRequestOut {
     pub path: String,
     /// The raw query string without `?`, as sent; `None` when the URL had no `?`.
     pub query: Option<String>,
-    /// Headers in arrival order, duplicates kept, original case (HTTP/1.1).
+    /// Headers in arrival order, duplicates kept, original case (HTTP/1.1), when
+    /// `headers_exact`; otherwise as the server parsed them (lower-case names, repeats grouped).
     pub headers: Vec<Header>,
+    /// True when `headers` are the request's header lines exactly as they came off the wire;
+    /// false for HTTP/2 and when the server fell back to its parsed header map. Absent (from
+    /// servers older than this field) means true.
+    #[serde(default = "exact_by_default")]
+    pub headers_exact: bool,
     /// The `Content-Type` header, when present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_type: Option<String>,
@@ -199,6 +205,10 @@ pub struct CapturedRequestOut {
     pub validation: Option<Validation>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<SignatureCheck>,
+}
+
+fn exact_by_default() -> bool {
+    true
 }
 
 /// `GET /api/bins/{bin}/requests`: newest first.
