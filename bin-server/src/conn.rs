@@ -533,6 +533,58 @@ impl Tracker {
     }
 }
 
+/// The tracker for the fuzz target in `bin-server/fuzz` (feature `fuzzing`); not an API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// The tap's largest buffered head.
+    pub const MAX_HEAD: usize = super::MAX_HEAD;
+    /// The tap's largest buffered trailer section.
+    pub const MAX_TRAILERS: usize = super::HYPER_TRAILER_BYTES;
+    /// The most heads the tap queues.
+    pub const MAX_QUEUED_HEADS: usize = super::MAX_QUEUED_HEADS;
+
+    /// A queued head: method, target, header lines.
+    pub type Head = (Vec<u8>, Vec<u8>, Vec<u8>);
+
+    /// A connection's tracker, fed bytes as reads would.
+    #[derive(Debug, Default)]
+    pub struct Tracker(super::Tracker);
+
+    impl Tracker {
+        pub fn feed(&mut self, bytes: &[u8]) {
+            self.0.feed(bytes);
+        }
+
+        /// Takes the heads queued so far.
+        pub fn take_heads(&mut self) -> Vec<Head> {
+            self.0
+                .heads
+                .drain(..)
+                .map(|h| {
+                    (
+                        h.method.into_vec(),
+                        h.target.into_vec(),
+                        h.headers.as_bytes().to_vec(),
+                    )
+                })
+                .collect()
+        }
+
+        pub fn buffered(&self) -> usize {
+            self.0.buf.len()
+        }
+
+        pub fn queued(&self) -> usize {
+            self.0.heads.len()
+        }
+
+        pub fn is_off(&self) -> bool {
+            self.0.framing == super::Framing::Off
+        }
+    }
+}
+
 /// hyper's `is_complete_fast`: whether the bytes from `before` on (with the 3 before them) hold
 /// the end of a head (`\n\n` or `\n\r\n`).
 fn may_end_head(buf: &[u8], before: usize) -> bool {
