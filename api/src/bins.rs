@@ -254,3 +254,26 @@ pub struct Health {
     pub status: String,
     pub version: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_from_servers_without_headers_exact_read_as_exact() {
+        let old = serde_json::json!({
+            "id": "r", "bin": "b", "seq": 1, "received_at": "2026-01-01T00:00:00.000000Z",
+            "method": "GET", "path": "/", "query": null,
+            "headers": [{"name": "X-A", "value": "1"}],
+            "body_encoding": "utf8", "body_size": 0, "truncated": false,
+            "remote_addr": "127.0.0.1:1"
+        });
+        let r: CapturedRequestOut = serde_json::from_value(old.clone()).unwrap();
+        assert!(r.headers_exact);
+        let mut new = old;
+        new["headers_exact"] = false.into();
+        let r: CapturedRequestOut = serde_json::from_value(new).unwrap();
+        assert!(!r.headers_exact);
+        assert_eq!(serde_json::to_value(&r).unwrap()["headers_exact"], false);
+    }
+}
