@@ -63,6 +63,19 @@ pub struct RawHead {
     method: Box<[u8]>,
     target: Box<[u8]>,
     pub headers: RawHeaders,
+    /// The lines hyper keeps in its `HeaderMap`, as parsed (offsets into `headers`), so the
+    /// check against hyper's parse does not split the lines again.
+    kept: Box<[Field]>,
+    /// hyper removed a `Content-Length` entry from its map, which reorders its names.
+    reordered: bool,
+}
+
+/// One header line's name and value (without the white space around it), as byte ranges of
+/// [`RawHead::headers`].
+#[derive(Debug, Clone, Copy)]
+struct Field {
+    name: (u32, u32),
+    value: (u32, u32),
 }
 
 impl RawHead {
@@ -72,7 +85,13 @@ impl RawHead {
     fn is_hypers(&self, method: &http::Method, uri: &http::Uri, headers: &http::HeaderMap) -> bool {
         self.method.as_ref() == method.as_str().as_bytes()
             && self.target_is(uri)
-            && same_headers(&self.headers, headers)
+            && same_headers(self, headers)
+    }
+
+    fn field(&self, f: Field) -> Option<(&[u8], &[u8])> {
+        let block = self.headers.as_bytes();
+        let range = |(start, end): (u32, u32)| block.get(start as usize..end as usize);
+        Some((range(f.name)?, range(f.value)?))
     }
 
     fn target_is(&self, uri: &http::Uri) -> bool {
@@ -88,45 +107,69 @@ impl RawHead {
     }
 }
 
-/// Whether the header lines `raw` are what hyper built `map` from. hyper keeps every line but
-/// `Content-Length` ones: with a `Transfer-Encoding` it drops them all, otherwise all but the
-/// first (the others must repeat its value, or hyper refuses the head).
-fn same_headers(raw: &RawHeaders, map: &http::HeaderMap) -> bool {
-    let te = raw
-        .iter()
-        .any(|(n, _)| n.eq_ignore_ascii_case(b"transfer-encoding"));
-    let mut seen_cl = false;
-    // On the stack: this runs for every request. A head has at most HYPER_MAX_HEADERS lines.
-    let mut lines: [(&[u8], &[u8]); HYPER_MAX_HEADERS] = [(&[], &[]); HYPER_MAX_HEADERS];
-    let mut len = 0;
-    for (n, v) in raw.iter() {
-        if n.eq_ignore_ascii_case(b"content-length") {
-            let keep = !te && !seen_cl;
-            seen_cl = true;
-            if !keep {
-                continue;
-            }
-        }
-        let Some(slot) = lines.get_mut(len) else {
+/// Whether `head`'s header lines are what hyper built `map` from: the lines hyper keeps (every
+/// one but the `Content-Length` lines it drops), names compared without case, each name's values
+/// in order, and as many values in all.
+fn same_headers(head: &RawHead, map: &http::HeaderMap) -> bool {
+    let n = head.kept.len();
+    if n != map.len() || n > HYPER_MAX_HEADERS {
+        return false; // hyper refuses heads with more lines
+    }
+    let line = |i: usize| head.field(head.kept[i]);
+    if head.reordered {
+        let Some(lines) = (0..n).map(line).collect::<Option<Vec<_>>>() else {
             return false;
         };
-        *slot = (n, v);
-        len += 1;
+        return same_values_per_name(&lines, map);
     }
-    let kept = &lines[..len];
-    if kept.len() != map.len() {
-        return false;
+    // The map yields each name's values together, names in the order they first came, so the
+    // lines grouped the same way must match it item for item. At most HYPER_MAX_HEADERS (100)
+    // lines, so the quadratic grouping stays small and `done` fits a u128.
+    let mut items = map.iter();
+    let mut matches = |(n, v): (&[u8], &[u8])| {
+        items.next().is_some_and(|(k, hv)| {
+            k.as_str().as_bytes().eq_ignore_ascii_case(n) && hv.as_bytes() == v
+        })
+    };
+    let mut done = 0u128;
+    for i in 0..n {
+        if done & (1 << i) != 0 {
+            continue;
+        }
+        let Some(first @ (name, _)) = line(i) else {
+            return false;
+        };
+        if !matches(first) {
+            return false;
+        }
+        for j in i + 1..n {
+            if done & (1 << j) != 0 {
+                continue;
+            }
+            let Some(other @ (n, _)) = line(j) else {
+                return false;
+            };
+            if n.len() == name.len() && n.eq_ignore_ascii_case(name) {
+                done |= 1 << j;
+                if !matches(other) {
+                    return false;
+                }
+            }
+        }
     }
-    // Each name's values, from its first line on, against the map's values for that name. At
-    // most HYPER_MAX_HEADERS lines, so the quadratic name search stays small.
-    kept.iter().enumerate().all(|(i, &(name, _))| {
-        if kept[..i].iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+    items.next().is_none()
+}
+
+/// [`same_headers`] by lookups: each name's values in order against the map's for that name.
+fn same_values_per_name(lines: &[(&[u8], &[u8])], map: &http::HeaderMap) -> bool {
+    lines.iter().enumerate().all(|(i, &(name, _))| {
+        if lines[..i].iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
             return true; // compared with its first line
         }
         let Ok(name_str) = std::str::from_utf8(name) else {
             return false;
         };
-        let mut want = kept[i..]
+        let mut want = lines[i..]
             .iter()
             .filter(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|&(_, v)| v);
@@ -437,11 +480,10 @@ impl Tracker {
         else {
             return Err(Refused);
         };
-        // What else hyper checks before it takes the head.
-        if target.len() > HYPER_MAX_URI
-            || http::Method::from_bytes(method.as_bytes()).is_err()
-            || http::Uri::try_from(target.as_bytes()).is_err()
-        {
+        // What else hyper checks before it takes the head. (It also parses the target as a
+        // `Uri`; when that fails it answers 400 and closes the connection before any service
+        // call, so the queued head is never handed on: not worth a copy of every target here.)
+        if target.len() > HYPER_MAX_URI || http::Method::from_bytes(method.as_bytes()).is_err() {
             return Err(Refused);
         }
         let http11 = version == 1;
@@ -449,6 +491,8 @@ impl Tracker {
         let mut content_length: Option<u64> = None;
         let mut te = false;
         let mut te_chunked = false;
+        // A Content-Length before the first Transfer-Encoding, which hyper then removes.
+        let mut cl_before_te = false;
         let mut upgrade = method == "CONNECT";
         for h in req.headers.iter() {
             if h.name.eq_ignore_ascii_case("transfer-encoding") {
@@ -462,6 +506,7 @@ impl Tracker {
                 if te {
                     continue;
                 }
+                cl_before_te = true;
                 let n = digits(h.value)
                     .filter(|&n| n <= HYPER_MAX_CONTENT_LENGTH)
                     .ok_or(Refused)?;
@@ -485,10 +530,35 @@ impl Tracker {
             .iter()
             .position(|&b| b == b'\n')
             .map_or(len, |i| start + i + 1);
+        // The lines hyper keeps: with a Transfer-Encoding no Content-Length, otherwise the first.
+        let block = data.as_ptr() as usize + lines;
+        let range = |b: &[u8]| {
+            let start = (b.as_ptr() as usize).wrapping_sub(block) as u32;
+            (start, start.wrapping_add(b.len() as u32))
+        };
+        let mut first_cl = true;
+        let kept = req
+            .headers
+            .iter()
+            .filter(|h| {
+                if !h.name.eq_ignore_ascii_case("content-length") {
+                    return true;
+                }
+                let keep = !te && first_cl;
+                first_cl = false;
+                keep
+            })
+            .map(|h| Field {
+                name: range(h.name.as_bytes()),
+                value: range(h.value),
+            })
+            .collect();
         self.heads.push_back(RawHead {
             method: method.as_bytes().into(),
             target: target.as_bytes().into(),
             headers: RawHeaders::from_wire(&data[lines..len]),
+            kept,
+            reordered: te && cl_before_te,
         });
         self.framing = if upgrade {
             // What follows may be another protocol (when the answer is 101).
