@@ -193,8 +193,14 @@ pub struct CapturedRequestOut {
     pub path: String,
     /// The raw query string without `?`, as sent; `None` when the URL had no `?`.
     pub query: Option<String>,
-    /// Headers in arrival order, duplicates kept, original case (HTTP/1.1).
+    /// Headers in arrival order, duplicates kept, original case (HTTP/1.1), when
+    /// `headers_exact`; otherwise as the server parsed them (lower-case names, repeats grouped).
     pub headers: Vec<Header>,
+    /// True when `headers` are the request's header lines exactly as they came off the wire;
+    /// false for HTTP/2 and when the server fell back to its parsed header map. Absent (from
+    /// servers older than this field) means true.
+    #[serde(default = "exact_by_default")]
+    pub headers_exact: bool,
     /// The `Content-Type` header, when present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_type: Option<String>,
@@ -212,6 +218,10 @@ pub struct CapturedRequestOut {
     pub validation: Option<Validation>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<SignatureCheck>,
+}
+
+fn exact_by_default() -> bool {
+    true
 }
 
 /// `GET /api/bins/{bin}/requests`: newest first.
@@ -256,4 +266,27 @@ pub struct CaptureAck {
 pub struct Health {
     pub status: String,
     pub version: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_from_servers_without_headers_exact_read_as_exact() {
+        let old = serde_json::json!({
+            "id": "r", "bin": "b", "seq": 1, "received_at": "2026-01-01T00:00:00.000000Z",
+            "method": "GET", "path": "/", "query": null,
+            "headers": [{"name": "X-A", "value": "1"}],
+            "body_encoding": "utf8", "body_size": 0, "truncated": false,
+            "remote_addr": "127.0.0.1:1"
+        });
+        let r: CapturedRequestOut = serde_json::from_value(old.clone()).unwrap();
+        assert!(r.headers_exact);
+        let mut new = old;
+        new["headers_exact"] = false.into();
+        let r: CapturedRequestOut = serde_json::from_value(new).unwrap();
+        assert!(!r.headers_exact);
+        assert_eq!(serde_json::to_value(&r).unwrap()["headers_exact"], false);
+    }
 }

@@ -109,6 +109,7 @@ mod tests {
                     value: "5".into(),
                 },
             ],
+            headers_exact: true,
             content_type: None,
             body: Some(body.into()),
             body_encoding: encoding,

@@ -197,6 +197,7 @@ fn har_entry(base: &BaseUrl, bin: &str, r: &CapturedRequest, status: u16) -> ser
             "id": r.id.to_string(),
             "seq": r.seq,
             "truncated": r.truncated(),
+            "headers_exact": r.headers_exact(),
             "remote_addr": r.remote_addr.to_string(),
         },
     })

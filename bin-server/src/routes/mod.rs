@@ -113,6 +113,7 @@ pub fn request_out(bin: &str, r: &CapturedRequest, with_body: bool) -> api::Capt
                 value: String::from_utf8_lossy(v).into_owned(),
             })
             .collect(),
+        headers_exact: r.headers_exact(),
         content_type: r.content_type().map(str::to_owned),
         body,
         body_encoding,
@@ -176,6 +177,7 @@ mod tests {
         )
         .await;
         assert_eq!(r["headers"][0]["name"], "x-mixed-case");
+        assert_eq!(r["headers_exact"], false);
         assert_eq!(r["path"], "/x");
         assert_eq!(r["query"], "y=1");
         assert_eq!(r["body"], "hello");

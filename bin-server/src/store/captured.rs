@@ -13,48 +13,69 @@ use uuid::Uuid;
 /// head exactly as they came off the wire (`Name: value\r\n` ...), so capturing them is one copy.
 /// [`HeaderIter`] splits them on demand. Header lines never contain a bare line break and names
 /// never contain `:` (the HTTP/1 parser rejects both), so the splitting is unambiguous.
+///
+/// Lines rebuilt from a parsed header map instead ([`RawHeaders::push`]: HTTP/2, or when the
+/// connection tap could not follow) are not exact, and say so ([`RawHeaders::is_exact`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RawHeaders(Vec<u8>);
+pub struct RawHeaders {
+    lines: Vec<u8>,
+    exact: bool,
+}
 
 impl RawHeaders {
     pub fn new() -> Self {
-        Self(Vec::new())
+        Self::default()
     }
 
     pub fn with_capacity(n: usize) -> Self {
-        Self(Vec::with_capacity(n))
+        Self {
+            lines: Vec::with_capacity(n),
+            exact: false,
+        }
     }
 
     /// The header lines of a parsed HTTP/1 head, kept as they are.
     pub fn from_wire(lines: &[u8]) -> Self {
-        Self(lines.to_vec())
+        Self {
+            lines: lines.to_vec(),
+            exact: true,
+        }
     }
 
     /// Appends one header as a `name: value` line (for headers that did not come through the
-    /// wire tap). Bytes that would break the lines (`:` or a line break in a name, a line break
-    /// in a value) cannot come from a parsed HTTP message; they are replaced rather than trusted.
+    /// wire tap; the lines are then not exact). Bytes that would break the lines (`:` or a line
+    /// break in a name, a line break in a value) cannot come from a parsed HTTP message; they are
+    /// replaced rather than trusted.
     pub fn push(&mut self, name: &[u8], value: &[u8]) {
         let bad_name = |b: u8| b == b':' || b == b'\n' || b == b'\r';
         let bad_value = |b: u8| b == b'\n' || b == b'\r';
-        self.0.reserve(name.len() + value.len() + 4);
-        self.0
+        self.exact = false;
+        self.lines.reserve(name.len() + value.len() + 4);
+        self.lines
             .extend(name.iter().map(|&b| if bad_name(b) { b'_' } else { b }));
-        self.0.extend_from_slice(b": ");
-        self.0
+        self.lines.extend_from_slice(b": ");
+        self.lines
             .extend(value.iter().map(|&b| if bad_value(b) { b' ' } else { b }));
-        self.0.extend_from_slice(b"\r\n");
+        self.lines.extend_from_slice(b"\r\n");
     }
 
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        &self.lines
     }
 
     pub fn iter(&self) -> HeaderIter<'_> {
-        HeaderIter(&self.0)
+        HeaderIter(&self.lines)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.lines.is_empty()
+    }
+
+    /// Whether these are the head's lines as they came off the wire (original case, order and
+    /// duplicates), rather than rebuilt from a parsed header map (lower-case names, repeats
+    /// grouped by name).
+    pub fn is_exact(&self) -> bool {
+        self.exact
     }
 }
 
@@ -102,6 +123,7 @@ pub struct NewCapture {
     /// End offsets of method, path, query and headers in `data`; the body follows.
     ends: [u32; 4],
     has_query: bool,
+    headers_exact: bool,
     /// The body was larger than the bin's limit and was cut at it.
     pub truncated: bool,
     pub remote_addr: SocketAddr,
@@ -119,7 +141,7 @@ impl NewCapture {
         body_hint: usize,
         remote_addr: SocketAddr,
     ) -> Self {
-        let head = method.len() + path.len() + query.map_or(0, str::len) + headers.0.len();
+        let head = method.len() + path.len() + query.map_or(0, str::len) + headers.lines.len();
         let mut data = Vec::with_capacity(head + body_hint);
         let mut ends = [0u32; 4];
         for (i, part) in [
@@ -138,6 +160,7 @@ impl NewCapture {
             data,
             ends,
             has_query: query.is_some(),
+            headers_exact: headers.exact,
             truncated: false,
             remote_addr,
             validation: None,
@@ -166,7 +189,9 @@ impl NewCapture {
             remote_addr: self.remote_addr,
             data: self.data.into_boxed_slice(),
             ends: self.ends,
-            flags: u8::from(self.has_query) | (u8::from(self.truncated) << 1),
+            flags: u8::from(self.has_query)
+                | (u8::from(self.truncated) << 1)
+                | (u8::from(self.headers_exact) << 2),
             validation: self.validation,
             signature: self.signature,
         }
@@ -188,6 +213,7 @@ pub struct CapturedRequest {
     pub remote_addr: SocketAddr,
     data: Box<[u8]>,
     ends: [u32; 4],
+    /// Bit 0: has a query; bit 1: truncated; bit 2: headers exact.
     flags: u8,
     pub validation: Option<Box<Validation>>,
     pub signature: Option<Box<SignatureCheck>>,
@@ -238,6 +264,12 @@ impl CapturedRequest {
         self.flags & 2 != 0
     }
 
+    /// Whether the header lines are exactly as they came off the wire (see
+    /// [`RawHeaders::is_exact`]).
+    pub fn headers_exact(&self) -> bool {
+        self.flags & 4 != 0
+    }
+
     /// Bytes this request holds in the store (counted against the global byte budget).
     pub fn stored_bytes(&self) -> u64 {
         self.data.len() as u64
@@ -265,6 +297,10 @@ mod tests {
         assert_eq!(r.query(), Some(""));
         assert_eq!(r.body(), &[0, 255, 10, 13]);
         assert!(r.truncated());
+        assert!(
+            !r.headers_exact(),
+            "pushed lines are rebuilt, not the wire's"
+        );
         let hs: Vec<_> = r.headers().collect();
         assert_eq!(
             hs,
@@ -294,6 +330,19 @@ mod tests {
         h.push(b"a:b", b"c\nd:e\r");
         let v: Vec<_> = h.iter().collect();
         assert_eq!(v, vec![(&b"a_b"[..], &b"c d:e"[..])]);
+    }
+
+    #[test]
+    fn wire_lines_are_exact_until_a_line_is_pushed() {
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let mut h = RawHeaders::from_wire(b"X-A: 1\r\n\r\n");
+        assert!(h.is_exact());
+        let r = NewCapture::new("GET", "/", None, &h, 0, addr).finish(1, Utc::now());
+        assert!(r.headers_exact());
+        assert!(!r.truncated() && r.query().is_none());
+        h.push(b"x-b", b"2");
+        assert!(!h.is_exact());
+        assert!(!RawHeaders::new().is_exact());
     }
 
     #[test]

@@ -905,7 +905,10 @@ fn RequestView(state: BinState, r: CapturedRequestOut, api_url: String) -> impl 
                     }.into_any()
                 }}
             })}
-            <h3>"Headers " <span class="muted">"(" {headers.len()} ", as received)"</span></h3>
+            <h3>"Headers " <span class="muted">"(" {headers.len()} {if r.headers_exact { ", as received)" } else { ")" }}</span></h3>
+            {(!r.headers_exact).then(|| view! {
+                <p class="muted headers-note">"headers as parsed: lower-case names, repeats grouped"</p>
+            })}
             <KeyValueTable rows=headers.into_iter().map(|Header { name, value }| (name, value)).collect() label="Headers"/>
             {query.map(|q| view! {
                 <h3>"Query parameters"</h3>

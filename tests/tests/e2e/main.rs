@@ -8,3 +8,4 @@ mod outbound;
 mod sender;
 mod server;
 mod support;
+mod tap_framing;
