@@ -55,6 +55,11 @@ pub struct Metrics {
     pub sse_subscribers: AtomicU64,
     /// SSE subscribers that fell behind and were told to resync.
     pub sse_resyncs: AtomicU64,
+    /// Captured requests serialised for live streams: once per capture and stream format,
+    /// however many subscribers (plus one per request replayed to a reconnecting client).
+    pub sse_renders: AtomicU64,
+    /// Text searches that found every scan slot taken and waited for one.
+    pub searches_queued: AtomicU64,
 }
 
 /// Everything handlers share: cheap to clone (handles only).
@@ -67,6 +72,12 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// The sending side: event catalog, webhooks and their delivery engine.
     pub hooks: sender::Hooks,
+    /// Scan slots for text searches (`q=`): a search reads every stored byte of a bin, so it
+    /// runs on a blocking thread, never on the runtime's workers that serve captures; this bounds
+    /// how many run at once (see [`routes::requests::search_slots`]). Further searches wait
+    /// for a slot in arrival order, holding no thread, and are counted
+    /// (`hookbin_searches_queued_total`).
+    pub searches: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -96,6 +107,7 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             shutdown: CancellationToken::new(),
             hooks,
+            searches: Arc::new(tokio::sync::Semaphore::new(routes::requests::search_slots())),
         }
     }
 
