@@ -76,6 +76,11 @@ pub struct Metrics {
     pub refused_origin: AtomicU64,
     /// ... and for a write whose body is not `application/json`.
     pub refused_content_type: AtomicU64,
+    /// Captured requests serialised for live streams: once per capture and stream format,
+    /// however many subscribers (plus one per request replayed to a reconnecting client).
+    pub sse_renders: AtomicU64,
+    /// Text searches that found every scan slot taken and waited for one.
+    pub searches_queued: AtomicU64,
 }
 
 /// Everything handlers share: cheap to clone (handles only).
@@ -92,6 +97,12 @@ pub struct AppState {
     pub auth: Arc<routes::auth::Auth>,
     /// The replay route's HTTP client, under the outbound policy of `hooks`.
     pub replay_client: sender::outbound::OutboundClient,
+    /// Scan slots for text searches (`q=`): a search reads every stored byte of a bin, so it
+    /// runs on a blocking thread, never on the runtime's workers that serve captures; this bounds
+    /// how many run at once (see [`routes::requests::search_slots`]). Further searches wait
+    /// for a slot in arrival order, holding no thread, and are counted
+    /// (`hookbin_searches_queued_total`).
+    pub searches: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -123,6 +134,7 @@ impl AppState {
             shutdown: CancellationToken::new(),
             replay_client: replay::checked_client(hooks.outbound()),
             hooks,
+            searches: Arc::new(tokio::sync::Semaphore::new(routes::requests::search_slots())),
         }
     }
 

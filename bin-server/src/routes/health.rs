@@ -120,6 +120,18 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             ),
         ],
     );
+    metric(
+        "hookbin_sse_renders_total",
+        "counter",
+        "Captured requests serialised for live streams (once per capture, shared by subscribers).",
+        &[("", m.sse_renders.load(Relaxed))],
+    );
+    metric(
+        "hookbin_searches_queued_total",
+        "counter",
+        "Text searches that waited for a scan slot (all were busy).",
+        &[("", m.searches_queued.load(Relaxed))],
+    );
     (
         [(
             header::CONTENT_TYPE,

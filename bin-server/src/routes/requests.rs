@@ -1,5 +1,13 @@
 //! Captured requests of a bin: list (newest first, cursors, filters), read as JSON, read the
 //! exact body bytes, delete one, clear all.
+//!
+//! A text search (`q=`, at most [`crate::store::MAX_TEXT_BYTES`] bytes, else `400 invalid_query`) reads every
+//! stored byte of the bin, up to the store's whole byte budget: it runs on a blocking thread
+//! with a scan slot ([`AppState::searches`]), so captures and live streams never wait for it.
+//! Lists without `q` only copy pointers and run inline.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -11,11 +19,17 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::routes::request_out;
-use crate::store::{PageQuery, RequestFilter};
+use crate::store::{Page, PageQuery, RequestFilter, TextSearch};
 
 /// Page size when none is asked for, and the most one page may hold.
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 1000;
+
+/// How many text searches scan at once: half the CPUs (at least one), so however many searches
+/// arrive, the rest of the machine keeps serving captures and live streams.
+pub fn search_slots() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+}
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -73,6 +87,13 @@ async fn list(
             format!("limit must be between 1 and {MAX_LIMIT}, got {limit}"),
         ));
     }
+    let text = match p.q.filter(|q| !q.is_empty()) {
+        None => None,
+        Some(q) => Some(
+            TextSearch::new(&q)
+                .map_err(|e| ApiError::bad_request("invalid_query", format!("q: {e}")))?,
+        ),
+    };
     let query = PageQuery {
         limit,
         before: cursor(&state, &bin, p.before.as_deref(), "before")?,
@@ -80,10 +101,14 @@ async fn list(
         filter: RequestFilter {
             method: p.method,
             path: p.path,
-            text: p.q.filter(|q| !q.is_empty()),
+            text,
         },
     };
-    let page = state.store.requests(&bin, &query)?;
+    let page = if query.filter.text.is_some() {
+        search(&state, bin.clone(), query).await?
+    } else {
+        state.store.requests(&bin, &query)?
+    };
     Ok(Json(api::RequestPage {
         requests: page
             .requests
@@ -95,6 +120,35 @@ async fn list(
         next_before: page.next_before,
         evicted: page.evicted,
     }))
+}
+
+/// Runs a text search on a blocking thread once a scan slot is free. Waiting for a slot holds no
+/// thread; a search whose client left still finishes its (linear, bounded) scan.
+async fn search(state: &AppState, bin: String, query: PageQuery) -> Result<Page, ApiError> {
+    let slots = Arc::clone(&state.searches);
+    let slot = match Arc::clone(&slots).try_acquire_owned() {
+        Ok(slot) => slot,
+        Err(_) => {
+            state.metrics.searches_queued.fetch_add(1, Relaxed);
+            slots
+                .acquire_owned()
+                .await
+                .expect("the scan slots are never closed")
+        }
+    };
+    let store = Arc::clone(&state.store);
+    let scan = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        store.requests(&bin, &query)
+    });
+    match scan.await {
+        Ok(page) => Ok(page?),
+        Err(e) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "search_failed",
+            format!("the search failed: {e}"),
+        )),
+    }
 }
 
 async fn read(

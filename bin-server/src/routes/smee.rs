@@ -15,6 +15,8 @@
 //! `bin-server forward` where bytes matter (signatures).
 
 use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use axum::Router;
@@ -26,9 +28,9 @@ use futures_util::{Stream, StreamExt, stream};
 use serde_json::{Map, Value};
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::AppState;
 use crate::error::ApiError;
 use crate::store::{CapturedRequest, LiveEvent};
+use crate::{AppState, Metrics};
 
 /// smee.io pings every 30 s; clients may rely on seeing traffic that often.
 const PING: Duration = Duration::from_secs(30);
@@ -98,10 +100,14 @@ fn form_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn message(r: &CapturedRequest) -> Event {
-    Event::default()
-        .data(smee_data(r).to_string())
-        .id(r.seq.to_string())
+/// A request's message data, counted in `/metrics` with the other live-stream renders.
+fn render(r: &CapturedRequest, metrics: &Metrics) -> String {
+    metrics.sse_renders.fetch_add(1, Relaxed);
+    smee_data(r).to_string()
+}
+
+fn message(data: &str, seq: u64) -> Event {
+    Event::default().data(data).id(seq.to_string())
 }
 
 fn named(name: &str) -> Event {
@@ -117,20 +123,29 @@ async fn smee(
 ) -> Result<Sse<axum::response::sse::KeepAliveStream<Events>>, ApiError> {
     let rx = state.store.subscribe(&bin)?;
     let (missed, after) = super::stream::missed_since_last_event(&state, &bin, &headers)?;
-    let backlog: Vec<_> = missed.iter().map(|r| Ok(message(r))).collect();
+    let metrics = Arc::clone(&state.metrics);
+    let backlog: Vec<_> = missed
+        .iter()
+        .map(|r| Ok(message(&render(r, &metrics), r.seq)))
+        .collect();
     let ping = tokio::time::interval_at(tokio::time::Instant::now() + PING, PING);
-    let live = stream::unfold((rx, ping), move |(mut rx, mut ping)| async move {
-        loop {
-            tokio::select! {
-                ev = rx.recv() => match ev {
-                    Ok(LiveEvent::Captured { request, .. }) if request.seq > after => {
-                        return Some((Ok(message(&request)), (rx, ping)));
-                    }
-                    Ok(LiveEvent::BinDeleted { .. }) | Err(RecvError::Closed) => return None,
-                    // smee has no way to say "you missed some": the client sees a gap.
-                    Ok(_) | Err(RecvError::Lagged(_)) => {}
-                },
-                _ = ping.tick() => return Some((Ok(named("ping")), (rx, ping))),
+    let live = stream::unfold((rx, ping), move |(mut rx, mut ping)| {
+        let metrics = Arc::clone(&metrics);
+        async move {
+            loop {
+                tokio::select! {
+                    ev = rx.recv() => match ev {
+                        // Rendered once per capture, shared by every smee subscriber of the bin.
+                        Ok(LiveEvent::Captured { request, rendered, .. }) if request.seq > after => {
+                            let data = rendered.smee_json.get_or_init(|| render(&request, &metrics));
+                            return Some((Ok(message(data, request.seq)), (rx, ping)));
+                        }
+                        Ok(LiveEvent::BinDeleted { .. }) | Err(RecvError::Closed) => return None,
+                        // smee has no way to say "you missed some": the client sees a gap.
+                        Ok(_) | Err(RecvError::Lagged(_)) => {}
+                    },
+                    _ = ping.tick() => return Some((Ok(named("ping")), (rx, ping))),
+                }
             }
         }
     });

@@ -6,6 +6,10 @@
 //! behind and missed events (data `{"missed": n}`: reload the list). Keep-alive comments every
 //! 15 s. A bin stream honours `Last-Event-ID`: requests after it that are still stored are sent
 //! first, so a reconnecting client misses nothing the store still has.
+//!
+//! Fan-out: a capture's JSON is rendered once, by the first subscriber that takes the event, and
+//! every other subscriber (of the bin and of all bins) sends the same text
+//! ([`crate::store::Rendered`]); `/metrics` counts renders (`hookbin_sse_renders_total`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -43,15 +47,33 @@ fn json_event(name: &str, data: &impl serde::Serialize) -> Event {
         .unwrap_or_else(|_| Event::default().event(name))
 }
 
-/// Turns a store event into an SSE event; `true` when the stream should end after it.
-fn to_sse(ev: LiveEvent, after_seq: u64) -> Option<(Event, bool)> {
+/// A captured request as the `request` event's data (JSON), counted in `/metrics`
+/// (`hookbin_sse_renders_total`) so the cost of fan-out stays visible.
+pub(crate) fn render_request(bin: &str, request: &CapturedRequest, metrics: &Metrics) -> String {
+    metrics.sse_renders.fetch_add(1, Relaxed);
+    serde_json::to_string(&request_out(bin, request, true)).unwrap_or_default()
+}
+
+fn request_event(data: &str, seq: u64) -> Event {
+    Event::default()
+        .event("request")
+        .data(data)
+        .id(seq.to_string())
+}
+
+/// Turns a store event into an SSE event; `true` when the stream should end after it. A
+/// capture's JSON is rendered by the first subscriber that gets here and shared by all others.
+fn to_sse(ev: LiveEvent, after_seq: u64, metrics: &Metrics) -> Option<(Event, bool)> {
     match ev {
-        LiveEvent::Captured { bin, request } => (request.seq > after_seq).then(|| {
-            let out = request_out(bin.as_str(), &request, true);
-            (
-                json_event("request", &out).id(request.seq.to_string()),
-                false,
-            )
+        LiveEvent::Captured {
+            bin,
+            request,
+            rendered,
+        } => (request.seq > after_seq).then(|| {
+            let data = rendered
+                .request_json
+                .get_or_init(|| render_request(bin.as_str(), &request, metrics));
+            (request_event(data, request.seq), false)
         }),
         LiveEvent::Deleted { bin, id } => Some((
             json_event(
@@ -121,7 +143,7 @@ fn live(
                     Ok(ev) => {
                         // One bin's deletion does not end the all-bins stream.
                         let after = if all_bins { 0 } else { after_seq };
-                        if let Some((event, end)) = to_sse(ev, after) {
+                        if let Some((event, end)) = to_sse(ev, after, &metrics) {
                             return Some((Ok(event), (rx, end && !all_bins)));
                         }
                     }
@@ -187,9 +209,12 @@ async fn bin_stream(
     // Subscribe before reading the backlog so nothing falls between the two.
     let rx = state.store.subscribe(&bin)?;
     let (missed, after_seq) = missed_since_last_event(&state, &bin, &headers)?;
-    let backlog = missed
-        .iter()
-        .map(|r| Ok(json_event("request", &request_out(&bin, r, true)).id(r.seq.to_string())));
+    let backlog = missed.iter().map(|r| {
+        Ok(request_event(
+            &render_request(&bin, r, &state.metrics),
+            r.seq,
+        ))
+    });
     let ready = json_event("ready", &serde_json::json!({ "bin": bin }));
     let events = stream::iter(
         std::iter::once(Ok(ready))

@@ -247,12 +247,21 @@ impl MemoryStore {
         removed.len() as u64
     }
 
-    fn publish(&self, bin: &Bin, event: LiveEvent) {
-        // Sending with no receivers is an error we do not care about: nobody is watching.
-        if bin.tx.receiver_count() > 0 {
+    fn publish(&self, bin: &Bin, event: impl FnOnce() -> LiveEvent) {
+        // Nobody watching: build nothing (a capture then allocates no shared rendering). The
+        // event is built once and cloned into both channels, so the bin's subscribers and those
+        // of all bins share what is rendered for it.
+        let to_bin = bin.tx.receiver_count() > 0;
+        let to_all = self.all_tx.receiver_count() > 0;
+        if !to_bin && !to_all {
+            return;
+        }
+        let event = event();
+        // A send fails only when every receiver left meanwhile: then nobody is watching.
+        if to_bin {
             let _ = bin.tx.send(event.clone());
         }
-        if self.all_tx.receiver_count() > 0 {
+        if to_all {
             let _ = self.all_tx.send(event);
         }
     }
@@ -349,10 +358,9 @@ impl Store for MemoryStore {
             .remove(name)
             .ok_or_else(|| StoreError::NoSuchBin(name.to_owned()))?;
         self.empty(&bin, true);
-        let event = LiveEvent::BinDeleted {
+        self.publish(&bin, || LiveEvent::BinDeleted {
             bin: bin.name.clone(),
-        };
-        self.publish(&bin, event);
+        });
         Ok(())
     }
 
@@ -408,19 +416,18 @@ impl Store for MemoryStore {
         });
         self.enforce_budget(&mut ledger);
         drop(ledger);
-        self.publish(
-            &bin,
-            LiveEvent::Captured {
-                bin: bin.name.clone(),
-                request: Arc::clone(&request),
-            },
-        );
+        self.publish(&bin, || LiveEvent::Captured {
+            bin: bin.name.clone(),
+            request: Arc::clone(&request),
+            rendered: Arc::default(),
+        });
         Ok(request)
     }
 
     fn requests(&self, name: &str, query: &PageQuery) -> Result<Page, StoreError> {
         let bin = self.bin(name)?;
-        // Copy the pointers out so filtering (text search over bodies) runs without the lock.
+        // Copy the pointers out so filtering (text search over bodies) runs without the lock:
+        // captures into this bin never wait for a scan.
         let (all, evicted) = {
             let st = bin.lock();
             (
@@ -432,12 +439,11 @@ impl Store for MemoryStore {
         let mut matched = 0u64;
         let mut page = Vec::new();
         let mut next_before = None;
-        let needle = query.filter.text.as_ref().map(|t| t.to_ascii_lowercase());
         for r in all.iter().rev() {
             if query.before.is_some_and(|b| r.seq >= b) || query.after.is_some_and(|a| r.seq <= a) {
                 continue;
             }
-            if !matches(r, &query.filter, needle.as_deref()) {
+            if !matches(r, &query.filter) {
                 continue;
             }
             matched += 1;
@@ -475,23 +481,19 @@ impl Store for MemoryStore {
             r
         };
         self.forget(&removed);
-        self.publish(
-            &bin,
-            LiveEvent::Deleted {
-                bin: bin.name.clone(),
-                id: removed.id,
-            },
-        );
+        self.publish(&bin, || LiveEvent::Deleted {
+            bin: bin.name.clone(),
+            id: removed.id,
+        });
         Ok(())
     }
 
     fn clear_requests(&self, name: &str) -> Result<u64, StoreError> {
         let bin = self.bin(name)?;
         let removed = self.empty(&bin, false);
-        let event = LiveEvent::Cleared {
+        self.publish(&bin, || LiveEvent::Cleared {
             bin: bin.name.clone(),
-        };
-        self.publish(&bin, event);
+        });
         Ok(removed)
     }
 
@@ -546,7 +548,7 @@ fn find(requests: &VecDeque<Arc<CapturedRequest>>, id: &str) -> Option<usize> {
     requests.iter().position(|r| r.id == id)
 }
 
-fn matches(r: &CapturedRequest, f: &RequestFilter, needle: Option<&str>) -> bool {
+fn matches(r: &CapturedRequest, f: &RequestFilter) -> bool {
     if let Some(m) = &f.method
         && !r.method().eq_ignore_ascii_case(m)
     {
@@ -561,28 +563,7 @@ fn matches(r: &CapturedRequest, f: &RequestFilter, needle: Option<&str>) -> bool
             return false;
         }
     }
-    if let Some(n) = needle {
-        let n = n.as_bytes();
-        let hit = contains_ci(r.path().as_bytes(), n)
-            || r.query().is_some_and(|q| contains_ci(q.as_bytes(), n))
-            || r.headers()
-                .any(|(k, v)| contains_ci(k, n) || contains_ci(v, n))
-            || contains_ci(r.body(), n);
-        if !hit {
-            return false;
-        }
-    }
-    true
-}
-
-/// Whether `hay` contains `needle` (already lower-case), ignoring ASCII case.
-fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
-    needle.is_empty()
-        || hay.windows(needle.len()).any(|w| {
-            w.iter()
-                .zip(needle)
-                .all(|(a, b)| a.to_ascii_lowercase() == *b)
-        })
+    f.text.as_ref().is_none_or(|t| t.matches(r))
 }
 
 #[cfg(test)]
@@ -858,7 +839,7 @@ mod tests {
         };
         assert_eq!(s.requests("a", &q(100, None, None, f)).unwrap().matched, 1);
         let f = RequestFilter {
-            text: Some("NUMBER 7".into()),
+            text: Some(crate::store::TextSearch::new("NUMBER 7").unwrap()),
             ..Default::default()
         };
         let p = s.requests("a", &q(100, None, None, f)).unwrap();
@@ -891,13 +872,25 @@ mod tests {
         let mut rx = s.subscribe("a").unwrap();
         let mut all = s.subscribe_all();
         let r = s.capture("a", req(b"hi")).unwrap();
-        match rx.try_recv().unwrap() {
-            LiveEvent::Captured { request, .. } => assert_eq!(request.id, r.id),
+        let mut rx2 = s.subscribe("a").unwrap();
+        let r2 = s.capture("a", req(b"again")).unwrap();
+        let rendered = |ev| match ev {
+            LiveEvent::Captured {
+                request, rendered, ..
+            } => (request.id, rendered),
             other => panic!("unexpected {other:?}"),
-        }
-        assert!(matches!(
-            all.try_recv().unwrap(),
-            LiveEvent::Captured { .. }
-        ));
+        };
+        let (id, first) = rendered(rx.try_recv().unwrap());
+        assert_eq!(id, r.id);
+        let (id, first_all) = rendered(all.try_recv().unwrap());
+        assert_eq!(id, r.id);
+        // One rendering per event, shared by the bin's subscribers and those of all bins.
+        assert!(Arc::ptr_eq(&first, &first_all));
+        let (_, second) = rendered(rx.try_recv().unwrap());
+        let (id, second_rx2) = rendered(rx2.try_recv().unwrap());
+        let (_, second_all) = rendered(all.try_recv().unwrap());
+        assert_eq!(id, r2.id);
+        assert!(Arc::ptr_eq(&second, &second_rx2) && Arc::ptr_eq(&second, &second_all));
+        assert!(!Arc::ptr_eq(&first, &second), "each event has its own");
     }
 }

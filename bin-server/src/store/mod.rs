@@ -13,11 +13,13 @@
 
 mod captured;
 mod memory;
+mod search;
 
 pub use captured::{CapturedRequest, HeaderIter, NewCapture, RawHeaders};
 pub use memory::MemoryStore;
+pub use search::{MAX_TEXT_BYTES, TextSearch, TextTooLong};
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use api::{BinResponse, EvictionCounts};
 use tokio::sync::broadcast;
@@ -145,8 +147,10 @@ pub struct RequestFilter {
     pub method: Option<String>,
     /// Path below the bin: exact, or a prefix when it ends with `*`.
     pub path: Option<String>,
-    /// Text searched (case-insensitive) in path, query, header names and values, and body.
-    pub text: Option<String>,
+    /// Text searched (ASCII case-insensitive) in path, query, header names and values, and
+    /// body. The scan reads every stored byte of the bin: with it, call
+    /// [`Store::requests`] off the async runtime's worker threads.
+    pub text: Option<TextSearch>,
 }
 
 /// Which page of a bin's requests, newest first.
@@ -176,6 +180,8 @@ pub enum LiveEvent {
     Captured {
         bin: BinName,
         request: Arc<CapturedRequest>,
+        /// Shared by every subscriber of this event (bin and all-bins streams alike).
+        rendered: Arc<Rendered>,
     },
     Deleted {
         bin: BinName,
@@ -187,6 +193,19 @@ pub enum LiveEvent {
     BinDeleted {
         bin: BinName,
     },
+}
+
+/// A captured request's wire forms for live streams, each rendered at most once per event: the
+/// first subscriber that needs a form fills it and every other subscriber sends the same text,
+/// so a capture with 1,000 subscribers is serialised once, not 1,000 times. The store creates
+/// one only for events somebody receives (a capture nobody watches pays nothing) and knows
+/// nothing of the forms; the routes fill them.
+#[derive(Debug, Default)]
+pub struct Rendered {
+    /// The `request` event's data on `/stream` and `/api/stream` (the request as JSON).
+    pub request_json: OnceLock<String>,
+    /// The message data on `/smee` (smee.io's format).
+    pub smee_json: OnceLock<String>,
 }
 
 /// Counters for `/metrics`.
@@ -217,7 +236,9 @@ pub enum StoreError {
 }
 
 /// The storage seam. Implementations never block for long: the in-memory one takes short
-/// critical sections only, so it is called straight from async handlers.
+/// critical sections only, so it is called straight from async handlers. The one exception is
+/// [`Store::requests`] with a text filter, which reads every stored byte of the bin (outside any
+/// lock): callers run it on a blocking thread.
 pub trait Store: Send + Sync + 'static {
     /// Creates a bin; `name` `None` draws a random UUID.
     fn create_bin(

@@ -5,6 +5,7 @@ mod auth;
 mod ci;
 mod origin;
 mod outbound;
+mod search_fanout;
 mod sender;
 mod server;
 mod support;
