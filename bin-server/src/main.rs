@@ -41,6 +41,8 @@ async fn main() -> anyhow::Result<()> {
         None => cli.serve,
     };
     let limits = args.limits().map_err(anyhow::Error::msg)?;
+    let conn_limits = args.conn_limits().map_err(anyhow::Error::msg)?;
+    bin_server::conn::raise_open_files_limit(conn_limits.max_connections);
     let hooks = sender::Hooks::new(args.webhooks.to_config())?;
     let addr = SocketAddr::new(args.bind, args.port);
     let listener = tokio::net::TcpListener::bind(addr)
@@ -52,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
         ServerConfig {
             public_url: args.public_url.clone(),
             auto_create: args.auto_create,
+            conn_limits,
         },
         hooks,
     );

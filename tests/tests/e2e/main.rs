@@ -2,6 +2,7 @@
 //! in-process on 127.0.0.1:0; every wait is bounded by a timeout.
 
 mod ci;
+mod limits;
 mod sender;
 mod server;
 mod support;
