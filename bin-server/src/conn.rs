@@ -412,13 +412,15 @@ where
             let _slot = slot;
             tokio::pin!(conn);
             tokio::select! {
+                // Shutdown first: a connection woken by it is closed, not read from again.
+                biased;
+                () = closing.cancelled() => {}
                 ended = conn.as_mut() => {
                     if let Err(e) = ended {
                         tracing::debug!("connection from {remote_addr} ended: {e}");
                     }
                     return;
                 }
-                () = closing.cancelled() => {}
             }
             // Idle, mid-head or mid-body: close now (dropping the connection).
             if !conn_activity.handler_running() {

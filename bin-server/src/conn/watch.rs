@@ -51,7 +51,8 @@ pub struct ConnLimits {
     /// Connections open at once; more are accepted and closed at once, without a response.
     pub max_connections: usize,
     /// Connections open at once from one client address (IPv6: one /64); `0`: no per-address
-    /// limit.
+    /// limit. Loopback clients are not limited per address: they are this machine (local tools,
+    /// a CI script with a thousand waiters, a reverse proxy on the same host).
     pub max_connections_per_ip: usize,
     /// Bytes of request bodies being read, across all captures; past it a capture is answered
     /// `503 server_busy`.
@@ -489,7 +490,7 @@ impl Slots {
             return Err(Refusal::MaxConnections);
         }
         let ip = client_key(peer.ip());
-        if self.per_ip_max > 0 {
+        if self.per_ip_max > 0 && !ip.is_loopback() {
             let mut n = self.per_ip.entry(ip).or_insert(0);
             if *n >= self.per_ip_max {
                 drop(n);
@@ -502,6 +503,7 @@ impl Slots {
         Ok(Slot {
             slots: Arc::clone(self),
             ip,
+            per_ip: self.per_ip_max > 0 && !ip.is_loopback(),
         })
     }
 }
@@ -522,12 +524,14 @@ fn client_key(ip: IpAddr) -> IpAddr {
 pub struct Slot {
     slots: Arc<Slots>,
     ip: IpAddr,
+    /// Counted in `per_ip`.
+    per_ip: bool,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         let s = &self.slots;
-        if s.per_ip_max > 0 {
+        if self.per_ip {
             s.per_ip.remove_if_mut(&self.ip, |_, n| {
                 *n -= 1;
                 *n == 0
@@ -568,6 +572,28 @@ mod tests {
         drop(a);
         let _d = slots.take(addr("10.0.0.1:4")).unwrap();
         assert_eq!(metrics.connections_open.load(Relaxed), 3);
+    }
+
+    #[test]
+    fn loopback_clients_are_not_limited_per_address() {
+        let metrics = Arc::new(Metrics::default());
+        let limits = ConnLimits {
+            max_connections: 10,
+            max_connections_per_ip: 1,
+            ..ConnLimits::default()
+        };
+        let slots = Slots::new(&limits, Arc::clone(&metrics));
+        let held: Vec<_> = (0..5)
+            .map(|i| slots.take(addr(&format!("127.0.0.1:{i}"))).unwrap())
+            .chain((0..5).map(|i| slots.take(addr(&format!("[::1]:{i}"))).unwrap()))
+            .collect();
+        assert_eq!(
+            slots.take(addr("127.0.0.1:9")).unwrap_err(),
+            Refusal::MaxConnections
+        );
+        drop(held);
+        assert!(slots.per_ip.is_empty());
+        assert_eq!(metrics.connections_open.load(Relaxed), 0);
     }
 
     #[test]

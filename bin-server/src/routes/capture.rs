@@ -197,7 +197,8 @@ impl Drop for Inflight<'_> {
 /// its decoder or of the socket (`proto/h1/decode.rs`): `InvalidInput` or `InvalidData` for
 /// broken chunked framing (a size line that is not hex, a bare LF after the size, no CRLF after
 /// the data), `UnexpectedEof` when the connection closed before the announced end, `TimedOut`
-/// when the connection's body deadline passed ([`crate::conn`]), and other kinds (reset) when
+/// when the connection's body deadline passed and `ConnectionAborted` when a shutdown closed it
+/// ([`crate::conn`]), and other kinds (reset) when
 /// the peer went away. HTTP/2 stream errors come as `h2::Error`: the client went away too.
 fn body_error(state: &AppState, bin: &str, e: &axum::Error) -> ApiError {
     let io = io_error(e);
@@ -210,6 +211,12 @@ fn body_error(state: &AppState, bin: &str, e: &axum::Error) -> ApiError {
                 format!("the request body's chunked framing is malformed ({detail}); nothing was stored"),
             )
         }
+        // The connection's read side was closed by a shutdown (`crate::conn`).
+        Some(std::io::ErrorKind::ConnectionAborted) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the server is shutting down; the body was not received and nothing was stored",
+        ),
         Some(std::io::ErrorKind::TimedOut) => ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
             "body_timeout",

@@ -211,23 +211,6 @@ async fn connections_past_the_cap_are_closed_at_once_and_slots_come_back() {
 }
 
 #[tokio::test]
-async fn one_address_cannot_take_more_than_its_share() {
-    let s = server(ConnLimits {
-        max_connections_per_ip: 2,
-        ..ConnLimits::default()
-    })
-    .await;
-    let _a = TcpStream::connect(s.addr).await.unwrap();
-    let mut b = TcpStream::connect(s.addr).await.unwrap();
-    b.write_all(GET).await.unwrap();
-    assert_eq!(read_response(&mut b).await.0, 200);
-    let mut third = TcpStream::connect(s.addr).await.unwrap();
-    assert!(until_closed(&mut third, "the third connection to close").await.is_empty());
-    assert_eq!(s.state.metrics.refused_per_ip.load(Relaxed), 1);
-    assert_eq!(s.state.metrics.refused_max_connections.load(Relaxed), 0);
-}
-
-#[tokio::test]
 async fn past_the_in_flight_budget_a_capture_gets_503_and_the_bytes_come_back() {
     let s = server(ConnLimits {
         max_inflight_bytes: 1000,
