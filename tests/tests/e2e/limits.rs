@@ -155,6 +155,26 @@ async fn the_header_timeout_does_not_cut_idle_keep_alive_connections() {
 }
 
 #[tokio::test]
+async fn an_idle_http2_connection_is_closed_after_the_idle_timeout_not_the_header_timeout() {
+    let s = server(ConnLimits {
+        header_timeout: Duration::from_millis(100),
+        idle_timeout: SHORT,
+        ..ConnLimits::default()
+    })
+    .await;
+    let mut c = TcpStream::connect(s.addr).await.unwrap();
+    // The prior-knowledge preface and an empty SETTINGS frame: frames, but no request.
+    c.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let t = Instant::now();
+    until_closed(&mut c, "the idle HTTP/2 connection to close").await;
+    assert!(t.elapsed() >= SHORT - Duration::from_millis(50));
+    assert_eq!(s.state.metrics.timeouts_idle.load(Relaxed), 1);
+    assert_eq!(s.state.metrics.timeouts_header.load(Relaxed), 0);
+}
+
+#[tokio::test]
 async fn a_stalled_body_is_answered_408_closed_and_not_stored() {
     let s = server(ConnLimits {
         header_timeout: LONG,
