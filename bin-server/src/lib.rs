@@ -69,6 +69,8 @@ pub struct Metrics {
     pub timeouts_idle: AtomicU64,
     /// Connections closed by `--idle-timeout` while a handler waited for body bytes.
     pub timeouts_body: AtomicU64,
+    /// Connections closed by `--idle-timeout` while the client read nothing of a response.
+    pub timeouts_write: AtomicU64,
     /// Bytes of capture bodies read and not yet stored or dropped (`--max-inflight-bytes`).
     pub inflight_body_bytes: AtomicU64,
     /// Captures answered `503 server_busy` because of `--max-inflight-bytes`.
@@ -85,6 +87,7 @@ impl Metrics {
             conn::TimeoutKind::Header => &self.timeouts_header,
             conn::TimeoutKind::Idle => &self.timeouts_idle,
             conn::TimeoutKind::Body => &self.timeouts_body,
+            conn::TimeoutKind::Write => &self.timeouts_write,
         }
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }

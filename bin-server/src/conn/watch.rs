@@ -18,7 +18,9 @@
 //!   after the idle timeout;
 //! - a handler waits for body bytes that do not come: closed after the idle timeout since the
 //!   last byte;
-//! - a handler is running otherwise (a response delay, a long poll, a live stream): no deadline.
+//! - a handler is running otherwise (a response delay, a long poll, a live stream): no deadline
+//!   on reads; but a response the client does not read (no byte written for the idle timeout)
+//!   closes the connection.
 //!
 //! A timeout is an I/O error (`TimedOut`) on the read, so hyper closes the connection, and a
 //! handler waiting for the body sees it as a body error.
@@ -80,6 +82,8 @@ pub enum TimeoutKind {
     Header,
     Idle,
     Body,
+    /// The client stopped reading the response.
+    Write,
 }
 
 /// What one connection is doing, as far as its deadlines care. Written by the service (requests
@@ -257,6 +261,8 @@ pub struct Watched<T> {
     timed_out: Option<TimeoutKind>,
     /// When the last bytes arrived (microseconds since the connection's start).
     last_read: u64,
+    /// Since when a write has been waiting for the client to read (microseconds).
+    write_stalled_since: Option<u64>,
     /// The head being received: the request count when its first byte came, and when.
     head: Option<(u64, u64)>,
     /// One timer per connection, moved only when a deadline comes earlier than where it is set
@@ -285,6 +291,7 @@ impl<T> Watched<T> {
             first_read: true,
             timed_out: None,
             last_read: 0,
+            write_stalled_since: None,
             head: None,
             sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
             sleep_at: None,
@@ -359,16 +366,62 @@ impl<T> Watched<T> {
                 // idle.
                 None => now.saturating_add(self.header_timeout.min(self.idle_timeout)),
             };
-            if self.sleep_at.is_none_or(|at| at <= now || at > wake_at) {
-                let at = self.activity.start + Duration::from_micros(wake_at);
-                self.sleep.as_mut().reset(tokio::time::Instant::from_std(at));
-                self.sleep_at = Some(wake_at);
+            if self.arm(cx, now, wake_at).is_pending() {
+                return Poll::Pending;
             }
-            match self.sleep.as_mut().poll(cx) {
-                Poll::Pending => return Poll::Pending,
-                // The timer fired: look again (the deadline may have moved meanwhile).
-                Poll::Ready(()) => self.sleep_at = None,
+        }
+    }
+
+    /// A write would wait (the client does not read): fail it once no byte could be written for
+    /// the idle timeout, else make sure the timer wakes the connection by then.
+    fn on_write_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        loop {
+            if let Some(kind) = self.timed_out {
+                return Poll::Ready(timeout_error(kind));
             }
+            let now = self.activity.now();
+            let since = *self.write_stalled_since.get_or_insert(now);
+            let at = since.saturating_add(self.idle_timeout);
+            if at <= now {
+                self.metrics.count_timeout(TimeoutKind::Write);
+                self.timed_out = Some(TimeoutKind::Write);
+                return Poll::Ready(timeout_error(TimeoutKind::Write));
+            }
+            if self.arm(cx, now, at).is_pending() {
+                return Poll::Pending;
+            }
+        }
+    }
+
+    /// Makes sure the timer wakes the connection by `wake_at`; `Ready` when it already fired
+    /// (the caller looks again: its deadline may have moved meanwhile).
+    fn arm(&mut self, cx: &mut Context<'_>, now: u64, wake_at: u64) -> Poll<()> {
+        if self.sleep_at.is_none_or(|at| at <= now || at > wake_at) {
+            let at = self.activity.start + Duration::from_micros(wake_at);
+            self.sleep.as_mut().reset(tokio::time::Instant::from_std(at));
+            self.sleep_at = Some(wake_at);
+        }
+        let fired = self.sleep.as_mut().poll(cx);
+        if fired.is_ready() {
+            self.sleep_at = None;
+        }
+        fired
+    }
+}
+
+impl<T> Watched<T> {
+    fn after_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match poll {
+            Poll::Pending => self.on_write_pending(cx).map(Err),
+            Poll::Ready(Ok(n)) if n > 0 => {
+                self.write_stalled_since = None;
+                Poll::Ready(Ok(n))
+            }
+            other => other,
         }
     }
 }
@@ -380,6 +433,7 @@ fn timeout_error(kind: TimeoutKind) -> io::Error {
             TimeoutKind::Header => "request head not received within --header-timeout",
             TimeoutKind::Idle => "connection idle for --idle-timeout",
             TimeoutKind::Body => "request body stalled for --idle-timeout",
+            TimeoutKind::Write => "client read nothing of the response for --idle-timeout",
         },
     )
 }
@@ -410,7 +464,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        let poll = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.after_write(cx, poll)
     }
 
     fn poll_write_vectored(
@@ -418,7 +473,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        let poll = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.after_write(cx, poll)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -122,11 +122,13 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "hookbin_connection_timeouts_total",
         "counter",
         "Connections closed by a deadline: a head not complete within --header-timeout, no \
-         request within --idle-timeout, a body with no bytes within --idle-timeout.",
+         request within --idle-timeout, a body with no bytes within --idle-timeout, a response \
+         the client read nothing of within --idle-timeout.",
         &[
             ("{kind=\"header\"}", m.timeouts_header.load(Relaxed)),
             ("{kind=\"idle\"}", m.timeouts_idle.load(Relaxed)),
             ("{kind=\"body\"}", m.timeouts_body.load(Relaxed)),
+            ("{kind=\"write\"}", m.timeouts_write.load(Relaxed)),
         ],
     );
     metric(

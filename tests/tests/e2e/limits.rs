@@ -198,6 +198,31 @@ async fn a_stalled_body_is_answered_408_closed_and_not_stored() {
 }
 
 #[tokio::test]
+async fn a_client_that_reads_no_response_is_closed_after_the_idle_timeout() {
+    let s = server(ConnLimits {
+        header_timeout: LONG,
+        idle_timeout: SHORT,
+        ..ConnLimits::default()
+    })
+    .await;
+    let big = "x".repeat(1_000_000);
+    s.put_bin("big", serde_json::json!({"response": {"body": big}}))
+        .await;
+    // Far more response bytes than the socket buffers hold, and the client never reads.
+    let mut c = TcpStream::connect(s.addr).await.unwrap();
+    c.write_all(&b"GET /b/big HTTP/1.1\r\nHost: a\r\n\r\n".repeat(40))
+        .await
+        .unwrap();
+    let m = &s.state.metrics;
+    until("the stalled response to time out", || {
+        m.timeouts_write.load(Relaxed) == 1
+    })
+    .await;
+    let got = until_closed(&mut c, "the connection to close").await;
+    assert!(got.len() < 40 * 1_000_000, "the server stopped writing");
+}
+
+#[tokio::test]
 async fn connections_past_the_cap_are_closed_at_once_and_slots_come_back() {
     let s = server(ConnLimits {
         max_connections: 2,
