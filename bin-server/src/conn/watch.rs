@@ -331,9 +331,7 @@ impl<T> Watched<T> {
                 TimeoutKind::Header,
             )),
             _ => Some((
-                a.idle_since
-                    .load(Relaxed)
-                    .saturating_add(self.idle_timeout),
+                a.idle_since.load(Relaxed).saturating_add(self.idle_timeout),
                 TimeoutKind::Idle,
             )),
         }
@@ -398,7 +396,9 @@ impl<T> Watched<T> {
     fn arm(&mut self, cx: &mut Context<'_>, now: u64, wake_at: u64) -> Poll<()> {
         if self.sleep_at.is_none_or(|at| at <= now || at > wake_at) {
             let at = self.activity.start + Duration::from_micros(wake_at);
-            self.sleep.as_mut().reset(tokio::time::Instant::from_std(at));
+            self.sleep
+                .as_mut()
+                .reset(tokio::time::Instant::from_std(at));
             self.sleep_at = Some(wake_at);
         }
         let fired = self.sleep.as_mut().poll(cx);
@@ -616,10 +616,7 @@ mod tests {
         let slots = Slots::new(&limits, Arc::clone(&metrics));
         let a = slots.take(addr("10.0.0.1:1")).unwrap();
         let _b = slots.take(addr("10.0.0.1:2")).unwrap();
-        assert_eq!(
-            slots.take(addr("10.0.0.1:3")).unwrap_err(),
-            Refusal::PerIp
-        );
+        assert_eq!(slots.take(addr("10.0.0.1:3")).unwrap_err(), Refusal::PerIp);
         let _c = slots.take(addr("10.0.0.2:1")).unwrap();
         assert_eq!(
             slots.take(addr("10.0.0.3:1")).unwrap_err(),

@@ -208,7 +208,9 @@ fn body_error(state: &AppState, bin: &str, e: &axum::Error) -> ApiError {
             let detail = io.map_or_else(String::new, ToString::to_string);
             ApiError::bad_request(
                 "invalid_body",
-                format!("the request body's chunked framing is malformed ({detail}); nothing was stored"),
+                format!(
+                    "the request body's chunked framing is malformed ({detail}); nothing was stored"
+                ),
             )
         }
         // The connection's read side was closed by a shutdown (`crate::conn`).

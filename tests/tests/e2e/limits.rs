@@ -126,7 +126,11 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     c.write_all(GET).await.unwrap();
     assert_eq!(read_response(&mut c).await.0, 200);
     let t = Instant::now();
-    assert!(until_closed(&mut c, "the idle connection to close").await.is_empty());
+    assert!(
+        until_closed(&mut c, "the idle connection to close")
+            .await
+            .is_empty()
+    );
     assert!(t.elapsed() >= SHORT - Duration::from_millis(50));
     assert_eq!(s.state.metrics.timeouts_idle.load(Relaxed), 1);
     // A connection that never sends anything is idle too.
@@ -308,7 +312,12 @@ async fn malformed_chunked_bodies_are_400_and_not_stored_or_truncated() {
         let (status, json) = parse(&raw);
         assert_eq!(status, 400, "{what}: {}", String::from_utf8_lossy(&raw));
         assert_eq!(json["error"]["code"], "invalid_body", "{what}");
-        assert!(json["error"]["message"].as_str().unwrap().contains("chunked"));
+        assert!(
+            json["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("chunked")
+        );
     }
     assert_eq!(s.state.store.stats().captures_total, 0);
     assert_eq!(s.state.store.stats().truncated_total, 0);
@@ -334,7 +343,10 @@ async fn shutdown_closes_slow_clients_at_once_and_answers_delayed_bins() {
     s.put_bin("late", serde_json::json!({"response": {"delay_ms": 20000}}))
         .await;
     let mut mid_head = TcpStream::connect(s.addr).await.unwrap();
-    mid_head.write_all(b"POST /b/x HTTP/1.1\r\nHost: a\r\n").await.unwrap();
+    mid_head
+        .write_all(b"POST /b/x HTTP/1.1\r\nHost: a\r\n")
+        .await
+        .unwrap();
     let mut mid_body = TcpStream::connect(s.addr).await.unwrap();
     mid_body
         .write_all(b"POST /b/x HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n12345")
@@ -349,9 +361,10 @@ async fn shutdown_closes_slow_clients_at_once_and_answers_delayed_bins() {
         .await
         .unwrap();
     let m = &s.state.metrics;
-    until("the delayed request to be stored and the body to be read", || {
-        s.state.store.stats().captures_total == 2 && m.inflight_body_bytes.load(Relaxed) == 5
-    })
+    until(
+        "the delayed request to be stored and the body to be read",
+        || s.state.store.stats().captures_total == 2 && m.inflight_body_bytes.load(Relaxed) == 5,
+    )
     .await;
     let t = Instant::now();
     s.shutdown().await.unwrap();
