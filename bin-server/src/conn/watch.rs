@@ -259,8 +259,6 @@ pub struct Watched<T> {
     first_read: bool,
     /// A deadline already failed a read (counted once).
     timed_out: Option<TimeoutKind>,
-    /// When the last bytes arrived (microseconds since the connection's start).
-    last_read: u64,
     /// Since when a write has been waiting for the client to read (microseconds).
     write_stalled_since: Option<u64>,
     /// The head being received: the request count when its first byte came, and when.
@@ -290,7 +288,6 @@ impl<T> Watched<T> {
             http2: false,
             first_read: true,
             timed_out: None,
-            last_read: 0,
             write_stalled_since: None,
             head: None,
             sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
@@ -303,13 +300,13 @@ impl<T> Watched<T> {
             self.first_read = false;
             self.http2 = bytes.starts_with(b"PRI * HTTP/2");
         }
+        // Only the first byte of a head needs the clock: a body's stall is timed from when its
+        // reader last started waiting (each delivered frame ends a wait).
         let a = &self.activity;
-        let now = a.now();
-        self.last_read = now;
         if a.busy.load(Relaxed) == 0 && !self.http2 {
             let n = a.requests.load(Relaxed);
             if self.head.is_none_or(|(of, _)| of != n) {
-                self.head = Some((n, now));
+                self.head = Some((n, a.now()));
             }
         }
     }
@@ -321,7 +318,7 @@ impl<T> Watched<T> {
             if a.bodies_waiting.load(Relaxed) == 0 {
                 return None;
             }
-            let since = a.body_wait_since.load(Relaxed).max(self.last_read);
+            let since = a.body_wait_since.load(Relaxed);
             return Some((since.saturating_add(self.idle_timeout), TimeoutKind::Body));
         }
         let n = a.requests.load(Relaxed);
@@ -344,7 +341,6 @@ impl<T> Watched<T> {
             if let Some(kind) = self.timed_out {
                 return Poll::Ready(Err(timeout_error(kind)));
             }
-            let now = self.activity.now();
             let deadline = self.deadline();
             if self.closing.is_cancelled() && deadline.is_some() {
                 return Poll::Ready(Err(io::Error::new(
@@ -352,6 +348,18 @@ impl<T> Watched<T> {
                     "server shutting down",
                 )));
             }
+            // The usual case while a handler runs (hyper reads to notice a client closing): no
+            // deadline and the timer set, so no clock read.
+            if deadline.is_none() && self.sleep_at.is_some() && !self.sleep.is_elapsed() {
+                return match self.sleep.as_mut().poll(cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(()) => {
+                        self.sleep_at = None;
+                        continue;
+                    }
+                };
+            }
+            let now = self.activity.now();
             let wake_at = match deadline {
                 Some((at, kind)) if at <= now => {
                     self.metrics.count_timeout(kind);
@@ -359,10 +367,10 @@ impl<T> Watched<T> {
                     return Poll::Ready(Err(timeout_error(kind)));
                 }
                 Some((at, _)) => at,
-                // A handler is running: no deadline, but wake up now and then, since hyper does
-                // not read again by itself when the response is done and the connection goes
-                // idle.
-                None => now.saturating_add(self.header_timeout.min(self.idle_timeout)),
+                // A handler is running: no deadline, but the timer must fire by the idle deadline
+                // that starts when the response is done (hyper does not read again by itself
+                // then); any time up to `now + idle` is early enough, as that deadline is later.
+                None => now.saturating_add(self.idle_timeout),
             };
             if self.arm(cx, now, wake_at).is_pending() {
                 return Poll::Pending;
