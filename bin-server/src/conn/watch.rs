@@ -554,7 +554,9 @@ impl Slots {
             return Err(Refusal::MaxConnections);
         }
         let ip = client_key(peer.ip());
-        if self.per_ip_max > 0 && !ip.is_loopback() {
+        // `::1` masks to `::`, and `::ffff:127.0.0.1` maps to `127.0.0.1`: ask both forms.
+        let limited = self.per_ip_max > 0 && !(peer.ip().is_loopback() || ip.is_loopback());
+        if limited {
             let mut n = self.per_ip.entry(ip).or_insert(0);
             if *n >= self.per_ip_max {
                 drop(n);
@@ -567,7 +569,7 @@ impl Slots {
         Ok(Slot {
             slots: Arc::clone(self),
             ip,
-            per_ip: self.per_ip_max > 0 && !ip.is_loopback(),
+            per_ip: limited,
         })
     }
 }
@@ -646,7 +648,8 @@ mod tests {
         let slots = Slots::new(&limits, Arc::clone(&metrics));
         let held: Vec<_> = (0..5)
             .map(|i| slots.take(addr(&format!("127.0.0.1:{i}"))).unwrap())
-            .chain((0..5).map(|i| slots.take(addr(&format!("[::1]:{i}"))).unwrap()))
+            .chain((0..4).map(|i| slots.take(addr(&format!("[::1]:{i}"))).unwrap()))
+            .chain([slots.take(addr("[::ffff:127.0.0.1]:1")).unwrap()])
             .collect();
         assert_eq!(
             slots.take(addr("127.0.0.1:9")).unwrap_err(),
