@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::conn::ConnLimits;
 use crate::routes::auth::AuthToken;
 use crate::store::StoreLimits;
 
@@ -93,6 +94,28 @@ pub struct ServeArgs {
     /// captures (/b/...) and /healthz only, so a bin's response can never script the API.
     #[arg(long, env = "HOOKBIN_CAPTURE_URL", value_parser = parse_base_url)]
     pub capture_url: Option<String>,
+    /// A request head must arrive whole within this of its first byte, or the connection is
+    /// closed.
+    #[arg(long, env = "HOOKBIN_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+    /// A connection with no request in progress (keep-alive, HTTP/2, or new), or a request body
+    /// with no bytes arriving, is closed after this long.
+    #[arg(long, env = "HOOKBIN_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// Connections open at once; past it new connections are closed at once, without a response.
+    #[arg(long, env = "HOOKBIN_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Connections open at once from one client address (IPv6: one /64); `0` turns the limit
+    /// off. Behind a reverse proxy every connection comes from the proxy: raise it or use `0`.
+    #[arg(long, env = "HOOKBIN_MAX_CONNECTIONS_PER_IP", default_value_t = 1_000)]
+    pub max_connections_per_ip: usize,
+    /// Bytes of capture bodies being received at once, across all connections; a capture that
+    /// would go past it is answered 503 `server_busy`.
+    #[arg(long, env = "HOOKBIN_MAX_INFLIGHT_BYTES", default_value = "64MiB", value_parser = parse_size)]
+    pub max_inflight_bytes: u64,
+    /// On shutdown, how long requests still running get to finish.
+    #[arg(long, env = "HOOKBIN_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
 }
 
 impl ServeArgs {
@@ -142,6 +165,33 @@ pub fn parse_base_url(s: &str) -> Result<String, String> {
         ));
     }
     Ok(s.trim_end_matches('/').to_owned())
+}
+
+impl ServeArgs {
+    /// The HTTP layer's limits these flags set, checked.
+    pub fn conn_limits(&self) -> Result<ConnLimits, String> {
+        if self.header_timeout.is_zero() || self.idle_timeout.is_zero() {
+            return Err("--header-timeout and --idle-timeout must be longer than 0".into());
+        }
+        if self.max_connections == 0 {
+            return Err("--max-connections must be at least 1".into());
+        }
+        if self.max_inflight_bytes < self.max_body {
+            return Err(format!(
+                "--max-inflight-bytes ({}) must be at least --max-body ({}): otherwise a body \
+                 at the size limit could never be received",
+                self.max_inflight_bytes, self.max_body
+            ));
+        }
+        Ok(ConnLimits {
+            header_timeout: self.header_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+            max_inflight_bytes: self.max_inflight_bytes,
+            shutdown_grace: self.shutdown_grace,
+        })
+    }
 }
 
 /// Parses `1048576`, `512k`, `512KiB`, `1M`, `1MiB`, `1G`, `1GiB` (k/M/G are binary here too:
@@ -284,6 +334,31 @@ mod tests {
             "x",
         ] {
             assert!(parse_base_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn connection_flags_default_to_the_documented_limits() {
+        let cli = Cli::try_parse_from(["bin-server"]).unwrap();
+        let l = cli.serve.conn_limits().unwrap();
+        assert_eq!(l.header_timeout, Duration::from_secs(10));
+        assert_eq!(l.idle_timeout, Duration::from_secs(60));
+        assert_eq!(l.max_connections, 10_000);
+        assert_eq!(l.max_connections_per_ip, 1_000);
+        assert_eq!(l.max_inflight_bytes, 64 << 20);
+        assert_eq!(l.shutdown_grace, Duration::from_secs(5));
+        let cli = Cli::try_parse_from(["bin-server", "--header-timeout", "300ms"]).unwrap();
+        assert_eq!(
+            cli.serve.conn_limits().unwrap().header_timeout,
+            Duration::from_millis(300)
+        );
+        for bad in [
+            &["bin-server", "--idle-timeout", "0"][..],
+            &["bin-server", "--max-connections", "0"],
+            &["bin-server", "--max-inflight-bytes", "1k"],
+        ] {
+            let cli = Cli::try_parse_from(bad).unwrap();
+            assert!(cli.serve.conn_limits().is_err(), "{bad:?}");
         }
     }
 }

@@ -31,8 +31,16 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::store::RawHeaders;
+
+mod watch;
+
+pub use watch::{
+    Activity, ConnLimits, Refusal, RequestGuard, Slot, Slots, TimeoutKind, Tracked, Watched,
+    WatchedBody, raise_open_files_limit,
+};
 
 /// Largest request head the tap follows (hyper's own limit, its read buffer, is about 400 KiB;
 /// past this we fall back). A partial head is buffered up to this size, no more.
@@ -40,8 +48,6 @@ const MAX_HEAD: usize = 64 * 1024;
 /// Heads queued ahead of the handlers on one connection (pipelining); past this the tap steps
 /// aside rather than buffer without bound.
 const MAX_QUEUED_HEADS: usize = 64;
-/// How long in-flight requests get to finish after a shutdown signal.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(35);
 
 // hyper's own limits, which the tap must apply exactly as hyper does: a head or body hyper
 // refuses ends the connection, and one it accepts must be followed byte for byte.
@@ -764,19 +770,32 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tap<T> {
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then stops accepting, lets in-flight
-/// requests finish (up to 35 s: a bin's response delay is at most 30 s) and returns.
+/// Serves `app` on `listener` until `shutdown` resolves, within `limits` (see [`watch`]): each
+/// connection takes a [`Slot`] (or is closed at once) and has its deadlines. On shutdown it stops
+/// accepting, closes at once every connection that is idle, mid-head or mid-body, lets running
+/// handlers finish for up to `limits.shutdown_grace` (a bin's response delay ends early on
+/// shutdown by itself), then drops whatever is left and returns.
 pub async fn serve<S, F>(
     listener: TcpListener,
     app: S,
     shutdown: impl Future<Output = ()> + Send,
+    limits: ConnLimits,
+    metrics: Arc<crate::Metrics>,
 ) -> io::Result<()>
 where
     S: Fn(axum::extract::Request) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = axum::response::Response> + Send + 'static,
 {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // No hyper timer and so no hyper `header_read_timeout`: `Watched` keeps the deadlines (its
+    // module docs say why).
     let builder = auto::Builder::new(TokioExecutor::new());
+    let slots = Slots::new(&limits, Arc::clone(&metrics));
+    // `closing`: stop taking requests, close what is not running a handler; `force`: the grace
+    // period is over, drop everything.
+    let closing = CancellationToken::new();
+    let force = CancellationToken::new();
+    // Each connection task holds a sender; when the last one is gone, every connection is.
+    let (open_tx, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
     tokio::pin!(shutdown);
     loop {
         let (stream, remote_addr) = tokio::select! {
@@ -791,13 +810,27 @@ where
             },
             () = &mut shutdown => break,
         };
+        // Over a cap: closed at once, no response (answering would cost what the cap saves).
+        let Ok(slot) = slots.take(remote_addr) else {
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
+        let activity = Activity::new();
+        let watched = Watched::new(
+            stream,
+            Arc::clone(&activity),
+            &limits,
+            Arc::clone(&metrics),
+            closing.clone(),
+        );
         let tracker = Arc::new(Mutex::new(Tracker::default()));
         let io = TokioIo::new(Tap {
-            io: stream,
+            io: watched,
             tracker: Arc::clone(&tracker),
         });
         let app = app.clone();
+        let conn_activity = Arc::clone(&activity);
         let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
             let head = tracker.lock().unwrap_or_else(|e| e.into_inner()).next_head(
                 req.method(),
@@ -805,21 +838,57 @@ where
                 req.headers(),
             );
             req.extensions_mut().insert(ConnInfo { remote_addr, head });
-            let response = app(req.map(axum::body::Body::new));
-            async move { Ok::<_, std::convert::Infallible>(response.await) }
+            let guard = activity.request_started();
+            let activity = Arc::clone(&activity);
+            let response =
+                app(req.map(|body| axum::body::Body::new(WatchedBody::new(body, activity))));
+            async move {
+                let response = response.await;
+                Ok::<_, std::convert::Infallible>(response.map(|body| Tracked::new(body, guard)))
+            }
         });
         let conn = builder.serve_connection(io, service).into_owned();
-        let conn = graceful.watch(conn);
+        let closing = closing.clone();
+        let force = force.clone();
+        let open = open_tx.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!("connection from {remote_addr} ended: {e}");
+            let _open = open;
+            let _slot = slot;
+            tokio::pin!(conn);
+            tokio::select! {
+                // Shutdown first: a connection woken by it is closed, not read from again.
+                biased;
+                () = closing.cancelled() => {}
+                ended = conn.as_mut() => {
+                    if let Err(e) = ended {
+                        tracing::debug!("connection from {remote_addr} ended: {e}");
+                    }
+                    return;
+                }
+            }
+            // Idle, mid-head or mid-body: close now (dropping the connection).
+            if !conn_activity.handler_running() {
+                return;
+            }
+            conn.as_mut().graceful_shutdown();
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                () = force.cancelled() => {}
             }
         });
     }
     drop(listener);
+    drop(open_tx);
+    closing.cancel();
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections drained"),
-        () = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!("shutdown: gave up waiting for connections"),
+        _ = all_closed.recv() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(limits.shutdown_grace) => {
+            tracing::warn!(
+                "shutdown: requests still running after {:?}; closing their connections",
+                limits.shutdown_grace
+            );
+            force.cancel();
+        }
     }
     Ok(())
 }

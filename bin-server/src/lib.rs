@@ -60,6 +60,8 @@ pub struct ServerConfig {
     /// Host names the server answers on and the URLs the API returns ([`routes::origin`]);
     /// `None` (the router called in-process) checks no names.
     pub listen_addr: Option<std::net::SocketAddr>,
+    /// Timeouts, connection caps, the in-flight body budget and the shutdown grace period.
+    pub conn_limits: conn::ConnLimits,
 }
 
 /// Server-wide counters the store does not own.
@@ -81,6 +83,48 @@ pub struct Metrics {
     pub sse_renders: AtomicU64,
     /// Text searches that found every scan slot taken and waited for one.
     pub searches_queued: AtomicU64,
+    /// Connections open now.
+    pub connections_open: AtomicU64,
+    /// Connections closed on accept by `--max-connections`.
+    pub refused_max_connections: AtomicU64,
+    /// Connections closed on accept by `--max-connections-per-ip`.
+    pub refused_per_ip: AtomicU64,
+    /// Connections closed by `--header-timeout` (a head not complete in time).
+    pub timeouts_header: AtomicU64,
+    /// Connections closed by `--idle-timeout` with no request in progress.
+    pub timeouts_idle: AtomicU64,
+    /// Connections closed by `--idle-timeout` while a handler waited for body bytes.
+    pub timeouts_body: AtomicU64,
+    /// Connections closed by `--idle-timeout` while the client read nothing of a response.
+    pub timeouts_write: AtomicU64,
+    /// Bytes of capture bodies read and not yet stored or dropped (`--max-inflight-bytes`).
+    pub inflight_body_bytes: AtomicU64,
+    /// Captures answered `503 server_busy` because of `--max-inflight-bytes`.
+    pub captures_refused_busy: AtomicU64,
+    /// Capture bodies with broken framing (malformed chunked encoding), answered 400.
+    pub body_framing_errors: AtomicU64,
+    /// Capture bodies cut off by the client (disconnect or reset) and not stored.
+    pub bodies_cut_off: AtomicU64,
+}
+
+impl Metrics {
+    pub fn count_timeout(&self, kind: conn::TimeoutKind) {
+        match kind {
+            conn::TimeoutKind::Header => &self.timeouts_header,
+            conn::TimeoutKind::Idle => &self.timeouts_idle,
+            conn::TimeoutKind::Body => &self.timeouts_body,
+            conn::TimeoutKind::Write => &self.timeouts_write,
+        }
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn count_refusal(&self, why: conn::Refusal) {
+        match why {
+            conn::Refusal::MaxConnections => &self.refused_max_connections,
+            conn::Refusal::PerIp => &self.refused_per_ip,
+        }
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Everything handlers share: cheap to clone (handles only).
@@ -237,13 +281,15 @@ pub async fn run(
     }
     state.hooks.outbound().set_own_server(own);
     let hooks = state.hooks.clone();
+    let limits = state.config.conn_limits.clone();
+    let metrics = Arc::clone(&state.metrics);
     let service = service(state);
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: closing live streams, finishing in-flight requests");
         token.cancel();
     };
-    let served = conn::serve(listener, service, signal).await;
+    let served = conn::serve(listener, service, signal, limits, metrics).await;
     // Deliveries stop with the server; messages still waiting for a retry are listed, not
     // dropped silently.
     let report = hooks.shutdown(std::time::Duration::from_secs(5)).await;

@@ -41,6 +41,8 @@ async fn main() -> anyhow::Result<()> {
         None => cli.serve,
     };
     let limits = args.limits().map_err(anyhow::Error::msg)?;
+    let conn_limits = args.conn_limits().map_err(anyhow::Error::msg)?;
+    bin_server::conn::raise_open_files_limit(conn_limits.max_connections);
     let mut hooks_config = args.webhooks.to_config();
     hooks_config.outbound.policy = args.outbound_policy();
     let hooks = sender::Hooks::new(hooks_config)?;
@@ -49,8 +51,6 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
-    // Fields other flags add keep their defaults until main sets them.
-    #[allow(clippy::needless_update)]
     let config = ServerConfig {
         public_url: args.public_url.clone(),
         auto_create: args.auto_create,
@@ -58,7 +58,7 @@ async fn main() -> anyhow::Result<()> {
         public_bins: args.public_bins,
         capture_url: args.capture_url.clone(),
         listen_addr: Some(local),
-        ..ServerConfig::default()
+        conn_limits,
     };
     bin_server::routes::origin::check_config(&config).map_err(anyhow::Error::msg)?;
     let state = AppState::with_sender(limits, config, hooks);

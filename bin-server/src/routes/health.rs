@@ -132,6 +132,75 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "Text searches that waited for a scan slot (all were busy).",
         &[("", m.searches_queued.load(Relaxed))],
     );
+    let c = &state.config.conn_limits;
+    metric(
+        "hookbin_connections_open",
+        "gauge",
+        "Connections open now.",
+        &[("", m.connections_open.load(Relaxed))],
+    );
+    metric(
+        "hookbin_connections_max",
+        "gauge",
+        "The --max-connections limit.",
+        &[("", c.max_connections as u64)],
+    );
+    metric(
+        "hookbin_connections_refused_total",
+        "counter",
+        "Connections closed on accept, without a response, by the limit that refused them.",
+        &[
+            (
+                "{reason=\"max_connections\"}",
+                m.refused_max_connections.load(Relaxed),
+            ),
+            ("{reason=\"per_ip\"}", m.refused_per_ip.load(Relaxed)),
+        ],
+    );
+    metric(
+        "hookbin_connection_timeouts_total",
+        "counter",
+        "Connections closed by a deadline: a head not complete within --header-timeout, no \
+         request within --idle-timeout, a body with no bytes within --idle-timeout, a response \
+         the client read nothing of within --idle-timeout.",
+        &[
+            ("{kind=\"header\"}", m.timeouts_header.load(Relaxed)),
+            ("{kind=\"idle\"}", m.timeouts_idle.load(Relaxed)),
+            ("{kind=\"body\"}", m.timeouts_body.load(Relaxed)),
+            ("{kind=\"write\"}", m.timeouts_write.load(Relaxed)),
+        ],
+    );
+    metric(
+        "hookbin_inflight_body_bytes",
+        "gauge",
+        "Bytes of capture bodies received and not yet stored.",
+        &[("", m.inflight_body_bytes.load(Relaxed))],
+    );
+    metric(
+        "hookbin_inflight_body_bytes_max",
+        "gauge",
+        "The --max-inflight-bytes budget.",
+        &[("", c.max_inflight_bytes)],
+    );
+    metric(
+        "hookbin_captures_refused_total",
+        "counter",
+        "Captures answered 503 server_busy because --max-inflight-bytes was reached.",
+        &[(
+            "{reason=\"inflight_bytes\"}",
+            m.captures_refused_busy.load(Relaxed),
+        )],
+    );
+    metric(
+        "hookbin_capture_body_errors_total",
+        "counter",
+        "Capture bodies that did not arrive whole and were not stored: malformed chunked \
+         framing (answered 400) or cut off by the client.",
+        &[
+            ("{reason=\"framing\"}", m.body_framing_errors.load(Relaxed)),
+            ("{reason=\"cut_off\"}", m.bodies_cut_off.load(Relaxed)),
+        ],
+    );
     (
         [(
             header::CONTENT_TYPE,

@@ -116,10 +116,18 @@ impl<'a> Iterator for HeaderIter<'a> {
     }
 }
 
+/// Body bytes reserved before any arrive, when the request announces at least that many: most
+/// webhooks fit, so they are read into one allocation; a head that announces a large body and
+/// sends nothing holds no more than this.
+pub const EAGER_BODY: usize = 4096;
+
 /// A request on its way into the store: built once, its body appended as it streams in.
 #[derive(Debug)]
 pub struct NewCapture {
     data: Vec<u8>,
+    /// The size `data` will have if the body is as long as announced: growth stops there, so a
+    /// body of the announced size ends in an exactly sized buffer.
+    expected: usize,
     /// End offsets of method, path, query and headers in `data`; the body follows.
     ends: [u32; 4],
     has_query: bool,
@@ -133,6 +141,10 @@ pub struct NewCapture {
 
 impl NewCapture {
     /// Starts a capture; `body_hint` is the expected body size (e.g. `Content-Length`, capped).
+    ///
+    /// The hint is a claim, not bytes: only [`EAGER_BODY`] of it is reserved up front, the rest
+    /// as the body arrives ([`Self::push_body`]), so a head announcing a large body costs
+    /// nothing until the bytes come.
     pub fn new(
         method: &str,
         path: &str,
@@ -142,7 +154,7 @@ impl NewCapture {
         remote_addr: SocketAddr,
     ) -> Self {
         let head = method.len() + path.len() + query.map_or(0, str::len) + headers.lines.len();
-        let mut data = Vec::with_capacity(head + body_hint);
+        let mut data = Vec::with_capacity(head + body_hint.min(EAGER_BODY));
         let mut ends = [0u32; 4];
         for (i, part) in [
             method.as_bytes(),
@@ -158,6 +170,7 @@ impl NewCapture {
         }
         Self {
             data,
+            expected: head + body_hint,
             ends,
             has_query: query.is_some(),
             headers_exact: headers.exact,
@@ -168,7 +181,17 @@ impl NewCapture {
         }
     }
 
+    /// Appends body bytes. The buffer grows with what arrived (doubling, so at most twice the
+    /// bytes received), never to a size a header merely announced, and stops at the announced
+    /// size.
     pub fn push_body(&mut self, chunk: &[u8]) {
+        let need = self.data.len() + chunk.len();
+        if need > self.data.capacity() {
+            let target = need
+                .max(self.data.capacity() * 2)
+                .min(self.expected.max(need));
+            self.data.reserve_exact(target - self.data.len());
+        }
         self.data.extend_from_slice(chunk);
     }
 
@@ -312,6 +335,41 @@ mod tests {
         );
         assert_eq!(r.header("X-DUP"), Some(&b"1"[..]));
         assert_eq!(r.content_type(), Some("application/octet-stream"));
+    }
+
+    #[test]
+    fn a_large_announced_body_is_not_reserved_before_it_arrives() {
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let mut c = NewCapture::new("POST", "/", None, &RawHeaders::new(), 1 << 20, addr);
+        assert!(c.data.capacity() <= 4 + 1 + EAGER_BODY);
+        // Growth follows the bytes (at most double) and stops at the announced size.
+        let chunk = vec![7u8; 10_000];
+        let mut sent = 0;
+        while sent < 1 << 20 {
+            let n = chunk.len().min((1 << 20) - sent);
+            c.push_body(&chunk[..n]);
+            sent += n;
+            assert!(c.data.capacity() <= 2 * c.data.len() + EAGER_BODY);
+        }
+        assert_eq!(c.data.capacity(), c.data.len());
+        let r = c.finish(1, Utc::now());
+        assert_eq!(r.body().len(), 1 << 20);
+    }
+
+    #[test]
+    fn small_bodies_take_one_exact_allocation() {
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let mut c = NewCapture::new("POST", "/", None, &RawHeaders::new(), 1024, addr);
+        let cap = c.data.capacity();
+        c.push_body(&[1; 1024]);
+        assert_eq!(c.data.capacity(), cap);
+        assert_eq!(c.data.capacity(), c.data.len());
+        // Unannounced (chunked) bodies are shrunk to fit when sealed.
+        let mut c = NewCapture::new("POST", "/", None, &RawHeaders::new(), 0, addr);
+        for _ in 0..3 {
+            c.push_body(&[2; 1000]);
+        }
+        assert_eq!(c.finish(1, Utc::now()).data.len(), 4 + 1 + 3000);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod auth;
 mod ci;
+mod limits;
 mod origin;
 mod outbound;
 mod search_fanout;
