@@ -225,15 +225,7 @@ async fn a_name_resolving_to_loopback_is_refused_when_connecting() {
 
     receiver.assert_untouched();
     // Each refusal when sending is counted: the test event, the delivery, the replay.
-    let metrics = s
-        .client
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(
         metrics.contains("hookbin_outbound_refused_total 3"),
         "{metrics}"

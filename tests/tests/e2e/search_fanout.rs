@@ -341,15 +341,7 @@ async fn one_capture_is_serialised_once_for_all_its_subscribers() {
             serde_json::from_str::<Value>(&data[0]).unwrap()["body"],
             "{\"n\":1}"
         );
-        let metrics = s
-            .client
-            .get(s.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = s.metrics().await;
         // Six subscribers, one serialisation per capture.
         assert!(
             metrics.contains(&format!("hookbin_sse_renders_total {n}\n")),

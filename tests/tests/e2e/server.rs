@@ -299,15 +299,7 @@ async fn global_byte_budget_evicts_oldest_across_bins() {
     assert_eq!(a["evicted"]["by_byte_budget"], 1);
     assert_eq!(b["request_count"], 2);
     assert_eq!(b["evicted"]["total"], 0);
-    let metrics = s
-        .client
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(
         metrics.contains("hookbin_evictions_total{reason=\"byte_budget\"} 1"),
         "{metrics}"
@@ -805,15 +797,7 @@ async fn a_subscriber_that_falls_behind_gets_resync_not_unbounded_memory() {
     }
     let missed = saw_resync.expect("a resync event");
     assert!(missed > 0);
-    let metrics = s
-        .client
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(metrics.contains("hookbin_sse_resyncs_total 1"), "{metrics}");
 }
 

@@ -88,6 +88,12 @@ impl TestServer {
         (status, r.json().await.unwrap())
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let r = within("/metrics", self.client.get(self.url("/metrics")).send()).await;
+        r.unwrap().text().await.unwrap()
+    }
+
     /// Sends the shutdown signal and waits for `run` to return.
     pub async fn shutdown(mut self) -> std::io::Result<()> {
         let _ = self.stop.take().unwrap().send(());
