@@ -6,11 +6,15 @@
 //! ## Layout
 //! - [`store`]: bins and captured requests, limits and eviction; no HTTP in it. [`store::Store`]
 //!   is the seam for other backends, [`store::MemoryStore`] the embedded one.
-//! - [`conn`]: the accept loop, graceful shutdown, and the tap that keeps headers as they came.
-//! - [`routes`]: one module per resource, each with a `router()`; [`app`] puts them together.
+//! - [`conn`]: the accept loop, connection caps and deadlines (`conn::watch`), bounded shutdown,
+//!   and the tap that keeps headers as they came (checked against hyper's own parse).
+//! - [`routes`]: one module per resource, each with a `router()`; [`app`] puts them together
+//!   behind the origin guard ([`routes::origin`]: Host names, cross-site writes) and the
+//!   credentials check ([`routes::auth`]: `--auth-token`, bin tokens, the session cookie).
 //! - [`error`]: [`error::ApiError`], the JSON error body of every route.
 //! - [`checks`]: a bin's JSON Schema and signature checks, run on each capture.
-//! - [`replay`]: sending a captured request again, byte-exact (replay route, `forward`).
+//! - [`replay`]: sending a captured request again, byte-exact (replay route, `forward`); the
+//!   route's client obeys the outbound policy (`sender::outbound`), `forward`'s does not.
 //! - [`config`]: flags and environment variables.
 //! - [`cli`]: the client subcommands for CI (`new`, `wait`, `forward`, `export`).
 //! - `testing` (feature `testing`): `TestBin`, a real server and bin inside a Rust test.
@@ -108,6 +112,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Counts a connection closed by one of its deadlines.
     pub fn count_timeout(&self, kind: conn::TimeoutKind) {
         match kind {
             conn::TimeoutKind::Header => &self.timeouts_header,
@@ -118,6 +123,7 @@ impl Metrics {
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Counts a connection closed on accept by a connection cap.
     pub fn count_refusal(&self, why: conn::Refusal) {
         match why {
             conn::Refusal::MaxConnections => &self.refused_max_connections,
