@@ -3,6 +3,7 @@
 
 mod auth;
 mod ci;
+mod fanout;
 mod origin;
 mod outbound;
 mod search_fanout;
