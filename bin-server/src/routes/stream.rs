@@ -11,7 +11,7 @@
 //! every other subscriber (of the bin and of all bins) copies the same bytes
 //! ([`crate::store::Rendered`]); `/metrics` counts renders (`hookbin_sse_renders_total`).
 //! Each subscriber is a [`coalesced`] stream: when woken it takes every event already queued
-//! for it and sends them as one body frame (one write), at most one frame per 2 ms, so under
+//! for it and sends them as one body frame (one write), at most one frame per 10 ms, so under
 //! load the wakeups and writes per subscriber stay bounded (by the window and by how often it is
 //! scheduled), not driven by the capture rate.
 
@@ -46,10 +46,11 @@ pub(crate) const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// Least time between two frames of one subscriber: a stream that just wrote waits this long
 /// before taking more events, so under load each write carries every event of the window
-/// (fewer, larger writes: at 1,000 subscribers and 2,000 captures/s it halved the median
-/// latency). Costs at most this much latency to an event that follows another within it; an
-/// event after a quiet spell goes out at once.
-const FLUSH_WINDOW: Duration = Duration::from_millis(2);
+/// (fewer, larger writes, fewer wakeups). Measured with `bench/sse.sh` at 1,000 subscribers and
+/// 2,000 captures/s: p99 15 ms with 10 ms, 25-62 ms with 5 ms, 75-164 ms with 2 ms, 145-313 ms
+/// without a window. Costs at most this much latency to an event that follows another within
+/// it; an event after a quiet spell goes out at once.
+const FLUSH_WINDOW: Duration = Duration::from_millis(10);
 
 pub fn router() -> Router<AppState> {
     Router::new()
