@@ -406,6 +406,61 @@ async fn all_stream(State(state): State<AppState>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::BinName;
+
+    async fn next_text(s: &mut (impl Stream<Item = Result<Bytes, Infallible>> + Unpin)) -> String {
+        let frame = s.next().await.expect("a frame").unwrap();
+        String::from_utf8(frame.to_vec()).unwrap()
+    }
+
+    fn deleted(bin: &BinName) -> LiveEvent {
+        LiveEvent::Deleted {
+            bin: bin.clone(),
+            id: uuid::Uuid::nil(),
+        }
+    }
+
+    // Paused clock: the runtime jumps to each timer, so the waits below take no real time.
+    #[tokio::test(start_paused = true)]
+    async fn a_live_stream_keeps_alive_coalesces_resyncs_and_ends_on_bin_deletion() {
+        let bin = BinName::parse("b").unwrap();
+        let (tx, rx) = broadcast::channel(4);
+        let metrics = Arc::new(Metrics::default());
+        let m = Arc::clone(&metrics);
+        let mut s = Box::pin(coalesced(rx, None, move |ev, out| {
+            write_live(ev, out, 0, false, &m)
+        }));
+
+        // Silence: a keep-alive comment, not before 15 s.
+        let start = Instant::now();
+        assert_eq!(next_text(&mut s).await, ":\n\n");
+        assert!(start.elapsed() >= KEEP_ALIVE);
+
+        // Six events into a buffer of four: one frame says two were missed, then has the rest.
+        for _ in 0..6 {
+            tx.send(deleted(&bin)).unwrap();
+        }
+        let one = "event: deleted\ndata: {\"bin\":\"b\",\"id\":\"00000000-0000-0000-0000-000000000000\"}\n\n";
+        let frame = next_text(&mut s).await;
+        assert_eq!(
+            frame,
+            format!("event: resync\ndata: {{\"missed\":2}}\n\n{}", one.repeat(4))
+        );
+        assert_eq!(metrics.sse_resyncs.load(Relaxed), 1);
+
+        // The next frame waits out the flush window after the last one.
+        let sent = Instant::now();
+        tx.send(deleted(&bin)).unwrap();
+        tx.send(LiveEvent::BinDeleted { bin: bin.clone() }).unwrap();
+        tx.send(deleted(&bin)).unwrap();
+        assert_eq!(
+            next_text(&mut s).await,
+            format!("{one}event: bin_deleted\ndata: {{\"bin\":\"b\"}}\n\n")
+        );
+        assert!(sent.elapsed() >= FLUSH_WINDOW);
+        // The bin is gone: the stream ends, and what followed is not sent.
+        assert!(s.next().await.is_none());
+    }
 
     fn text(name: Option<&str>, data: &str, id: Option<u64>) -> String {
         let mut out = BytesMut::new();
