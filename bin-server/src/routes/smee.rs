@@ -2,7 +2,8 @@
 //! so an existing `smee --url http://HOST/api/bins/BIN/smee --target http://localhost:3000/hook`
 //! (the `smee-client` npm package) works against a self-hosted bin.
 //!
-//! Events: `ready` (data `{}`) once connected; `ping` (data `{}`) every 30 s; one default
+//! Events: `ready` (data `{}`) once connected; `ping` (data `{}`) every 30 s (and a keep-alive
+//! comment after 15 s of silence, as on `/stream`); one default
 //! (`message`) event per capture whose data is a JSON object of the request's headers, names
 //! lower-cased (repeated headers joined with `, `, as Node.js does; hop-by-hop headers, `Host`
 //! and `Content-Length` left out, since smee-client sets every key as a header on its own
@@ -14,7 +15,6 @@
 //! smee-client re-serialises `body`, so the target gets the same JSON, not the same bytes; use
 //! `bin-server forward` where bytes matter (signatures).
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -22,12 +22,13 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::Response;
 use axum::routing::get;
-use futures_util::{Stream, StreamExt, stream};
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::{StreamExt, stream};
 use serde_json::{Map, Value};
-use tokio::sync::broadcast::error::RecvError;
 
+use super::stream::{Flow, Incoming, Ping, coalesced, sse_body, write_event};
 use crate::error::ApiError;
 use crate::store::{CapturedRequest, LiveEvent};
 use crate::{AppState, Metrics};
@@ -100,60 +101,56 @@ fn form_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// A request's message data, counted in `/metrics` with the other live-stream renders.
-fn render(r: &CapturedRequest, metrics: &Metrics) -> String {
+/// A request's complete message event (SSE text, its sequence number as id), counted in
+/// `/metrics` with the other live-stream renders.
+fn render(r: &CapturedRequest, metrics: &Metrics) -> Bytes {
     metrics.sse_renders.fetch_add(1, Relaxed);
-    smee_data(r).to_string()
+    let mut out = BytesMut::new();
+    write_event(&mut out, None, &smee_data(r).to_string(), Some(r.seq));
+    out.freeze()
 }
 
-fn message(data: &str, seq: u64) -> Event {
-    Event::default().data(data).id(seq.to_string())
-}
-
-fn named(name: &str) -> Event {
-    Event::default().event(name).data("{}")
-}
-
-type Events = std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>>;
+/// smee's `ready` and `ping` events: named, data `{}`.
+const READY: &[u8] = b"event: ready\ndata: {}\n\n";
+const PING_EVENT: &[u8] = b"event: ping\ndata: {}\n\n";
 
 async fn smee(
     State(state): State<AppState>,
     Path(bin): Path<String>,
     headers: HeaderMap,
-) -> Result<Sse<axum::response::sse::KeepAliveStream<Events>>, ApiError> {
+) -> Result<Response, ApiError> {
     let rx = state.store.subscribe(&bin)?;
     let (missed, after) = super::stream::missed_since_last_event(&state, &bin, &headers)?;
     let metrics = Arc::clone(&state.metrics);
-    let backlog: Vec<_> = missed
-        .iter()
-        .map(|r| Ok(message(&render(r, &metrics), r.seq)))
-        .collect();
-    let ping = tokio::time::interval_at(tokio::time::Instant::now() + PING, PING);
-    let live = stream::unfold((rx, ping), move |(mut rx, mut ping)| {
-        let metrics = Arc::clone(&metrics);
-        async move {
-            loop {
-                tokio::select! {
-                    ev = rx.recv() => match ev {
-                        // Rendered once per capture, shared by every smee subscriber of the bin.
-                        Ok(LiveEvent::Captured { request, rendered, .. }) if request.seq > after => {
-                            let data = rendered.smee_json.get_or_init(|| render(&request, &metrics));
-                            return Some((Ok(message(data, request.seq)), (rx, ping)));
-                        }
-                        Ok(LiveEvent::BinDeleted { .. }) | Err(RecvError::Closed) => return None,
-                        // smee has no way to say "you missed some": the client sees a gap.
-                        Ok(_) | Err(RecvError::Lagged(_)) => {}
-                    },
-                    _ = ping.tick() => return Some((Ok(named("ping")), (rx, ping))),
-                }
+    // `ready` and the backlog go out as the first frame.
+    let mut first = BytesMut::from(READY);
+    for r in &missed {
+        first.put(render(r, &metrics));
+    }
+    let ping = Ping {
+        interval: tokio::time::interval_at(tokio::time::Instant::now() + PING, PING),
+        text: PING_EVENT,
+    };
+    let live = coalesced(rx, Some(ping), move |incoming, out| match incoming {
+        // Rendered once per capture, shared by every smee subscriber of the bin.
+        Incoming::Event(LiveEvent::Captured {
+            request, rendered, ..
+        }) => {
+            if request.seq > after {
+                out.put_slice(
+                    rendered
+                        .smee_event
+                        .get_or_init(|| render(&request, &metrics)),
+                );
             }
+            Flow::Continue
         }
+        Incoming::Event(LiveEvent::BinDeleted { .. }) => Flow::End,
+        // smee has no way to say "you missed some": the client sees a gap.
+        Incoming::Event(_) | Incoming::Lagged(_) => Flow::Continue,
     });
-    let events = stream::iter(std::iter::once(Ok(named("ready"))).chain(backlog))
-        .chain(live)
-        .take_until(state.shutdown.clone().cancelled_owned());
-    Ok(Sse::new(Box::pin(events) as Events)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    let frames = stream::once(async move { Ok(first.freeze()) }).chain(live);
+    Ok(sse_body(&state, frames))
 }
 
 #[cfg(test)]

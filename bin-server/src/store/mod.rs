@@ -202,10 +202,11 @@ pub enum LiveEvent {
 /// nothing of the forms; the routes fill them.
 #[derive(Debug, Default)]
 pub struct Rendered {
-    /// The `request` event's data on `/stream` and `/api/stream` (the request as JSON).
-    pub request_json: OnceLock<String>,
-    /// The message data on `/smee` (smee.io's format).
-    pub smee_json: OnceLock<String>,
+    /// The complete `request` event on `/stream` and `/api/stream` (SSE text: name, the
+    /// request as JSON, id), ready to be copied into every subscriber's next body frame.
+    pub request_event: OnceLock<bytes::Bytes>,
+    /// The complete message event on `/smee` (smee.io's format, SSE text).
+    pub smee_event: OnceLock<bytes::Bytes>,
 }
 
 /// Counters for `/metrics`.

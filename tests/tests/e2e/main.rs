@@ -3,6 +3,7 @@
 
 mod auth;
 mod ci;
+mod fanout;
 mod limits;
 mod origin;
 mod outbound;
