@@ -248,6 +248,9 @@ struct Tracker {
     /// A head split across reads, or a body's trailer section (hyper's `trailers_buf`).
     buf: Vec<u8>,
     heads: VecDeque<RawHead>,
+    /// Set when a queued head disagreed with hyper's parse; the connection counts it
+    /// (`hookbin_tap_fallbacks_total`) and clears it.
+    disagreed: bool,
 }
 
 impl Default for Tracker {
@@ -256,6 +259,7 @@ impl Default for Tracker {
             framing: Framing::Head,
             buf: Vec::new(),
             heads: VecDeque::new(),
+            disagreed: false,
         }
     }
 }
@@ -603,6 +607,7 @@ impl Tracker {
             return Some(head);
         }
         tracing::warn!("the connection tap disagrees with hyper's parse; headers as parsed");
+        self.disagreed = true;
         self.off();
         self.heads = VecDeque::new();
         None
@@ -831,12 +836,18 @@ where
         });
         let app = app.clone();
         let conn_activity = Arc::clone(&activity);
+        let conn_metrics = Arc::clone(&metrics);
         let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
-            let head = tracker.lock().unwrap_or_else(|e| e.into_inner()).next_head(
-                req.method(),
-                req.uri(),
-                req.headers(),
-            );
+            let head = {
+                let mut t = tracker.lock().unwrap_or_else(|e| e.into_inner());
+                let head = t.next_head(req.method(), req.uri(), req.headers());
+                if std::mem::take(&mut t.disagreed) {
+                    conn_metrics
+                        .tap_fallbacks
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                head
+            };
             req.extensions_mut().insert(ConnInfo { remote_addr, head });
             let guard = activity.request_started();
             let activity = Arc::clone(&activity);
@@ -1170,7 +1181,9 @@ mod tests {
         let uri: http::Uri = "/".parse().unwrap();
         let wire = b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nA: 3\r\n\r\n";
         let agree = header_map(&[("a", "1"), ("a", "3"), ("b", "2")]);
-        assert!(fed(wire).next_head(&get, &uri, &agree).is_some());
+        let mut t = fed(wire);
+        assert!(t.next_head(&get, &uri, &agree).is_some());
+        assert!(!t.disagreed);
         for differs in [
             header_map(&[("a", "3"), ("a", "1"), ("b", "2")]), // order within a name
             header_map(&[("a", "1"), ("b", "2")]),             // a value missing
@@ -1181,6 +1194,7 @@ mod tests {
             let mut t = fed(wire);
             assert!(t.next_head(&get, &uri, &differs).is_none(), "{differs:?}");
             assert_eq!(t.framing, Framing::Off);
+            assert!(t.disagreed, "a disagreement is counted: {differs:?}");
         }
         assert!(
             fed(wire)

@@ -109,6 +109,9 @@ pub struct Metrics {
     pub body_framing_errors: AtomicU64,
     /// Capture bodies cut off by the client (disconnect or reset) and not stored.
     pub bodies_cut_off: AtomicU64,
+    /// Requests whose raw head (the tap's) disagreed with hyper's parse: captured with the
+    /// headers as hyper parsed them (`headers_exact: false`), the tap off for that connection.
+    pub tap_fallbacks: AtomicU64,
 }
 
 impl Metrics {

@@ -121,6 +121,13 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         ],
     );
     metric(
+        "hookbin_tap_fallbacks_total",
+        "counter",
+        "Requests whose raw head disagreed with hyper's parse (captured with headers as parsed, \
+         headers_exact false).",
+        &[("", m.tap_fallbacks.load(Relaxed))],
+    );
+    metric(
         "hookbin_sse_renders_total",
         "counter",
         "Captured requests serialised for live streams (once per capture, shared by subscribers).",
