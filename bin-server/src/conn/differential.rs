@@ -411,6 +411,14 @@ fn agrees_with_hyper(head: &RawHead, s: &Served) -> bool {
         })
 }
 
+/// 256 cases a run (a second or so); `HOOKBIN_PROPTEST_CASES=50000` for a long hunt.
+fn cases() -> u32 {
+    std::env::var("HOOKBIN_PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(256)
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -420,7 +428,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 proptest! {
-    #![proptest_config(Config { cases: 256, failure_persistence: None, ..Config::default() })]
+    #![proptest_config(Config { cases: cases(), failure_persistence: None, ..Config::default() })]
 
     /// Well-formed pipelines: hyper serves every request, and the tap follows every one.
     #[test]
