@@ -6,7 +6,6 @@
 //! checks what it then sends (HTTP chunks, one per body frame), never durations.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bin_server::store::{
     BinName, BinSettings, BinSnapshot, CaptureSettings, CapturedRequest, LiveEvent, MemoryStore,
@@ -14,9 +13,9 @@ use bin_server::store::{
 };
 use bin_server::{AppState, ServerConfig};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::broadcast;
 
-use crate::support::within;
+use crate::support::{OneThreadServer, within};
 
 /// Captures held back and published together, in one call, once this many have arrived.
 const BURST: usize = 8;
@@ -101,59 +100,15 @@ impl Store for Bursts {
     }
 }
 
-/// The server on a single-threaded runtime in its own OS thread, stopped when dropped.
-struct OneThreadServer {
-    addr: std::net::SocketAddr,
-    client: reqwest::Client,
-    stop: Option<oneshot::Sender<()>>,
-}
-
-impl OneThreadServer {
-    fn start() -> Self {
-        let mut state = AppState::new(StoreLimits::default(), ServerConfig::default());
-        state.store = Arc::new(Bursts {
-            inner: MemoryStore::new(StoreLimits::default()),
-            tx: broadcast::channel(256).0,
-            held: Mutex::new(Vec::new()),
-        });
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                let _ = bin_server::run(listener, state, async move {
-                    let _ = stopped.await;
-                })
-                .await;
-            });
-        });
-        Self {
-            addr,
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(40))
-                .build()
-                .unwrap(),
-            stop: Some(stop),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-}
-
-impl Drop for OneThreadServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
+/// A state whose store holds captures back and publishes them in one burst.
+fn bursting_state() -> AppState {
+    let mut state = AppState::new(StoreLimits::default(), ServerConfig::default());
+    state.store = Arc::new(Bursts {
+        inner: MemoryStore::new(StoreLimits::default()),
+        tx: broadcast::channel(256).0,
+        held: Mutex::new(Vec::new()),
+    });
+    state
 }
 
 /// A raw HTTP/1.1 SSE response, read one chunk (one body frame of the server) at a time.
@@ -213,7 +168,7 @@ async fn capture(s: &OneThreadServer, bin: &str, n: usize) {
 
 #[tokio::test]
 async fn events_queued_while_a_subscriber_waits_go_out_in_one_frame() {
-    let s = OneThreadServer::start();
+    let s = OneThreadServer::start(bursting_state());
     let r = s
         .client
         .put(s.url("/api/bins/burst"))

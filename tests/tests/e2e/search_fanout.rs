@@ -15,9 +15,9 @@ use bin_server::store::{
 };
 use bin_server::{AppState, ServerConfig};
 use serde_json::Value;
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::broadcast;
 
-use crate::support::{SseReader, TestServer, WAIT, within};
+use crate::support::{OneThreadServer, SseReader, TestServer, WAIT, within};
 
 /// A [`MemoryStore`] whose text searches (`q=`) signal that they started, then block their
 /// thread until the test releases them (or gives up: a failing test never hangs the server).
@@ -126,47 +126,7 @@ impl Store for HeldSearches {
     }
 }
 
-/// A server on a runtime with a single thread, in its own OS thread: whatever blocks that thread
-/// blocks every connection, as a blocking scan on a worker thread would block that worker's.
-struct OneThreadServer {
-    base: String,
-    client: reqwest::Client,
-    stop: Option<oneshot::Sender<()>>,
-}
-
 impl OneThreadServer {
-    fn start(state: AppState) -> Self {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                let _ = bin_server::run(listener, state, async move {
-                    let _ = stopped.await;
-                })
-                .await;
-            });
-        });
-        Self {
-            base: format!("http://{addr}"),
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(40))
-                .build()
-                .unwrap(),
-            stop: Some(stop),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
     async fn capture(&self, bin: &str, body: &'static str) -> u16 {
         let r = self
             .client
@@ -195,14 +155,6 @@ impl OneThreadServer {
     async fn metrics(&self) -> String {
         let r = self.client.get(self.url("/metrics")).send();
         within("/metrics", r).await.unwrap().text().await.unwrap()
-    }
-}
-
-impl Drop for OneThreadServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
     }
 }
 

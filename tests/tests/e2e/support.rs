@@ -211,3 +211,54 @@ impl SseReader {
         }
     }
 }
+
+/// A server on a runtime with a single thread, in its own OS thread: whatever blocks that thread
+/// blocks every connection (as a blocking scan on a worker thread would block that worker's),
+/// and tasks run one at a time, so a test can order what the server does without timing.
+pub struct OneThreadServer {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl OneThreadServer {
+    pub fn start(state: AppState) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let _ = bin_server::run(listener, state, async move {
+                    let _ = stopped.await;
+                })
+                .await;
+            });
+        });
+        Self {
+            addr,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(40))
+                .build()
+                .unwrap(),
+            stop: Some(stop),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for OneThreadServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
