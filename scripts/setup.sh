@@ -21,6 +21,7 @@ if [[ "${1:-}" == "--test" ]]; then
   command -v node >/dev/null 2>&1 || need+=(nodejs)
   command -v npm >/dev/null 2>&1 || need+=(npm)
   command -v curl >/dev/null 2>&1 || need+=(curl)
+  command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
   if ((${#need[@]})); then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
       say "apt-get install ${need[*]}"

@@ -237,10 +237,15 @@ pub struct RequestPage {
     pub evicted: EvictionCounts,
 }
 
-/// `data` of the SSE `resync` event: the subscriber fell behind and missed events; reload the list.
+/// `data` of the SSE `resync` event: the subscriber missed events; reload the list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResyncEvent {
+    /// How many live events this subscriber fell behind by (0 when unknown).
     pub missed: u64,
+    /// Why, when it is not falling behind: `last_event_id_ahead` (the client's `Last-Event-ID`
+    /// is past anything the bin ever held: the bin was re-created, or a memory store restarted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// `data` of the SSE `deleted` / `cleared` events.
@@ -264,8 +269,15 @@ pub struct CaptureAck {
 /// `GET /healthz`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Health {
+    /// `ok`, or `unavailable` (answered 503) when the store cannot be reached.
     pub status: String,
     pub version: String,
+    /// The backend `--store` chose: `memory`, `sqlite` or `redis`.
+    #[serde(default)]
+    pub store: String,
+    /// Why the store is unavailable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[cfg(test)]

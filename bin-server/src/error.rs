@@ -66,6 +66,11 @@ impl From<StoreError> for ApiError {
             StoreError::TooManyBins(_) => {
                 Self::new(StatusCode::INSUFFICIENT_STORAGE, "too_many_bins", message)
             }
+            StoreError::Unavailable(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                format!("{message}; nothing was stored: try again shortly"),
+            ),
         }
     }
 }

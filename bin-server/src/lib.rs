@@ -179,8 +179,13 @@ impl AppState {
 
     /// State over a fresh in-memory store and the given sending side.
     pub fn with_sender(limits: StoreLimits, config: ServerConfig, hooks: sender::Hooks) -> Self {
+        Self::with_store(Arc::new(MemoryStore::new(limits)), config, hooks)
+    }
+
+    /// State over the given store (see [`store::open`]) and sending side.
+    pub fn with_store(store: Arc<dyn Store>, config: ServerConfig, hooks: sender::Hooks) -> Self {
         Self {
-            store: Arc::new(MemoryStore::new(limits)),
+            store,
             auth: Arc::new(routes::auth::Auth::new(&config)),
             config: Arc::new(config),
             metrics: Arc::new(Metrics::default()),
@@ -269,10 +274,12 @@ pub async fn run(
             loop {
                 tokio::select! {
                     _ = tick.tick() => {
-                        let n = store.expire_idle(chrono::Utc::now());
-                        if n > 0 {
-                            tracing::info!("expired {n} idle bins");
+                        match store.expire_idle(chrono::Utc::now()).await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!("expired {n} idle bins"),
+                            Err(e) => tracing::warn!("expiring idle bins: {e}"),
                         }
+                        store.live().prune();
                     }
                     () = token.cancelled() => break,
                 }

@@ -61,7 +61,11 @@ async fn main() -> anyhow::Result<()> {
         conn_limits,
     };
     bin_server::routes::origin::check_config(&config).map_err(anyhow::Error::msg)?;
-    let state = AppState::with_sender(limits, config, hooks);
+    let store = bin_server::store::open(&args.store, limits)
+        .await
+        .with_context(|| format!("cannot open the store {}", args.store))?;
+    tracing::info!("store: {}", args.store);
+    let state = AppState::with_store(store, config, hooks);
     let base = bin_server::routes::origin::Site::new(&state.config).api_base(None);
     tracing::info!("Hookbin listening on http://{local} (UI at {base}/)");
     tracing::info!(

@@ -301,17 +301,21 @@ pub async fn check(State(state): State<AppState>, mut req: Request, next: Next) 
         req.extensions_mut().insert(Caller::Anonymous);
         return next.run(req).await;
     }
-    let caller = match identify(&state, req.headers(), &access) {
+    let caller = match identify(&state, req.headers(), &access).await {
         Ok(caller) => caller,
-        Err(why) => return unauthorized(why),
+        Err(refused) => return refused,
     };
     req.extensions_mut().insert(caller);
     next.run(req).await
 }
 
-/// The [`Caller`] a request's credentials make it, or why its route refuses them (the 401's
-/// message).
-fn identify(state: &AppState, headers: &HeaderMap, access: &Access) -> Result<Caller, String> {
+/// The [`Caller`] a request's credentials make it, or the refusal: 401 saying why, or 503 when
+/// the store that keeps the bin's token cannot be reached.
+async fn identify(
+    state: &AppState,
+    headers: &HeaderMap,
+    access: &Access,
+) -> Result<Caller, Response> {
     let auth = &state.auth;
     let presented = bearer(headers).map(digest);
     if presented.as_ref().is_some_and(|p| auth.is_admin_token(p))
@@ -323,20 +327,21 @@ fn identify(state: &AppState, headers: &HeaderMap, access: &Access) -> Result<Ca
         Access::Open => return Ok(Caller::Anonymous),
         Access::CreateBin if auth.public_bins => return Ok(Caller::Anonymous),
         Access::CreateBin | Access::Admin => {
-            return Err(
+            return Err(unauthorized(
                 "this route needs the admin token: send Authorization: Bearer TOKEN \
-                 (the --auth-token of the server)"
-                    .into(),
-            );
+                 (the --auth-token of the server)",
+            ));
         }
         Access::Bin(bin) | Access::PutBin(bin) => bin,
     };
     if let Some(presented) = presented {
-        let stored = state
-            .store
-            .get_bin(bin)
-            .ok()
-            .and_then(|b| b.settings.token_hash);
+        let stored = match state.store.get_bin(bin).await {
+            Ok(b) => b.settings.token_hash,
+            Err(e @ crate::store::StoreError::Unavailable(_)) => {
+                return Err(crate::error::ApiError::from(e).into_response());
+            }
+            Err(_) => None,
+        };
         if stored.is_some_and(|stored| bool::from(stored.ct_eq(&presented))) {
             return Ok(Caller::Bin(bin.clone()));
         }
@@ -344,9 +349,9 @@ fn identify(state: &AppState, headers: &HeaderMap, access: &Access) -> Result<Ca
         // Creating a named bin is open; updating one is not (the handler checks which).
         return Ok(Caller::Anonymous);
     }
-    Err(format!(
+    Err(unauthorized(format!(
         "bin {bin:?} needs its token or the admin token: send Authorization: Bearer TOKEN"
-    ))
+    )))
 }
 
 /// A handler argument that only the admin gets past: for the routes that return secrets

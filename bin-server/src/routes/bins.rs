@@ -64,7 +64,6 @@ fn settings(state: &AppState, input: api::BinIn) -> Result<BinSettings, ApiError
         max_body_bytes: bin_limits.max_body_bytes,
         schema: checks.schema,
         signature: checks.signature,
-        checks: checks.compiled,
         token_hash: None,
     })
 }
@@ -88,7 +87,7 @@ async fn create(
     let name = input.name.as_deref().map(BinName::parse).transpose()?;
     let mut settings = settings(&state, input)?;
     let token = issue_token(&state, &mut settings);
-    let bin = state.store.create_bin(name, settings)?;
+    let bin = state.store.create_bin(name, settings).await?;
     let mut out = bin_out(bin, &base);
     out.token = token;
     Ok((StatusCode::CREATED, Json(out)))
@@ -117,7 +116,7 @@ async fn put(
     let mut settings = settings(&state, input).map_err(IntoResponse::into_response)?;
     let token = issue_token(&state, &mut settings);
     let (bin, created) = if caller == Caller::Anonymous {
-        match state.store.create_bin(Some(name), settings) {
+        match state.store.create_bin(Some(name), settings).await {
             Ok(bin) => (bin, true),
             Err(StoreError::BinExists(_)) => {
                 return Err(auth::unauthorized(format!(
@@ -130,6 +129,7 @@ async fn put(
         state
             .store
             .put_bin(name, settings)
+            .await
             .map_err(|e| ApiError::from(e).into_response())?
     };
     let mut out = bin_out(bin, &base);
@@ -158,7 +158,7 @@ async fn patch(
             "a bin cannot be renamed: leave out name, or give the one in the URL",
         ));
     }
-    let current = state.store.get_bin(&bin)?.settings;
+    let current = state.store.get_bin(&bin).await?.settings;
     let (scheme, secret) = current.signature.unzip();
     let limits = input.limits.unwrap_or_default();
     let merged = api::BinIn {
@@ -173,7 +173,7 @@ async fn patch(
         signature_scheme: input.signature_scheme.or(scheme),
     };
     let settings = settings(&state, merged)?;
-    let (bin, _) = state.store.put_bin(name, settings)?;
+    let (bin, _) = state.store.put_bin(name, settings).await?;
     Ok(Json(bin_out(bin, &base)))
 }
 
@@ -182,23 +182,27 @@ async fn read(
     Path(bin): Path<String>,
     base: BaseUrl,
 ) -> Result<Json<api::BinOut>, ApiError> {
-    Ok(Json(bin_out(state.store.get_bin(&bin)?, &base)))
+    Ok(Json(bin_out(state.store.get_bin(&bin).await?, &base)))
 }
 
-async fn list(State(state): State<AppState>, base: BaseUrl) -> Json<api::BinList> {
+async fn list(
+    State(state): State<AppState>,
+    base: BaseUrl,
+) -> Result<Json<api::BinList>, ApiError> {
     let bins = state
         .store
         .list_bins()
+        .await?
         .into_iter()
         .map(|b| bin_out(b, &base))
         .collect();
-    Json(api::BinList { bins })
+    Ok(Json(api::BinList { bins }))
 }
 
 async fn delete(
     State(state): State<AppState>,
     Path(bin): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.store.delete_bin(&bin)?;
+    state.store.delete_bin(&bin).await?;
     Ok(StatusCode::NO_CONTENT)
 }

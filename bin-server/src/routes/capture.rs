@@ -67,15 +67,19 @@ pub async fn capture(state: &AppState, req: Request) -> Result<Response, ApiErro
     let raw = parts.uri.path().strip_prefix("/b/").unwrap_or("");
     let (bin, rest) = raw.split_at(raw.find('/').unwrap_or(raw.len()));
     BinName::check(bin)?;
-    let settings = match state.store.capture_settings(bin) {
+    let settings = match state.store.capture_settings(bin).await {
         Ok(s) => s,
         Err(StoreError::NoSuchBin(_)) if state.config.auto_create => {
             let name = BinName::parse(bin)?;
-            match state.store.create_bin(Some(name), BinSettings::default()) {
+            match state
+                .store
+                .create_bin(Some(name), BinSettings::default())
+                .await
+            {
                 Ok(_) | Err(StoreError::BinExists(_)) => {}
                 Err(e) => return Err(e.into()),
             }
-            state.store.capture_settings(bin)?
+            state.store.capture_settings(bin).await?
         }
         Err(e) => return Err(e.into()),
     };
@@ -150,11 +154,12 @@ pub async fn capture(state: &AppState, req: Request) -> Result<Response, ApiErro
         new.push_body(&data);
     }
 
-    // The bin's schema and signature checks, compiled when it was saved; none: nothing to pay.
-    if let Some(checks) = &settings.checks {
+    // The bin's schema and signature checks, compiled once per settings change; none: nothing
+    // to pay.
+    if let Some(checks) = super::checks::compiled(&settings) {
         checks.check(&mut new);
     }
-    let request = state.store.capture(bin, new)?;
+    let request = state.store.capture(bin, new).await?;
     drop(inflight);
     if too_large {
         return Err(ApiError::new(

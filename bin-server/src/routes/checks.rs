@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::checks::{Checks, SchemaCheck, SignatureCheckConfig, SignatureScheme};
 use crate::error::ApiError;
-use crate::store::CaptureCheck;
+use crate::store::{CaptureCheck, CaptureSettings};
 
 /// A bin's validated check settings.
 #[derive(Debug, Default)]
@@ -63,4 +63,31 @@ impl BinChecks {
                 .then(|| Arc::new(checks) as Arc<dyn CaptureCheck>),
         })
     }
+}
+
+/// The compiled checks of a bin's capture settings, compiled on first use and kept in the
+/// settings value itself (which the store replaces when the settings change, so each settings
+/// version is compiled once per instance). `None`: the bin has no checks.
+pub fn compiled(settings: &CaptureSettings) -> Option<&Arc<dyn CaptureCheck>> {
+    settings
+        .compiled
+        .get_or_init(|| {
+            let (scheme, secret) = settings
+                .signature
+                .as_ref()
+                .map(|(a, b)| (a.as_str(), b.as_str()))
+                .unzip();
+            match BinChecks::parse(settings.schema.as_ref(), secret, scheme) {
+                Ok(checks) => checks.compiled,
+                // Checked when the settings were saved: a stored value that no longer compiles
+                // was damaged outside the API. Capture still works, unchecked, and says why.
+                Err(e) => {
+                    tracing::error!(
+                        "a bin's stored checks do not compile, so they are skipped: {e:?}"
+                    );
+                    None
+                }
+            }
+        })
+        .as_ref()
 }

@@ -64,16 +64,19 @@ async fn export(
 ) -> Result<Response, ApiError> {
     let Query(p) = params.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let format = p.format.as_deref().unwrap_or("ndjson");
-    let snapshot = state.store.get_bin(&bin)?;
-    let page = state.store.requests(
-        &bin,
-        &PageQuery {
-            limit: usize::MAX,
-            before: None,
-            after: None,
-            filter: RequestFilter::default(),
-        },
-    )?;
+    let snapshot = state.store.get_bin(&bin).await?;
+    let page = state
+        .store
+        .requests(
+            &bin,
+            &PageQuery {
+                limit: usize::MAX,
+                before: None,
+                after: None,
+                filter: RequestFilter::default(),
+            },
+        )
+        .await?;
     // Oldest first.
     let requests: Vec<Arc<CapturedRequest>> = page.requests.into_iter().rev().collect();
     let (content_type, ext, body) = match format {
@@ -216,7 +219,7 @@ async fn curl(
     params: Result<Query<CurlParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(p) = params.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    let r = state.store.request(&bin, &id)?;
+    let r = state.store.request(&bin, &id).await?;
     let url = match p.url {
         None => capture_url(&base, &bin, &r),
         Some(u) => crate::replay::target_url(&u, r.path(), r.query(), true)

@@ -4,7 +4,7 @@ use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -17,15 +17,28 @@ pub fn router() -> Router<AppState> {
         .route("/metrics", get(metrics))
 }
 
-async fn healthz() -> Json<api::Health> {
-    Json(api::Health {
-        status: "ok".into(),
+/// `200 ok` when the store answers, `503 unavailable` (with the reason) when it does not.
+async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<api::Health>) {
+    let health = state.store.health().await;
+    let status = if health.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let out = api::Health {
+        status: if health.is_ok() { "ok" } else { "unavailable" }.into(),
         version: env!("CARGO_PKG_VERSION").into(),
-    })
+        store: state.store.backend().into(),
+        error: health.err().map(|e| e.to_string()),
+    };
+    (status, Json(out))
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let s = state.store.stats();
+    // An unreachable store still gets its metrics page: zeros, and `hookbin_store_up 0`.
+    let stats = state.store.stats().await;
+    let up = u64::from(stats.is_ok());
+    let s = stats.unwrap_or_default();
     let l = state.store.limits();
     let m = &state.metrics;
     let mut out = String::with_capacity(2048);
@@ -35,6 +48,19 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             let _ = writeln!(out, "{name}{labels} {v}");
         }
     };
+    let backend = format!("{{backend=\"{}\"}}", state.store.backend());
+    metric(
+        "hookbin_store_info",
+        "gauge",
+        "The store backend this instance uses (--store).",
+        &[(&backend, 1)],
+    );
+    metric(
+        "hookbin_store_up",
+        "gauge",
+        "1 when the store answered this scrape, 0 when it could not be reached.",
+        &[("", up)],
+    );
     metric("hookbin_bins", "gauge", "Bins that exist.", &[("", s.bins)]);
     metric(
         "hookbin_bins_max",

@@ -24,7 +24,7 @@ async fn replay(
     Path((bin, id)): Path<(String, String)>,
     ApiJson(input): ApiJson<api::ReplayIn>,
 ) -> Result<Json<api::ReplayOut>, ApiError> {
-    let r = state.store.request(&bin, &id)?;
+    let r = state.store.request(&bin, &id).await?;
     let url = crate::replay::target_url(&input.url, r.path(), r.query(), input.append_path)
         .map_err(|e| ApiError::bad_request("invalid_url", e))?;
     let out = crate::replay::send_checked(

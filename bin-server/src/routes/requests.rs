@@ -55,7 +55,7 @@ pub struct ListParams {
 }
 
 /// A cursor is a sequence number, or a request id that is still stored.
-fn cursor(
+async fn cursor(
     state: &AppState,
     bin: &str,
     c: Option<&str>,
@@ -71,7 +71,7 @@ fn cursor(
             format!("{which}={c:?} is neither a sequence number nor a request id"),
         ));
     }
-    Ok(Some(state.store.request(bin, c)?.seq))
+    Ok(Some(state.store.request(bin, c).await?.seq))
 }
 
 async fn list(
@@ -96,8 +96,8 @@ async fn list(
     };
     let query = PageQuery {
         limit,
-        before: cursor(&state, &bin, p.before.as_deref(), "before")?,
-        after: cursor(&state, &bin, p.after.as_deref(), "after")?,
+        before: cursor(&state, &bin, p.before.as_deref(), "before").await?,
+        after: cursor(&state, &bin, p.after.as_deref(), "after").await?,
         filter: RequestFilter {
             method: p.method,
             path: p.path,
@@ -107,7 +107,7 @@ async fn list(
     let page = if query.filter.text.is_some() {
         search(&state, bin.clone(), query).await?
     } else {
-        state.store.requests(&bin, &query)?
+        state.store.requests(&bin, &query).await?
     };
     Ok(Json(api::RequestPage {
         requests: page
@@ -137,9 +137,11 @@ async fn search(state: &AppState, bin: String, query: PageQuery) -> Result<Page,
         }
     };
     let store = Arc::clone(&state.store);
+    // The scan runs on a blocking thread, which may wait on the store's I/O too.
+    let runtime = tokio::runtime::Handle::current();
     let scan = tokio::task::spawn_blocking(move || {
         let _slot = slot;
-        store.requests(&bin, &query)
+        runtime.block_on(store.requests(&bin, &query))
     });
     match scan.await {
         Ok(page) => Ok(page?),
@@ -155,7 +157,7 @@ async fn read(
     State(state): State<AppState>,
     Path((bin, id)): Path<(String, String)>,
 ) -> Result<Json<api::CapturedRequestOut>, ApiError> {
-    let r = state.store.request(&bin, &id)?;
+    let r = state.store.request(&bin, &id).await?;
     Ok(Json(request_out(&bin, &r, true)))
 }
 
@@ -173,7 +175,7 @@ async fn raw(
     Path((bin, id)): Path<(String, String)>,
     Query(p): Query<RawParams>,
 ) -> Result<Response, ApiError> {
-    let r = state.store.request(&bin, &id)?;
+    let r = state.store.request(&bin, &id).await?;
     let ct = r
         .content_type()
         .and_then(|c| HeaderValue::from_str(c).ok())
@@ -205,7 +207,7 @@ async fn delete(
     State(state): State<AppState>,
     Path((bin, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    state.store.delete_request(&bin, &id)?;
+    state.store.delete_request(&bin, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -218,6 +220,6 @@ async fn clear(
     State(state): State<AppState>,
     Path(bin): Path<String>,
 ) -> Result<Json<Cleared>, ApiError> {
-    let deleted = state.store.clear_requests(&bin)?;
+    let deleted = state.store.clear_requests(&bin).await?;
     Ok(Json(Cleared { deleted }))
 }

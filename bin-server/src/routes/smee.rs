@@ -119,12 +119,16 @@ async fn smee(
     Path(bin): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let rx = state.store.subscribe(&bin)?;
-    let (missed, after) = super::stream::missed_since_last_event(&state, &bin, &headers)?;
+    let name = super::stream::live_name(&bin)?;
+    let rx = state.store.live().subscribe(&name);
+    let resume =
+        super::stream::resume(&state, &bin, super::stream::last_event_id(&headers)).await?;
+    let after = resume.after;
     let metrics = Arc::clone(&state.metrics);
-    // `ready` and the backlog go out as the first frame.
+    // `ready` and the backlog go out as the first frame. (smee has no `resync`: a client with
+    // a stale id simply gets every new capture.)
     let mut first = BytesMut::from(READY);
-    for r in &missed {
+    for r in &resume.backlog {
         first.put(render(r, &metrics));
     }
     let ping = Ping {

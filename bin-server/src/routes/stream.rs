@@ -37,7 +37,7 @@ use tokio::time::{Instant, Interval, Sleep};
 
 use crate::error::ApiError;
 use crate::routes::request_out;
-use crate::store::{CapturedRequest, LiveEvent, PageQuery, RequestFilter};
+use crate::store::{BinName, CapturedRequest, LiveEvent, StoreError};
 use crate::{AppState, Metrics};
 
 /// Silence after which a stream sends a keep-alive comment, so proxies and clients that drop idle
@@ -313,7 +313,13 @@ fn write_live(
         Incoming::Event(ev) => ev,
         Incoming::Lagged(missed) => {
             metrics.sse_resyncs.fetch_add(1, Relaxed);
-            out.put(json_frame("resync", &api::ResyncEvent { missed }));
+            out.put(json_frame(
+                "resync",
+                &api::ResyncEvent {
+                    missed,
+                    reason: None,
+                },
+            ));
             return Flow::Continue;
         }
     };
@@ -344,32 +350,76 @@ fn write_live(
     if end { Flow::End } else { Flow::Continue }
 }
 
-/// For a client reconnecting with `Last-Event-ID`: the requests after it that are still stored,
-/// oldest first, and the sequence number live events must come after (0: no header, all).
-/// Call it after subscribing, so nothing falls between the backlog and the live events.
-pub fn missed_since_last_event(
-    state: &AppState,
-    bin: &str,
-    headers: &HeaderMap,
-) -> Result<(Vec<Arc<CapturedRequest>>, u64), ApiError> {
-    let Some(last) = headers
+/// Where a live stream starts: the backlog to send first and the sequence number live events
+/// must come after. The one "backlog, then live" routine of `/stream`, `/smee` and `wait`.
+#[derive(Debug, Default)]
+pub struct Resume {
+    /// Stored requests after the client's last one, oldest first.
+    pub backlog: Vec<Arc<CapturedRequest>>,
+    /// Live captures at or below this were in the backlog (or before it).
+    pub after: u64,
+    /// The client's `Last-Event-ID` is past anything this bin ever held (the bin was re-created,
+    /// or a memory store restarted): it gets `resync` and then every new capture, rather than
+    /// silence until the bin's numbers catch up with its stale id.
+    pub stale: bool,
+}
+
+/// The `Last-Event-ID` a reconnecting `EventSource` sends, if any.
+pub fn last_event_id(headers: &HeaderMap) -> Option<u64> {
+    headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
-    else {
-        return Ok((Vec::new(), 0));
+}
+
+/// Reads what a subscriber resuming after `last` (a sequence number; `None`: a new subscriber,
+/// no backlog) has missed. Call it after subscribing to the live feed, so nothing falls between
+/// the backlog and the live events. Errors when the bin does not exist.
+pub async fn resume(state: &AppState, bin: &str, last: Option<u64>) -> Result<Resume, ApiError> {
+    let Some(last) = last else {
+        // The bin must exist all the same.
+        state.store.get_bin(bin).await?;
+        return Ok(Resume::default());
     };
-    let mut page = state.store.requests(
-        bin,
-        &PageQuery {
-            limit: usize::MAX,
-            before: None,
-            after: Some(last),
-            filter: RequestFilter::default(),
+    let limit = state.store.limits().max_requests_per_bin as usize;
+    let backlog = state.store.read_after(bin, last, limit).await?;
+    if let Some(newest) = backlog.last() {
+        let after = newest.seq;
+        return Ok(Resume {
+            backlog,
+            after,
+            stale: false,
+        });
+    }
+    let held = state.store.get_bin(bin).await?.total_captured;
+    if last > held {
+        return Ok(Resume {
+            backlog,
+            after: held,
+            stale: true,
+        });
+    }
+    Ok(Resume {
+        backlog,
+        after: last,
+        stale: false,
+    })
+}
+
+/// The name of a bin to follow live; one that cannot be a bin's does not exist.
+pub fn live_name(bin: &str) -> Result<BinName, ApiError> {
+    BinName::parse(bin).map_err(|_| StoreError::NoSuchBin(bin.to_owned()).into())
+}
+
+/// The `resync` frame for a client whose `Last-Event-ID` is stale (see [`Resume::stale`]).
+pub fn stale_resync(state: &AppState) -> BytesMut {
+    state.metrics.sse_resyncs.fetch_add(1, Relaxed);
+    json_frame(
+        "resync",
+        &api::ResyncEvent {
+            missed: 0,
+            reason: Some("last_event_id_ahead".into()),
         },
-    )?;
-    let after = page.requests.first().map_or(last, |r| r.seq);
-    page.requests.reverse();
-    Ok((page.requests, after))
+    )
 }
 
 async fn bin_stream(
@@ -377,15 +427,20 @@ async fn bin_stream(
     Path(bin): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let name = live_name(&bin)?;
     // Subscribe before reading the backlog so nothing falls between the two.
-    let rx = state.store.subscribe(&bin)?;
-    let (missed, after_seq) = missed_since_last_event(&state, &bin, &headers)?;
+    let rx = state.store.live().subscribe(&name);
+    let resume = resume(&state, &bin, last_event_id(&headers)).await?;
     // `ready` and the backlog go out as the first frame.
     let mut first = json_frame("ready", &serde_json::json!({ "bin": bin }));
-    for r in &missed {
+    if resume.stale {
+        first.put(stale_resync(&state));
+    }
+    for r in &resume.backlog {
         first.put(render_request(&bin, r, &state.metrics));
     }
     let metrics = Arc::clone(&state.metrics);
+    let after_seq = resume.after;
     let live = coalesced(rx, None, move |ev, out| {
         write_live(ev, out, after_seq, false, &metrics)
     });
@@ -394,7 +449,7 @@ async fn bin_stream(
 }
 
 async fn all_stream(State(state): State<AppState>) -> Response {
-    let rx = state.store.subscribe_all();
+    let rx = state.store.live().subscribe_all();
     let ready = json_frame("ready", &serde_json::json!({ "bin": null })).freeze();
     let metrics = Arc::clone(&state.metrics);
     let live = coalesced(rx, None, move |ev, out| {

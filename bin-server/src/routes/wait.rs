@@ -35,7 +35,7 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::routes::request_out;
-use crate::store::{CapturedRequest, LiveEvent, PageQuery, RequestFilter, StoreError};
+use crate::store::{CapturedRequest, LiveEvent, StoreError};
 
 /// How long a wait lasts when the caller does not say.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -250,29 +250,26 @@ pub fn glob(pattern: &[u8], text: &[u8]) -> bool {
 }
 
 /// The oldest stored request after `*seen` that matches; moves `*seen` past what it read.
-fn scan(
+async fn scan(
     state: &AppState,
     bin: &str,
     matcher: &Matcher,
     seen: &mut u64,
 ) -> Result<Option<std::sync::Arc<CapturedRequest>>, ApiError> {
-    let page = state.store.requests(
-        bin,
-        &PageQuery {
-            limit: usize::MAX,
-            before: None,
-            after: Some(*seen),
-            filter: RequestFilter::default(),
-        },
-    )?;
-    // Newest first: walk it backwards.
-    for r in page.requests.iter().rev() {
-        *seen = (*seen).max(r.seq);
-        if matcher.matches(r) {
-            return Ok(Some(std::sync::Arc::clone(r)));
+    // A page at a time, oldest first: a remote store is read in bounded round trips.
+    const PAGE: usize = 256;
+    loop {
+        let page = state.store.read_after(bin, *seen, PAGE).await?;
+        for r in &page {
+            *seen = (*seen).max(r.seq);
+            if matcher.matches(r) {
+                return Ok(Some(std::sync::Arc::clone(r)));
+            }
+        }
+        if page.len() < PAGE {
+            return Ok(None);
         }
     }
-    Ok(None)
 }
 
 fn gone(bin: &str) -> ApiError {
@@ -291,12 +288,15 @@ async fn wait(
     let params = WaitParams::parse(pairs)?;
     // Subscribe before reading the store: a capture in between is then seen by both, never by
     // neither (duplicates are skipped by sequence number).
-    let mut rx = state.store.subscribe(&bin)?;
+    let mut rx = state
+        .store
+        .live()
+        .subscribe(&super::stream::live_name(&bin)?);
     let mut seen = match params.after.as_deref() {
         None => 0,
         Some(c) => match c.parse::<u64>() {
             Ok(seq) => seq,
-            Err(_) => match state.store.request(&bin, c) {
+            Err(_) => match state.store.request(&bin, c).await {
                 Ok(r) => r.seq,
                 Err(StoreError::NoSuchRequest(_)) => {
                     return Err(bad(format!(
@@ -309,7 +309,7 @@ async fn wait(
         },
     };
     let m = &params.matcher;
-    if let Some(r) = scan(&state, &bin, m, &mut seen)? {
+    if let Some(r) = scan(&state, &bin, m, &mut seen).await? {
         return Ok(Json(request_out(&bin, &r, true)));
     }
     let deadline = tokio::time::Instant::now() + params.timeout;
@@ -330,7 +330,7 @@ async fn wait(
                 Ok(LiveEvent::Deleted { .. } | LiveEvent::Cleared { .. }) => {}
                 // Missed events: what was captured meanwhile is in the store.
                 Err(RecvError::Lagged(_)) => {
-                    if let Some(r) = scan(&state, &bin, m, &mut seen)? {
+                    if let Some(r) = scan(&state, &bin, m, &mut seen).await? {
                         return Ok(Json(request_out(&bin, &r, true)));
                     }
                 }

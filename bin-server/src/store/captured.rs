@@ -299,6 +299,130 @@ impl CapturedRequest {
     }
 }
 
+/// The first byte of [`CapturedRequest::encode`]'s format.
+const FORMAT_V1: u8 = 1;
+
+impl CapturedRequest {
+    /// The request as bytes for a persistent backend (SQLite row, Redis value): a small binary
+    /// head (format, id, sequence, time, peer, offsets, flags, the check results as JSON) and
+    /// then the stored bytes as they are. [`Self::decode`] gives back an equal request.
+    pub fn encode(&self) -> Vec<u8> {
+        let json = |v: Option<Vec<u8>>| v.unwrap_or_default();
+        let validation = json(
+            self.validation
+                .as_ref()
+                .map(|v| serde_json::to_vec(v).expect("validation serialises")),
+        );
+        let signature = json(
+            self.signature
+                .as_ref()
+                .map(|s| serde_json::to_vec(s).expect("signature serialises")),
+        );
+        let mut out = Vec::with_capacity(64 + validation.len() + signature.len() + self.data.len());
+        out.push(FORMAT_V1);
+        out.extend_from_slice(self.id.as_bytes());
+        out.extend_from_slice(&self.seq.to_le_bytes());
+        let micros = self.received_at.timestamp_micros();
+        out.extend_from_slice(&micros.to_le_bytes());
+        match self.remote_addr.ip() {
+            std::net::IpAddr::V4(ip) => {
+                out.push(4);
+                out.extend_from_slice(&ip.octets());
+            }
+            std::net::IpAddr::V6(ip) => {
+                out.push(6);
+                out.extend_from_slice(&ip.octets());
+            }
+        }
+        out.extend_from_slice(&self.remote_addr.port().to_le_bytes());
+        for end in self.ends {
+            out.extend_from_slice(&end.to_le_bytes());
+        }
+        out.push(self.flags);
+        for part in [&validation, &signature] {
+            out.extend_from_slice(&offset(part.len()).to_le_bytes());
+            out.extend_from_slice(part);
+        }
+        out.extend_from_slice(&self.data);
+        out
+    }
+
+    /// Reads what [`Self::encode`] wrote; `None` for anything else (a damaged or foreign
+    /// value is reported by the backend, never trusted).
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        let mut r = Reader(bytes);
+        if r.take(1)?[0] != FORMAT_V1 {
+            return None;
+        }
+        let id = Uuid::from_slice(r.take(16)?).ok()?;
+        let seq = u64::from_le_bytes(r.array()?);
+        let received_at = DateTime::from_timestamp_micros(i64::from_le_bytes(r.array()?))?;
+        let ip: std::net::IpAddr = match r.take(1)?[0] {
+            4 => <[u8; 4]>::try_from(r.take(4)?).ok()?.into(),
+            6 => <[u8; 16]>::try_from(r.take(16)?).ok()?.into(),
+            _ => return None,
+        };
+        let port = u16::from_le_bytes(r.array()?);
+        let mut ends = [0u32; 4];
+        for end in &mut ends {
+            *end = u32::from_le_bytes(r.array()?);
+        }
+        let flags = r.take(1)?[0];
+        let mut json = || -> Option<Option<&[u8]>> {
+            let n = u32::from_le_bytes(r.array()?) as usize;
+            let part = r.take(n)?;
+            Some((n > 0).then_some(part))
+        };
+        let validation = json()?;
+        let signature = json()?;
+        let validation = match validation {
+            Some(v) => Some(Box::new(serde_json::from_slice::<Validation>(v).ok()?)),
+            None => None,
+        };
+        let signature = match signature {
+            Some(v) => Some(Box::new(serde_json::from_slice::<SignatureCheck>(v).ok()?)),
+            None => None,
+        };
+        let data: Box<[u8]> = r.0.into();
+        // The offsets must describe the data, in order, or the accessors would panic.
+        let mut prev = 0;
+        for &end in &ends {
+            if end < prev || end as usize > data.len() {
+                return None;
+            }
+            prev = end;
+        }
+        Some(Self {
+            id,
+            seq,
+            received_at,
+            remote_addr: SocketAddr::new(ip, port),
+            data,
+            ends,
+            flags,
+            validation,
+            signature,
+        })
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.take(N)?.try_into().ok()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,6 +459,53 @@ mod tests {
         );
         assert_eq!(r.header("X-DUP"), Some(&b"1"[..]));
         assert_eq!(r.content_type(), Some("application/octet-stream"));
+    }
+
+    #[test]
+    fn the_persistent_encoding_round_trips_and_rejects_damage() {
+        let h = RawHeaders::from_wire(b"X-A: 1\r\nx-a: 2\r\n");
+        let v6: SocketAddr = "[2001:db8::1]:4444".parse().unwrap();
+        let mut c = NewCapture::new("POST", "/p/%41", Some("a=1&b"), &h, 3, v6);
+        c.push_body(&[0, 1, 255]);
+        c.validation = Some(Box::new(Validation {
+            valid: false,
+            errors: vec![api::ValidationError {
+                path: "/a".into(),
+                message: "required".into(),
+            }],
+        }));
+        let r = c.finish(
+            42,
+            DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(),
+        );
+        let bytes = r.encode();
+        let back = CapturedRequest::decode(&bytes).expect("decodes");
+        assert_eq!(back.id, r.id);
+        assert_eq!(back.seq, 42);
+        assert_eq!(back.received_at, r.received_at);
+        assert_eq!(back.remote_addr, v6);
+        assert_eq!(back.method(), "POST");
+        assert_eq!(back.path(), "/p/%41");
+        assert_eq!(back.query(), Some("a=1&b"));
+        assert_eq!(back.body(), &[0, 1, 255]);
+        assert!(back.headers_exact() && !back.truncated());
+        assert_eq!(back.headers().count(), 2);
+        assert_eq!(back.validation, r.validation);
+        assert_eq!(back.signature, None);
+        assert_eq!(back.stored_bytes(), r.stored_bytes());
+        // Anything cut short, another format, or offsets past the data: refused, not trusted.
+        for n in 0..bytes.len() - r.data.len() {
+            assert!(CapturedRequest::decode(&bytes[..n]).is_none(), "cut at {n}");
+        }
+        let mut other = bytes.clone();
+        other[0] = 9;
+        assert!(CapturedRequest::decode(&other).is_none());
+        let v4: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let r = NewCapture::new("GET", "/", None, &RawHeaders::new(), 0, v4).finish(1, Utc::now());
+        let mut bytes = r.encode();
+        let ends_at = 1 + 16 + 8 + 8 + 1 + 4 + 2;
+        bytes[ends_at..ends_at + 4].copy_from_slice(&1000u32.to_le_bytes());
+        assert!(CapturedRequest::decode(&bytes).is_none());
     }
 
     #[test]

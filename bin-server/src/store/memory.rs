@@ -13,18 +13,11 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use api::EvictionCounts;
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
-use tokio::sync::broadcast;
 
 use super::{
-    BinName, BinSettings, BinSnapshot, CaptureSettings, CapturedRequest, LiveEvent, NewCapture,
-    Page, PageQuery, RequestFilter, Store, StoreError, StoreLimits, StoreStats,
+    BinName, BinSettings, BinSnapshot, CaptureSettings, CapturedRequest, LiveEvent, LiveHub,
+    NewCapture, Page, PageQuery, RequestFilter, Store, StoreError, StoreLimits, StoreStats,
 };
-
-/// Live events buffered per bin subscriber before it is told to resync: enough for bursts of a
-/// few hundred requests while the client reads, small enough that a stalled client costs little.
-const BIN_EVENTS_BUFFER: usize = 256;
-/// The same for subscribers of all bins.
-const ALL_EVENTS_BUFFER: usize = 1024;
 
 impl Borrow<str> for BinName {
     fn borrow(&self) -> &str {
@@ -35,8 +28,6 @@ impl Borrow<str> for BinName {
 struct Bin {
     name: BinName,
     created_at: DateTime<Utc>,
-    /// Live events of this bin; lagging receivers are resynced by the stream route.
-    tx: broadcast::Sender<LiveEvent>,
     state: Mutex<BinState>,
 }
 
@@ -83,7 +74,7 @@ pub struct MemoryStore {
     ledger: Mutex<Ledger>,
     /// Serializes bin creation so `--max-bins` cannot be overshot by a race.
     creating: Mutex<()>,
-    all_tx: broadcast::Sender<LiveEvent>,
+    live: LiveHub,
     bytes_stored: AtomicU64,
     requests_stored: AtomicU64,
     captures_total: AtomicU64,
@@ -108,7 +99,7 @@ impl MemoryStore {
             bins: DashMap::new(),
             ledger: Mutex::new(Ledger::default()),
             creating: Mutex::new(()),
-            all_tx: broadcast::channel(ALL_EVENTS_BUFFER).0,
+            live: LiveHub::default(),
             bytes_stored: AtomicU64::new(0),
             requests_stored: AtomicU64::new(0),
             captures_total: AtomicU64::new(0),
@@ -147,9 +138,8 @@ impl MemoryStore {
         Arc::new(Bin {
             name,
             created_at: now,
-            tx: broadcast::channel(BIN_EVENTS_BUFFER).0,
             state: Mutex::new(BinState {
-                capture: Arc::new(capture_settings(&settings, max_body_bytes)),
+                capture: Arc::new(CaptureSettings::new(&settings, max_body_bytes)),
                 settings,
                 max_requests,
                 requests: VecDeque::new(),
@@ -247,31 +237,34 @@ impl MemoryStore {
         removed.len() as u64
     }
 
-    fn publish(&self, bin: &Bin, event: impl FnOnce() -> LiveEvent) {
-        // Nobody watching: build nothing (a capture then allocates no shared rendering). The
-        // event is built once and cloned into both channels, so the bin's subscribers and those
-        // of all bins share what is rendered for it.
-        let to_bin = bin.tx.receiver_count() > 0;
-        let to_all = self.all_tx.receiver_count() > 0;
-        if !to_bin && !to_all {
-            return;
-        }
-        let event = event();
-        // A send fails only when every receiver left meanwhile: then nobody is watching.
-        if to_bin {
-            let _ = bin.tx.send(event.clone());
-        }
-        if to_all {
-            let _ = self.all_tx.send(event);
-        }
+    /// Removes a bin and its requests and tells its subscribers.
+    fn remove_bin(&self, name: &str) -> Result<(), StoreError> {
+        let (_, bin) = self
+            .bins
+            .remove(name)
+            .ok_or_else(|| StoreError::NoSuchBin(name.to_owned()))?;
+        self.empty(&bin, true);
+        self.publish(&bin, || LiveEvent::BinDeleted {
+            bin: bin.name.clone(),
+        });
+        Ok(())
     }
-}
 
-fn capture_settings(settings: &BinSettings, max_body_bytes: u64) -> CaptureSettings {
-    CaptureSettings {
-        response: settings.response.clone(),
-        max_body_bytes,
-        checks: settings.checks.clone(),
+    fn publish(&self, bin: &Bin, event: impl FnOnce() -> LiveEvent) {
+        self.live.publish(bin.name.as_str(), event);
+    }
+
+    /// The requests of a bin with a sequence number above `after`, oldest first.
+    fn after(
+        &self,
+        name: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Arc<CapturedRequest>>, StoreError> {
+        let bin = self.bin(name)?;
+        let st = bin.lock();
+        let start = st.requests.partition_point(|r| r.seq <= after);
+        Ok(st.requests.range(start..).take(limit).cloned().collect())
     }
 }
 
@@ -283,8 +276,21 @@ fn evictions(st: &BinState) -> EvictionCounts {
     }
 }
 
+#[async_trait::async_trait]
 impl Store for MemoryStore {
-    fn create_bin(
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+
+    fn limits(&self) -> &StoreLimits {
+        &self.limits
+    }
+
+    fn live(&self) -> &LiveHub {
+        &self.live
+    }
+
+    async fn create_bin(
         &self,
         name: Option<BinName>,
         settings: BinSettings,
@@ -293,7 +299,7 @@ impl Store for MemoryStore {
         Ok(self.snapshot(&bin))
     }
 
-    fn put_bin(
+    async fn put_bin(
         &self,
         name: BinName,
         settings: BinSettings,
@@ -304,7 +310,7 @@ impl Store for MemoryStore {
                 let mut evicted = Vec::new();
                 {
                     let mut st = bin.lock();
-                    st.capture = Arc::new(capture_settings(&settings, max_body_bytes));
+                    st.capture = Arc::new(CaptureSettings::new(&settings, max_body_bytes));
                     // Who may reach a bin is fixed when it is created.
                     let token_hash = st.settings.token_hash;
                     st.settings = BinSettings {
@@ -336,12 +342,12 @@ impl Store for MemoryStore {
         }
     }
 
-    fn get_bin(&self, name: &str) -> Result<BinSnapshot, StoreError> {
+    async fn get_bin(&self, name: &str) -> Result<BinSnapshot, StoreError> {
         let bin = self.bin(name)?;
         Ok(self.snapshot(&bin))
     }
 
-    fn list_bins(&self) -> Vec<BinSnapshot> {
+    async fn list_bins(&self) -> Result<Vec<BinSnapshot>, StoreError> {
         let bins: Vec<Arc<Bin>> = self.bins.iter().map(|b| Arc::clone(b.value())).collect();
         let mut out: Vec<BinSnapshot> = bins.iter().map(|b| self.snapshot(b)).collect();
         out.sort_by(|a, b| {
@@ -349,26 +355,22 @@ impl Store for MemoryStore {
                 .cmp(&a.last_activity)
                 .then_with(|| a.name.cmp(&b.name))
         });
-        out
+        Ok(out)
     }
 
-    fn delete_bin(&self, name: &str) -> Result<(), StoreError> {
-        let (_, bin) = self
-            .bins
-            .remove(name)
-            .ok_or_else(|| StoreError::NoSuchBin(name.to_owned()))?;
-        self.empty(&bin, true);
-        self.publish(&bin, || LiveEvent::BinDeleted {
-            bin: bin.name.clone(),
-        });
-        Ok(())
+    async fn delete_bin(&self, name: &str) -> Result<(), StoreError> {
+        self.remove_bin(name)
     }
 
-    fn capture_settings(&self, name: &str) -> Result<Arc<CaptureSettings>, StoreError> {
+    async fn capture_settings(&self, name: &str) -> Result<Arc<CaptureSettings>, StoreError> {
         Ok(Arc::clone(&self.bin(name)?.lock().capture))
     }
 
-    fn capture(&self, name: &str, new: NewCapture) -> Result<Arc<CapturedRequest>, StoreError> {
+    async fn capture(
+        &self,
+        name: &str,
+        new: NewCapture,
+    ) -> Result<Arc<CapturedRequest>, StoreError> {
         let bin = self.bin(name)?;
         let truncated = new.truncated;
         let mut ledger = self.lock_ledger();
@@ -424,7 +426,7 @@ impl Store for MemoryStore {
         Ok(request)
     }
 
-    fn requests(&self, name: &str, query: &PageQuery) -> Result<Page, StoreError> {
+    async fn requests(&self, name: &str, query: &PageQuery) -> Result<Page, StoreError> {
         let bin = self.bin(name)?;
         // Copy the pointers out so filtering (text search over bodies) runs without the lock:
         // captures into this bin never wait for a scan.
@@ -462,7 +464,7 @@ impl Store for MemoryStore {
         })
     }
 
-    fn request(&self, name: &str, id: &str) -> Result<Arc<CapturedRequest>, StoreError> {
+    async fn request(&self, name: &str, id: &str) -> Result<Arc<CapturedRequest>, StoreError> {
         let bin = self.bin(name)?;
         let st = bin.lock();
         find(&st.requests, id)
@@ -470,7 +472,7 @@ impl Store for MemoryStore {
             .ok_or_else(|| StoreError::NoSuchRequest(id.to_owned()))
     }
 
-    fn delete_request(&self, name: &str, id: &str) -> Result<(), StoreError> {
+    async fn delete_request(&self, name: &str, id: &str) -> Result<(), StoreError> {
         let bin = self.bin(name)?;
         let removed = {
             let mut st = bin.lock();
@@ -488,7 +490,7 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    fn clear_requests(&self, name: &str) -> Result<u64, StoreError> {
+    async fn clear_requests(&self, name: &str) -> Result<u64, StoreError> {
         let bin = self.bin(name)?;
         let removed = self.empty(&bin, false);
         self.publish(&bin, || LiveEvent::Cleared {
@@ -497,16 +499,17 @@ impl Store for MemoryStore {
         Ok(removed)
     }
 
-    fn subscribe(&self, name: &str) -> Result<broadcast::Receiver<LiveEvent>, StoreError> {
-        Ok(self.bin(name)?.tx.subscribe())
+    async fn read_after(
+        &self,
+        name: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Arc<CapturedRequest>>, StoreError> {
+        self.after(name, after, limit)
     }
 
-    fn subscribe_all(&self) -> broadcast::Receiver<LiveEvent> {
-        self.all_tx.subscribe()
-    }
-
-    fn stats(&self) -> StoreStats {
-        StoreStats {
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        Ok(StoreStats {
             bins: self.bins.len() as u64,
             requests_stored: self.requests_stored.load(Relaxed),
             bytes_stored: self.bytes_stored.load(Relaxed),
@@ -514,17 +517,17 @@ impl Store for MemoryStore {
             evicted_by_bin_limit: self.evicted_by_bin_limit.load(Relaxed),
             evicted_by_byte_budget: self.evicted_by_byte_budget.load(Relaxed),
             truncated_total: self.truncated_total.load(Relaxed),
-        }
+        })
     }
 
-    fn limits(&self) -> &StoreLimits {
-        &self.limits
+    async fn health(&self) -> Result<(), StoreError> {
+        Ok(())
     }
 
     /// Deletes bins idle for longer than the TTL; returns how many.
-    fn expire_idle(&self, now: DateTime<Utc>) -> usize {
+    async fn expire_idle(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let Some(ttl) = self.limits.bin_ttl else {
-            return 0;
+            return Ok(0);
         };
         let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
         let idle: Vec<BinName> = self
@@ -533,9 +536,13 @@ impl Store for MemoryStore {
             .filter(|b| now - b.value().lock().last_activity > ttl)
             .map(|b| b.key().clone())
             .collect();
-        idle.iter()
-            .filter(|name| self.delete_bin(name.as_str()).is_ok())
-            .count()
+        let mut deleted = 0;
+        for name in &idle {
+            if self.remove_bin(name.as_str()).is_ok() {
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
     }
 }
 
@@ -568,27 +575,27 @@ fn matches(r: &CapturedRequest, f: &RequestFilter) -> bool {
 
 #[cfg(test)]
 mod tests {
+    //! What only the memory store has (its ledger). What every backend promises is checked by
+    //! the conformance suite, `bin-server/tests/store_conformance.rs`.
     use super::*;
     use crate::store::RawHeaders;
 
-    fn store(max_requests: u32, max_bytes: u64) -> MemoryStore {
+    fn store(max_requests: u32) -> MemoryStore {
         MemoryStore::new(StoreLimits {
             max_requests_per_bin: max_requests,
             max_body_bytes: 1024,
-            max_bytes,
+            max_bytes: 1 << 30,
             max_bins: 3,
-            bin_ttl: Some(std::time::Duration::from_secs(60)),
+            bin_ttl: None,
         })
     }
 
     fn req(body: &[u8]) -> NewCapture {
-        let mut h = RawHeaders::new();
-        h.push(b"Content-Type", b"text/plain");
         let mut c = NewCapture::new(
             "POST",
             "/p",
             None,
-            &h,
+            &RawHeaders::new(),
             body.len(),
             "127.0.0.1:1".parse().unwrap(),
         );
@@ -596,24 +603,10 @@ mod tests {
         c
     }
 
-    fn named(s: &MemoryStore, n: &str) {
+    async fn named(s: &MemoryStore, n: &str) {
         s.create_bin(Some(BinName::parse(n).unwrap()), BinSettings::default())
+            .await
             .unwrap();
-    }
-
-    fn seqs(s: &MemoryStore, bin: &str) -> Vec<u64> {
-        let q = PageQuery {
-            limit: 100,
-            before: None,
-            after: None,
-            filter: RequestFilter::default(),
-        };
-        s.requests(bin, &q)
-            .unwrap()
-            .requests
-            .iter()
-            .map(|r| r.seq)
-            .collect()
     }
 
     #[test]
@@ -628,269 +621,31 @@ mod tests {
         }
     }
 
-    #[test]
-    fn per_bin_cap_evicts_oldest_first_and_counts() {
-        let s = store(3, 1 << 20);
-        named(&s, "a");
-        for i in 0..5u8 {
-            s.capture("a", req(&[i])).unwrap();
-        }
-        assert_eq!(seqs(&s, "a"), vec![5, 4, 3]);
-        let b = s.get_bin("a").unwrap();
-        assert_eq!(b.request_count, 3);
-        assert_eq!(b.total_captured, 5);
-        assert_eq!(b.evicted.by_bin_limit, 2);
-        assert_eq!(b.evicted.total, 2);
-        let st = s.stats();
-        assert_eq!(st.requests_stored, 3);
-        assert_eq!(st.captures_total, 5);
-        assert_eq!(st.evicted_by_bin_limit, 2);
-        assert_eq!(st.bytes_stored, b.bytes_stored);
-    }
-
-    #[test]
-    fn byte_budget_evicts_oldest_across_bins() {
-        let one = req(&[0; 100]).finish(0, Utc::now()).stored_bytes();
-        // Room for exactly four requests.
-        let s = store(100, one * 4);
-        named(&s, "a");
-        named(&s, "b");
-        s.capture("a", req(&[0; 100])).unwrap(); // a1
-        s.capture("b", req(&[0; 100])).unwrap(); // b1
-        s.capture("a", req(&[0; 100])).unwrap(); // a2
-        s.capture("b", req(&[0; 100])).unwrap(); // b2
-        assert_eq!(s.stats().evicted_by_byte_budget, 0);
-        s.capture("b", req(&[0; 100])).unwrap(); // b3 evicts a1
-        assert_eq!(seqs(&s, "a"), vec![2]);
-        s.capture("a", req(&[0; 100])).unwrap(); // a3 evicts b1
-        assert_eq!(seqs(&s, "b"), vec![3, 2]);
-        assert_eq!(s.get_bin("a").unwrap().evicted.by_byte_budget, 1);
-        assert_eq!(s.get_bin("b").unwrap().evicted.by_byte_budget, 1);
-        let st = s.stats();
-        assert_eq!(st.bytes_stored, one * 4);
-        assert_eq!(st.requests_stored, 4);
-        assert_eq!(st.evicted_by_byte_budget, 2);
-    }
-
-    #[test]
-    fn budget_skips_requests_already_gone() {
-        let one = req(&[0; 100]).finish(0, Utc::now()).stored_bytes();
-        let s = store(100, one * 2);
-        named(&s, "a");
-        named(&s, "b");
-        let a1 = s.capture("a", req(&[0; 100])).unwrap();
-        s.capture("b", req(&[0; 100])).unwrap();
-        s.delete_request("a", &a1.id.to_string()).unwrap();
-        s.capture("a", req(&[0; 100])).unwrap();
-        // a1 was deleted by hand: nothing was evicted for the budget.
-        assert_eq!(s.stats().evicted_by_byte_budget, 0);
-        s.capture("a", req(&[0; 100])).unwrap(); // evicts b1, the oldest still stored
-        assert_eq!(seqs(&s, "b"), Vec::<u64>::new());
-        assert_eq!(seqs(&s, "a"), vec![3, 2]);
-    }
-
-    #[test]
-    fn ledger_stays_bounded_under_bin_cap_churn() {
-        let s = store(2, 1 << 30);
-        named(&s, "a");
+    #[tokio::test]
+    async fn ledger_stays_bounded_under_bin_cap_churn() {
+        let s = store(2);
+        named(&s, "a").await;
         for _ in 0..10_000 {
-            s.capture("a", req(b"x")).unwrap();
+            s.capture("a", req(b"x")).await.unwrap();
         }
         assert_eq!(
             s.lock_ledger().entries.len(),
             2,
             "stale entries were dropped at once"
         );
-        assert_eq!(s.stats().requests_stored, 2);
+        assert_eq!(s.stats().await.unwrap().requests_stored, 2);
     }
 
-    #[test]
-    fn ledger_stays_bounded_when_stale_entries_are_not_at_the_front() {
-        let s = store(2, 1 << 30);
-        named(&s, "quiet");
-        named(&s, "busy");
-        s.capture("quiet", req(b"old")).unwrap();
+    #[tokio::test]
+    async fn ledger_stays_bounded_when_stale_entries_are_not_at_the_front() {
+        let s = store(2);
+        named(&s, "quiet").await;
+        named(&s, "busy").await;
+        s.capture("quiet", req(b"old")).await.unwrap();
         for _ in 0..10_000 {
-            s.capture("busy", req(b"x")).unwrap();
+            s.capture("busy", req(b"x")).await.unwrap();
         }
         assert!(s.lock_ledger().entries.len() <= 2 * 3 + 1024 + 1);
-        assert_eq!(s.stats().requests_stored, 3);
-        assert_eq!(seqs(&s, "quiet"), vec![1]);
-    }
-
-    #[test]
-    fn bin_limit_is_refused_clearly_and_nothing_is_lost() {
-        let s = store(10, 1 << 20);
-        named(&s, "a");
-        s.capture("a", req(b"keep")).unwrap();
-        named(&s, "b");
-        named(&s, "c");
-        let err = s.create_bin(None, BinSettings::default()).unwrap_err();
-        assert_eq!(err, StoreError::TooManyBins(3));
-        assert_eq!(seqs(&s, "a"), vec![1]);
-        assert!(matches!(
-            s.create_bin(Some(BinName::parse("a").unwrap()), BinSettings::default()),
-            Err(StoreError::BinExists(_))
-        ));
-    }
-
-    #[test]
-    fn put_updates_settings_keeps_requests_and_applies_lower_cap() {
-        let s = store(10, 1 << 20);
-        let name = BinName::parse("ci").unwrap();
-        let (_, created) = s.put_bin(name.clone(), BinSettings::default()).unwrap();
-        assert!(created);
-        for _ in 0..4 {
-            s.capture("ci", req(b"x")).unwrap();
-        }
-        let settings = BinSettings {
-            max_requests: Some(2),
-            ..Default::default()
-        };
-        let (snap, created) = s.put_bin(name, settings).unwrap();
-        assert!(!created);
-        assert_eq!(snap.request_count, 2);
-        assert_eq!(snap.evicted.by_bin_limit, 2);
-        assert_eq!(seqs(&s, "ci"), vec![4, 3]);
-        assert_eq!(s.stats().requests_stored, 2);
-    }
-
-    #[test]
-    fn limits_are_capped_by_the_server() {
-        let s = store(10, 1 << 20);
-        let settings = BinSettings {
-            max_requests: Some(1_000_000),
-            max_body_bytes: Some(1 << 40),
-            ..Default::default()
-        };
-        let b = s.create_bin(None, settings).unwrap();
-        assert_eq!(b.max_requests, 10);
-        assert_eq!(b.max_body_bytes, 1024);
-    }
-
-    #[test]
-    fn delete_and_clear_release_bytes() {
-        let s = store(10, 1 << 20);
-        named(&s, "a");
-        named(&s, "b");
-        s.capture("a", req(b"1")).unwrap();
-        s.capture("b", req(b"2")).unwrap();
-        assert_eq!(s.clear_requests("a").unwrap(), 1);
-        s.delete_bin("b").unwrap();
-        let st = s.stats();
-        assert_eq!((st.bytes_stored, st.requests_stored, st.bins), (0, 0, 1));
-        assert_eq!(
-            s.capture("b", req(b"3")).unwrap_err(),
-            StoreError::NoSuchBin("b".into())
-        );
-        assert_eq!(s.get_bin("a").unwrap().total_captured, 1);
-    }
-
-    #[test]
-    fn paging_and_filters() {
-        let s = store(100, 1 << 20);
-        named(&s, "a");
-        for i in 0..10 {
-            let mut h = RawHeaders::new();
-            h.push(b"X-N", i.to_string().as_bytes());
-            let method = if i % 2 == 0 { "GET" } else { "POST" };
-            let path = format!("/p/{i}");
-            let mut c = NewCapture::new(method, &path, None, &h, 0, "127.0.0.1:1".parse().unwrap());
-            c.push_body(format!("Body number {i}").as_bytes());
-            s.capture("a", c).unwrap();
-        }
-        let q = |limit, before, after, filter| PageQuery {
-            limit,
-            before,
-            after,
-            filter,
-        };
-        let p = s
-            .requests("a", &q(3, None, None, RequestFilter::default()))
-            .unwrap();
-        assert_eq!(
-            p.requests.iter().map(|r| r.seq).collect::<Vec<_>>(),
-            vec![10, 9, 8]
-        );
-        assert_eq!((p.total, p.matched, p.next_before), (10, 10, Some(8)));
-        let p = s
-            .requests("a", &q(3, Some(8), None, RequestFilter::default()))
-            .unwrap();
-        assert_eq!(
-            p.requests.iter().map(|r| r.seq).collect::<Vec<_>>(),
-            vec![7, 6, 5]
-        );
-        let p = s
-            .requests("a", &q(100, None, Some(8), RequestFilter::default()))
-            .unwrap();
-        assert_eq!(
-            p.requests.iter().map(|r| r.seq).collect::<Vec<_>>(),
-            vec![10, 9]
-        );
-        assert_eq!(p.next_before, None);
-        let f = RequestFilter {
-            method: Some("post".into()),
-            ..Default::default()
-        };
-        assert_eq!(s.requests("a", &q(100, None, None, f)).unwrap().matched, 5);
-        let f = RequestFilter {
-            path: Some("/p/1*".into()),
-            ..Default::default()
-        };
-        assert_eq!(s.requests("a", &q(100, None, None, f)).unwrap().matched, 1);
-        let f = RequestFilter {
-            text: Some(crate::store::TextSearch::new("NUMBER 7").unwrap()),
-            ..Default::default()
-        };
-        let p = s.requests("a", &q(100, None, None, f)).unwrap();
-        assert_eq!(
-            p.requests.iter().map(|r| r.seq).collect::<Vec<_>>(),
-            vec![8]
-        );
-        // by id and by seq
-        let r = s.request("a", "3").unwrap();
-        assert_eq!(s.request("a", &r.id.to_string()).unwrap().seq, 3);
-        assert!(matches!(
-            s.request("a", "nope"),
-            Err(StoreError::NoSuchRequest(_))
-        ));
-    }
-
-    #[test]
-    fn idle_bins_expire() {
-        let s = store(10, 1 << 20);
-        named(&s, "a");
-        assert_eq!(s.expire_idle(Utc::now()), 0);
-        assert_eq!(s.expire_idle(Utc::now() + chrono::Duration::seconds(61)), 1);
-        assert!(s.get_bin("a").is_err());
-    }
-
-    #[test]
-    fn subscribers_see_captures() {
-        let s = store(10, 1 << 20);
-        named(&s, "a");
-        let mut rx = s.subscribe("a").unwrap();
-        let mut all = s.subscribe_all();
-        let r = s.capture("a", req(b"hi")).unwrap();
-        let mut rx2 = s.subscribe("a").unwrap();
-        let r2 = s.capture("a", req(b"again")).unwrap();
-        let rendered = |ev| match ev {
-            LiveEvent::Captured {
-                request, rendered, ..
-            } => (request.id, rendered),
-            other => panic!("unexpected {other:?}"),
-        };
-        let (id, first) = rendered(rx.try_recv().unwrap());
-        assert_eq!(id, r.id);
-        let (id, first_all) = rendered(all.try_recv().unwrap());
-        assert_eq!(id, r.id);
-        // One rendering per event, shared by the bin's subscribers and those of all bins.
-        assert!(Arc::ptr_eq(&first, &first_all));
-        let (_, second) = rendered(rx.try_recv().unwrap());
-        let (id, second_rx2) = rendered(rx2.try_recv().unwrap());
-        let (_, second_all) = rendered(all.try_recv().unwrap());
-        assert_eq!(id, r2.id);
-        assert!(Arc::ptr_eq(&second, &second_rx2) && Arc::ptr_eq(&second, &second_all));
-        assert!(!Arc::ptr_eq(&first, &second), "each event has its own");
+        assert_eq!(s.stats().await.unwrap().requests_stored, 3);
     }
 }

@@ -1,8 +1,15 @@
 //! # The store: bins and the requests captured in them
 //!
 //! Owns the domain of the receiving side and nothing of HTTP (no axum here). [`Store`] is the
-//! seam a shared backend (Redis with pub/sub, for several bin-server instances behind a load
-//! balancer) would implement; [`MemoryStore`] is the embedded default.
+//! async seam every backend implements: [`MemoryStore`] (the embedded default), SQLite (one
+//! file, survives restarts) and Redis (several instances share bins, live streams and waits).
+//! [`open`] picks one from `--store`.
+//!
+//! Live events reach subscribers through the instance's [`LiveHub`]: each backend publishes
+//! what this instance must hear (the memory and SQLite stores their own captures, Redis what
+//! its one reader hears from every instance). Readers never hold a channel of the store's:
+//! they read a backlog with [`Store::read_after`] and then follow the hub, rereading the store
+//! when they fall behind.
 //!
 //! Limits, all enforced here and all counted (nothing is dropped silently):
 //! - requests per bin: a ring buffer, the oldest evicted first (`evicted.by_bin_limit`);
@@ -12,17 +19,22 @@
 //! - idle bins expire after the configured TTL ([`MemoryStore::expire_idle`]).
 
 mod captured;
+pub mod codec;
+mod live;
 mod memory;
 mod search;
 
+/// Implementations of [`Store`] outside this crate use this attribute (no dependency of their
+/// own to keep in step).
+pub use async_trait::async_trait;
 pub use captured::{CapturedRequest, HeaderIter, NewCapture, RawHeaders};
+pub use live::LiveHub;
 pub use memory::MemoryStore;
 pub use search::{MAX_TEXT_BYTES, TextSearch, TextTooLong};
 
 use std::sync::{Arc, OnceLock};
 
 use api::{BinResponse, EvictionCounts};
-use tokio::sync::broadcast;
 
 /// A bin's name: a UUID v4 or a user-chosen `[a-z0-9][a-z0-9-_]{0,63}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -97,8 +109,9 @@ impl Default for StoreLimits {
     }
 }
 
-/// The settings of a bin that users choose (all validated before they reach the store).
-#[derive(Debug, Clone, Default)]
+/// The settings of a bin that users choose (all validated before they reach the store). All of
+/// it is data (serialisable by [`codec`]); compiled checks live in [`CaptureSettings`].
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct BinSettings {
     pub response: BinResponse,
     /// `None`: the server's limit.
@@ -109,17 +122,15 @@ pub struct BinSettings {
     pub schema: Option<serde_json::Value>,
     /// Opaque to the store: `(scheme, secret)` for signature checks at capture time.
     pub signature: Option<(String, String)>,
-    /// The compiled form of `schema` and `signature`, run on every capture (built once per
-    /// settings change, so captures never recompile a schema).
-    pub checks: Option<Arc<dyn CaptureCheck>>,
     /// SHA-256 of the bin's own token (issued at creation when the server has `--auth-token`),
     /// never the token. Fixed at creation: [`Store::put_bin`] on an existing bin keeps it.
     pub token_hash: Option<[u8; 32]>,
 }
 
 /// Checks a bin runs on each request before it is stored (JSON Schema, signature). The routes
-/// build them; the store only hands them to the capture path. Implementations fill
-/// [`NewCapture::validation`] and [`NewCapture::signature`].
+/// compile them from [`CaptureSettings`] (once per settings change and instance); the store
+/// never sees them. Implementations fill [`NewCapture::validation`] and
+/// [`NewCapture::signature`].
 pub trait CaptureCheck: std::fmt::Debug + Send + Sync + 'static {
     fn check(&self, capture: &mut NewCapture);
 }
@@ -174,7 +185,7 @@ pub struct Page {
     pub evicted: EvictionCounts,
 }
 
-/// What live subscribers receive.
+/// What live subscribers receive (through the instance's [`LiveHub`]).
 #[derive(Debug, Clone)]
 pub enum LiveEvent {
     Captured {
@@ -234,58 +245,168 @@ pub enum StoreError {
     BinExists(String),
     #[error("the server holds {0} bins, its limit: delete some or raise --max-bins")]
     TooManyBins(usize),
+    /// The backend cannot be reached or failed (SQLite I/O, Redis down): answered 503, and the
+    /// request may be retried. Nothing is half-stored.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
 }
 
-/// The storage seam. Implementations never block for long: the in-memory one takes short
-/// critical sections only, so it is called straight from async handlers. The one exception is
-/// [`Store::requests`] with a text filter, which reads every stored byte of the bin (outside any
-/// lock): callers run it on a blocking thread.
+/// The storage seam, one implementation per backend. Every method may wait on I/O (a SQLite
+/// commit, a Redis round trip); none blocks the runtime's workers for long (the memory store
+/// takes short critical sections, the others do their blocking work on threads of their own).
+///
+/// What every implementation promises (checked by one conformance suite run against each, in
+/// `bin-server/tests/store_conformance.rs`):
+/// - sequence numbers per bin start at 1, strictly increase, are never reused (not even after
+///   a restart), and two captures never get the same one, whatever instance stores them;
+/// - a bin holds at most its `max_requests`, the oldest evicted first and counted in
+///   `evicted.by_bin_limit`; the byte budget evicts across bins oldest first
+///   (`evicted.by_byte_budget`), as exactly as the backend can (see the README);
+/// - a capture that returned `Ok` is stored (durably, for SQLite and Redis) and has been
+///   published to the live feed of every instance;
+/// - `--max-bins` is never exceeded; idle bins expire after the TTL.
+#[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// The backend's name for `/metrics` and `/healthz`: `memory`, `sqlite` or `redis`.
+    fn backend(&self) -> &'static str;
+    fn limits(&self) -> &StoreLimits;
+    /// This instance's live feed: captures, deletions and bin deletions of every bin, as this
+    /// instance hears of them.
+    fn live(&self) -> &LiveHub;
+
     /// Creates a bin; `name` `None` draws a random UUID.
-    fn create_bin(
+    async fn create_bin(
         &self,
         name: Option<BinName>,
         settings: BinSettings,
     ) -> Result<BinSnapshot, StoreError>;
     /// Creates the bin or replaces its settings (stored requests are kept, and so is the
-    /// `token_hash` it was created with). `true` when created.
-    fn put_bin(
+    /// `token_hash` it was created with). `true` when created. A lowered `max_requests`
+    /// evicts at once, counted as bin-limit evictions.
+    async fn put_bin(
         &self,
         name: BinName,
         settings: BinSettings,
     ) -> Result<(BinSnapshot, bool), StoreError>;
-    fn get_bin(&self, name: &str) -> Result<BinSnapshot, StoreError>;
-    /// All bins, most recently active first.
-    fn list_bins(&self) -> Vec<BinSnapshot>;
-    fn delete_bin(&self, name: &str) -> Result<(), StoreError>;
+    async fn get_bin(&self, name: &str) -> Result<BinSnapshot, StoreError>;
+    /// All bins, most recently active first (ties by name).
+    async fn list_bins(&self) -> Result<Vec<BinSnapshot>, StoreError>;
+    /// Deletes the bin and its requests, and publishes [`LiveEvent::BinDeleted`].
+    async fn delete_bin(&self, name: &str) -> Result<(), StoreError>;
 
-    /// The settings and limits capture needs, without copying the whole snapshot.
-    fn capture_settings(&self, name: &str) -> Result<Arc<CaptureSettings>, StoreError>;
-    /// Stores one captured request (evicting what the limits require) and tells subscribers.
-    fn capture(&self, name: &str, new: NewCapture) -> Result<Arc<CapturedRequest>, StoreError>;
+    /// The settings and limits capture needs. Cheap: served from a cache the backend keeps
+    /// current (a settings change on any instance applies to the next capture), so a capture
+    /// costs one round trip to a remote backend, not two. The same `Arc` is returned until the
+    /// settings change, so what the routes compile into it is compiled once.
+    async fn capture_settings(&self, name: &str) -> Result<Arc<CaptureSettings>, StoreError>;
+    /// Stores one captured request (evicting what the limits require) and publishes
+    /// [`LiveEvent::Captured`].
+    async fn capture(
+        &self,
+        name: &str,
+        new: NewCapture,
+    ) -> Result<Arc<CapturedRequest>, StoreError>;
 
-    fn requests(&self, name: &str, query: &PageQuery) -> Result<Page, StoreError>;
-    fn request(&self, name: &str, id: &str) -> Result<Arc<CapturedRequest>, StoreError>;
-    fn delete_request(&self, name: &str, id: &str) -> Result<(), StoreError>;
+    /// A page of requests, newest first. With a text filter this reads every stored byte of
+    /// the bin: callers run it on a blocking thread (the routes bound how many at once).
+    async fn requests(&self, name: &str, query: &PageQuery) -> Result<Page, StoreError>;
+    /// The cursor read of live streams and `wait`: the stored requests with a sequence number
+    /// above `after`, oldest first, at most `limit`.
+    async fn read_after(
+        &self,
+        name: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Arc<CapturedRequest>>, StoreError>;
+    /// One request, by id or by sequence number given as digits.
+    async fn request(&self, name: &str, id: &str) -> Result<Arc<CapturedRequest>, StoreError>;
+    async fn delete_request(&self, name: &str, id: &str) -> Result<(), StoreError>;
     /// Deletes all requests of a bin; returns how many.
-    fn clear_requests(&self, name: &str) -> Result<u64, StoreError>;
+    async fn clear_requests(&self, name: &str) -> Result<u64, StoreError>;
 
-    /// Live events of one bin.
-    fn subscribe(&self, name: &str) -> Result<broadcast::Receiver<LiveEvent>, StoreError>;
-    /// Live events of all bins.
-    fn subscribe_all(&self) -> broadcast::Receiver<LiveEvent>;
-
-    fn stats(&self) -> StoreStats;
-    /// Deletes bins idle for longer than the TTL; returns how many.
-    fn expire_idle(&self, now: chrono::DateTime<chrono::Utc>) -> usize;
-    fn limits(&self) -> &StoreLimits;
+    async fn stats(&self) -> Result<StoreStats, StoreError>;
+    /// Deletes bins idle for longer than the TTL; returns how many. A backend whose data
+    /// expires by itself (Redis) returns 0.
+    async fn expire_idle(&self, now: chrono::DateTime<chrono::Utc>) -> Result<usize, StoreError>;
+    /// `Ok` when the backend answers (for `/healthz`).
+    async fn health(&self) -> Result<(), StoreError>;
 }
 
-/// What the capture path needs to know about a bin, shared without copying.
-#[derive(Debug, Clone)]
+/// What the capture path needs to know about a bin, shared without copying. One value per bin
+/// and settings version: the backend hands out the same `Arc` until the settings change.
+#[derive(Debug, Default)]
 pub struct CaptureSettings {
     pub response: BinResponse,
     pub max_body_bytes: u64,
-    /// `None` for bins without schema or secret: their captures pay nothing for checks.
-    pub checks: Option<Arc<dyn CaptureCheck>>,
+    pub schema: Option<serde_json::Value>,
+    pub signature: Option<(String, String)>,
+    /// The compiled form of `schema` and `signature`, filled by the routes on first use; `None`
+    /// inside for bins without checks (their captures pay nothing for them).
+    pub compiled: OnceLock<Option<Arc<dyn CaptureCheck>>>,
+}
+
+impl CaptureSettings {
+    /// What a bin with these settings and this body limit captures with.
+    pub fn new(settings: &BinSettings, max_body_bytes: u64) -> Self {
+        Self {
+            response: settings.response.clone(),
+            max_body_bytes,
+            schema: settings.schema.clone(),
+            signature: settings.signature.clone(),
+            compiled: OnceLock::new(),
+        }
+    }
+}
+
+/// Which backend `--store` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    /// `memory`: this process's memory, lost on restart.
+    Memory,
+    /// `sqlite:PATH`: one file, created if missing.
+    Sqlite(std::path::PathBuf),
+    /// `redis://HOST:PORT[/DB]` (or `rediss://`): shared by every instance that names it.
+    Redis(String),
+}
+
+impl std::str::FromStr for StoreUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "memory" {
+            Ok(Self::Memory)
+        } else if let Some(path) = s.strip_prefix("sqlite:") {
+            let path = path.strip_prefix("//").unwrap_or(path);
+            if path.is_empty() {
+                return Err("sqlite: needs a file path, e.g. sqlite:hookbin.db".into());
+            }
+            Ok(Self::Sqlite(path.into()))
+        } else if s.starts_with("redis://") || s.starts_with("rediss://") {
+            Ok(Self::Redis(s.to_owned()))
+        } else {
+            Err(format!(
+                "unknown store {s:?}: use memory, sqlite:PATH or redis://HOST:PORT[/DB]"
+            ))
+        }
+    }
+}
+
+impl std::fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Memory => f.write_str("memory"),
+            Self::Sqlite(p) => write!(f, "sqlite:{}", p.display()),
+            Self::Redis(u) => f.write_str(u),
+        }
+    }
+}
+
+/// Opens the store `url` names with these limits.
+pub async fn open(url: &StoreUrl, limits: StoreLimits) -> Result<Arc<dyn Store>, StoreError> {
+    match url {
+        StoreUrl::Memory => Ok(Arc::new(MemoryStore::new(limits))),
+        StoreUrl::Sqlite(_) | StoreUrl::Redis(_) => Err(StoreError::Unavailable(format!(
+            "{url}: this backend is not built yet"
+        ))),
+    }
 }

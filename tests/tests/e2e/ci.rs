@@ -521,8 +521,9 @@ async fn wait_times_out_with_408_and_a_json_error() {
 }
 
 /// Captures `n` requests straight into the store, without yielding: live subscribers cannot
-/// read in between, so more than their buffer makes them fall behind.
-fn burst(s: &TestServer, bin: &str, n: usize) {
+/// read in between (the memory store's capture never waits), so more than their buffer makes
+/// them fall behind.
+async fn burst(s: &TestServer, bin: &str, n: usize) {
     use bin_server::store::{NewCapture, RawHeaders};
     for i in 0..n {
         let body = format!("{{\"n\":{i}}}");
@@ -535,7 +536,7 @@ fn burst(s: &TestServer, bin: &str, n: usize) {
             "127.0.0.1:1".parse().unwrap(),
         );
         c.push_body(body.as_bytes());
-        s.state.store.capture(bin, c).unwrap();
+        s.state.store.capture(bin, c).await.unwrap();
     }
 }
 
@@ -550,7 +551,7 @@ async fn a_waiter_that_falls_behind_the_broadcast_rereads_the_store() {
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Far more than the 256 events a subscriber buffers: the match is among the missed ones.
-    burst(&s, "burst", 600);
+    burst(&s, "burst", 600).await;
     let resp = within("the lagging waiter", waiter).await.unwrap();
     assert_eq!(resp.status(), 200);
     let r: Value = resp.json().await.unwrap();
@@ -1081,7 +1082,7 @@ async fn forward_catches_up_after_falling_behind_without_loss_or_duplicates() {
     s.put_bin("fast", json!({})).await;
     s.put_bin("slow", json!({})).await;
     let (stop, mut rx, forwarding) = start_forward(&s, "fast", "slow").await;
-    burst(&s, "fast", 400);
+    burst(&s, "fast", 400).await;
     let (mut lines, mut notes) = (Vec::new(), Vec::new());
     while lines.len() < 400 {
         let line = within("forwarded lines", rx.recv()).await.unwrap();

@@ -8,12 +8,11 @@
 use std::sync::{Arc, Mutex};
 
 use bin_server::store::{
-    BinName, BinSettings, BinSnapshot, CaptureSettings, CapturedRequest, LiveEvent, MemoryStore,
-    NewCapture, Page, PageQuery, Store, StoreError, StoreLimits, StoreStats,
+    BinName, BinSettings, BinSnapshot, CaptureSettings, CapturedRequest, LiveEvent, LiveHub,
+    MemoryStore, NewCapture, Page, PageQuery, Store, StoreError, StoreLimits, StoreStats,
 };
 use bin_server::{AppState, ServerConfig};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::broadcast;
 
 use crate::support::{OneThreadServer, within};
 
@@ -24,39 +23,54 @@ const BURST: usize = 8;
 /// after another without yielding, as if they had all landed between two polls of a subscriber.
 struct Bursts {
     inner: MemoryStore,
-    tx: broadcast::Sender<LiveEvent>,
+    /// What the routes subscribe to (the inner store publishes to its own, which nobody reads).
+    hub: LiveHub,
     held: Mutex<Vec<LiveEvent>>,
 }
 
+#[bin_server::store::async_trait]
 impl Store for Bursts {
-    fn create_bin(
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    fn limits(&self) -> &StoreLimits {
+        self.inner.limits()
+    }
+    fn live(&self) -> &LiveHub {
+        &self.hub
+    }
+    async fn create_bin(
         &self,
         name: Option<BinName>,
         settings: BinSettings,
     ) -> Result<BinSnapshot, StoreError> {
-        self.inner.create_bin(name, settings)
+        self.inner.create_bin(name, settings).await
     }
-    fn put_bin(
+    async fn put_bin(
         &self,
         name: BinName,
         settings: BinSettings,
     ) -> Result<(BinSnapshot, bool), StoreError> {
-        self.inner.put_bin(name, settings)
+        self.inner.put_bin(name, settings).await
     }
-    fn get_bin(&self, name: &str) -> Result<BinSnapshot, StoreError> {
-        self.inner.get_bin(name)
+    async fn get_bin(&self, name: &str) -> Result<BinSnapshot, StoreError> {
+        self.inner.get_bin(name).await
     }
-    fn list_bins(&self) -> Vec<BinSnapshot> {
-        self.inner.list_bins()
+    async fn list_bins(&self) -> Result<Vec<BinSnapshot>, StoreError> {
+        self.inner.list_bins().await
     }
-    fn delete_bin(&self, name: &str) -> Result<(), StoreError> {
-        self.inner.delete_bin(name)
+    async fn delete_bin(&self, name: &str) -> Result<(), StoreError> {
+        self.inner.delete_bin(name).await
     }
-    fn capture_settings(&self, name: &str) -> Result<Arc<CaptureSettings>, StoreError> {
-        self.inner.capture_settings(name)
+    async fn capture_settings(&self, name: &str) -> Result<Arc<CaptureSettings>, StoreError> {
+        self.inner.capture_settings(name).await
     }
-    fn capture(&self, name: &str, new: NewCapture) -> Result<Arc<CapturedRequest>, StoreError> {
-        let request = self.inner.capture(name, new)?;
+    async fn capture(
+        &self,
+        name: &str,
+        new: NewCapture,
+    ) -> Result<Arc<CapturedRequest>, StoreError> {
+        let request = self.inner.capture(name, new).await?;
         let mut held = self.held.lock().unwrap();
         held.push(LiveEvent::Captured {
             bin: BinName::parse(name)?,
@@ -65,38 +79,39 @@ impl Store for Bursts {
         });
         if held.len() == BURST {
             for ev in held.drain(..) {
-                let _ = self.tx.send(ev);
+                self.hub.publish(name, || ev);
             }
         }
         Ok(request)
     }
-    fn requests(&self, name: &str, query: &PageQuery) -> Result<Page, StoreError> {
-        self.inner.requests(name, query)
+    async fn requests(&self, name: &str, query: &PageQuery) -> Result<Page, StoreError> {
+        self.inner.requests(name, query).await
     }
-    fn request(&self, name: &str, id: &str) -> Result<Arc<CapturedRequest>, StoreError> {
-        self.inner.request(name, id)
+    async fn read_after(
+        &self,
+        name: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Arc<CapturedRequest>>, StoreError> {
+        self.inner.read_after(name, after, limit).await
     }
-    fn delete_request(&self, name: &str, id: &str) -> Result<(), StoreError> {
-        self.inner.delete_request(name, id)
+    async fn request(&self, name: &str, id: &str) -> Result<Arc<CapturedRequest>, StoreError> {
+        self.inner.request(name, id).await
     }
-    fn clear_requests(&self, name: &str) -> Result<u64, StoreError> {
-        self.inner.clear_requests(name)
+    async fn delete_request(&self, name: &str, id: &str) -> Result<(), StoreError> {
+        self.inner.delete_request(name, id).await
     }
-    fn subscribe(&self, name: &str) -> Result<broadcast::Receiver<LiveEvent>, StoreError> {
-        self.inner.get_bin(name)?;
-        Ok(self.tx.subscribe())
+    async fn clear_requests(&self, name: &str) -> Result<u64, StoreError> {
+        self.inner.clear_requests(name).await
     }
-    fn subscribe_all(&self) -> broadcast::Receiver<LiveEvent> {
-        self.tx.subscribe()
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        self.inner.stats().await
     }
-    fn stats(&self) -> StoreStats {
-        self.inner.stats()
+    async fn expire_idle(&self, now: chrono::DateTime<chrono::Utc>) -> Result<usize, StoreError> {
+        self.inner.expire_idle(now).await
     }
-    fn expire_idle(&self, now: chrono::DateTime<chrono::Utc>) -> usize {
-        self.inner.expire_idle(now)
-    }
-    fn limits(&self) -> &StoreLimits {
-        self.inner.limits()
+    async fn health(&self) -> Result<(), StoreError> {
+        self.inner.health().await
     }
 }
 
@@ -105,7 +120,7 @@ fn bursting_state() -> AppState {
     let mut state = AppState::new(StoreLimits::default(), ServerConfig::default());
     state.store = Arc::new(Bursts {
         inner: MemoryStore::new(StoreLimits::default()),
-        tx: broadcast::channel(256).0,
+        hub: LiveHub::default(),
         held: Mutex::new(Vec::new()),
     });
     state

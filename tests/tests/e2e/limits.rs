@@ -4,6 +4,7 @@
 //! few hundred milliseconds so the tests stay fast; every wait for the server to close a
 //! connection is bounded by `within`.
 
+use futures_util::FutureExt;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
@@ -111,7 +112,7 @@ async fn a_head_that_never_ends_is_closed_after_the_header_timeout() {
     assert!(got.is_empty(), "no response to a partial head: {got:?}");
     assert!(t.elapsed() >= SHORT - Duration::from_millis(50));
     assert_eq!(s.state.metrics.timeouts_header.load(Relaxed), 1);
-    assert_eq!(s.state.store.stats().captures_total, 0);
+    assert_eq!(s.state.store.stats().await.unwrap().captures_total, 0);
 }
 
 #[tokio::test]
@@ -197,7 +198,7 @@ async fn a_stalled_body_is_answered_408_closed_and_not_stored() {
     assert_eq!(status, 408, "{}", String::from_utf8_lossy(&got));
     assert_eq!(body["error"]["code"], "body_timeout");
     assert_eq!(s.state.metrics.timeouts_body.load(Relaxed), 1);
-    assert_eq!(s.state.store.stats().captures_total, 0);
+    assert_eq!(s.state.store.stats().await.unwrap().captures_total, 0);
     assert_eq!(s.state.metrics.inflight_body_bytes.load(Relaxed), 0);
 }
 
@@ -295,7 +296,7 @@ async fn past_the_in_flight_budget_a_capture_gets_503_and_the_bytes_come_back() 
     assert_eq!(read_response(&mut slow).await.0, 200);
     assert_eq!(m.inflight_body_bytes.load(Relaxed), 0);
     assert_eq!(parse(&raw_http(s.addr, &big(500)).await).0, 200);
-    assert_eq!(s.state.store.stats().captures_total, 2);
+    assert_eq!(s.state.store.stats().await.unwrap().captures_total, 2);
 }
 
 #[tokio::test]
@@ -319,8 +320,8 @@ async fn malformed_chunked_bodies_are_400_and_not_stored_or_truncated() {
                 .contains("chunked")
         );
     }
-    assert_eq!(s.state.store.stats().captures_total, 0);
-    assert_eq!(s.state.store.stats().truncated_total, 0);
+    assert_eq!(s.state.store.stats().await.unwrap().captures_total, 0);
+    assert_eq!(s.state.store.stats().await.unwrap().truncated_total, 0);
     assert_eq!(s.state.metrics.body_framing_errors.load(Relaxed), 3);
     // Well-formed chunks are still captured whole.
     let raw = raw_http(s.addr, format!("{head}5\r\nhello\r\n0\r\n\r\n").as_bytes()).await;
@@ -363,7 +364,11 @@ async fn shutdown_closes_slow_clients_at_once_and_answers_delayed_bins() {
     let m = &s.state.metrics;
     until(
         "the delayed request to be stored and the body to be read",
-        || s.state.store.stats().captures_total == 2 && m.inflight_body_bytes.load(Relaxed) == 5,
+        || {
+            // The memory store answers at once: its future is ready on the first poll.
+            let stats = s.state.store.stats().now_or_never().unwrap().unwrap();
+            stats.captures_total == 2 && m.inflight_body_bytes.load(Relaxed) == 5
+        },
     )
     .await;
     let t = Instant::now();

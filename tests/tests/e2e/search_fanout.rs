@@ -10,12 +10,11 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use bin_server::store::{
-    BinSettings, BinSnapshot, CaptureSettings, CapturedRequest, LiveEvent, MemoryStore, NewCapture,
-    Page, PageQuery, Store, StoreError, StoreLimits, StoreStats,
+    BinName, BinSettings, BinSnapshot, CaptureSettings, CapturedRequest, LiveHub, MemoryStore,
+    NewCapture, Page, PageQuery, Store, StoreError, StoreLimits, StoreStats,
 };
 use bin_server::{AppState, ServerConfig};
 use serde_json::Value;
-use tokio::sync::broadcast;
 
 use crate::support::{OneThreadServer, SseReader, TestServer, WAIT, within};
 
@@ -61,68 +60,86 @@ fn held_store() -> (HeldSearches, Held) {
     )
 }
 
+#[bin_server::store::async_trait]
 impl Store for HeldSearches {
-    fn create_bin(
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    fn limits(&self) -> &StoreLimits {
+        self.inner.limits()
+    }
+    fn live(&self) -> &LiveHub {
+        self.inner.live()
+    }
+    async fn create_bin(
         &self,
-        name: Option<bin_server::store::BinName>,
+        name: Option<BinName>,
         settings: BinSettings,
     ) -> Result<BinSnapshot, StoreError> {
-        self.inner.create_bin(name, settings)
+        self.inner.create_bin(name, settings).await
     }
-    fn put_bin(
+    async fn put_bin(
         &self,
-        name: bin_server::store::BinName,
+        name: BinName,
         settings: BinSettings,
     ) -> Result<(BinSnapshot, bool), StoreError> {
-        self.inner.put_bin(name, settings)
+        self.inner.put_bin(name, settings).await
     }
-    fn get_bin(&self, name: &str) -> Result<BinSnapshot, StoreError> {
-        self.inner.get_bin(name)
+    async fn get_bin(&self, name: &str) -> Result<BinSnapshot, StoreError> {
+        self.inner.get_bin(name).await
     }
-    fn list_bins(&self) -> Vec<BinSnapshot> {
-        self.inner.list_bins()
+    async fn list_bins(&self) -> Result<Vec<BinSnapshot>, StoreError> {
+        self.inner.list_bins().await
     }
-    fn delete_bin(&self, name: &str) -> Result<(), StoreError> {
-        self.inner.delete_bin(name)
+    async fn delete_bin(&self, name: &str) -> Result<(), StoreError> {
+        self.inner.delete_bin(name).await
     }
-    fn capture_settings(&self, name: &str) -> Result<Arc<CaptureSettings>, StoreError> {
-        self.inner.capture_settings(name)
+    async fn capture_settings(&self, name: &str) -> Result<Arc<CaptureSettings>, StoreError> {
+        self.inner.capture_settings(name).await
     }
-    fn capture(&self, name: &str, new: NewCapture) -> Result<Arc<CapturedRequest>, StoreError> {
-        self.inner.capture(name, new)
+    async fn capture(
+        &self,
+        name: &str,
+        new: NewCapture,
+    ) -> Result<Arc<CapturedRequest>, StoreError> {
+        self.inner.capture(name, new).await
     }
-    fn requests(&self, name: &str, query: &PageQuery) -> Result<Page, StoreError> {
+    async fn requests(&self, name: &str, query: &PageQuery) -> Result<Page, StoreError> {
         if query.filter.text.is_some() {
+            // Text searches run on a blocking thread (the route's scan slots), so blocking
+            // here holds up nothing else.
             let _ = self.started.send(());
             let release = self.release.lock().unwrap();
             // Bounded, so a test that failed (and dropped its sender) or forgot never hangs.
             let _ = release.recv_timeout(WAIT * 3);
         }
-        self.inner.requests(name, query)
+        self.inner.requests(name, query).await
     }
-    fn request(&self, name: &str, id: &str) -> Result<Arc<CapturedRequest>, StoreError> {
-        self.inner.request(name, id)
+    async fn read_after(
+        &self,
+        name: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Arc<CapturedRequest>>, StoreError> {
+        self.inner.read_after(name, after, limit).await
     }
-    fn delete_request(&self, name: &str, id: &str) -> Result<(), StoreError> {
-        self.inner.delete_request(name, id)
+    async fn request(&self, name: &str, id: &str) -> Result<Arc<CapturedRequest>, StoreError> {
+        self.inner.request(name, id).await
     }
-    fn clear_requests(&self, name: &str) -> Result<u64, StoreError> {
-        self.inner.clear_requests(name)
+    async fn delete_request(&self, name: &str, id: &str) -> Result<(), StoreError> {
+        self.inner.delete_request(name, id).await
     }
-    fn subscribe(&self, name: &str) -> Result<broadcast::Receiver<LiveEvent>, StoreError> {
-        self.inner.subscribe(name)
+    async fn clear_requests(&self, name: &str) -> Result<u64, StoreError> {
+        self.inner.clear_requests(name).await
     }
-    fn subscribe_all(&self) -> broadcast::Receiver<LiveEvent> {
-        self.inner.subscribe_all()
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        self.inner.stats().await
     }
-    fn stats(&self) -> StoreStats {
-        self.inner.stats()
+    async fn expire_idle(&self, now: chrono::DateTime<chrono::Utc>) -> Result<usize, StoreError> {
+        self.inner.expire_idle(now).await
     }
-    fn expire_idle(&self, now: chrono::DateTime<chrono::Utc>) -> usize {
-        self.inner.expire_idle(now)
-    }
-    fn limits(&self) -> &StoreLimits {
-        self.inner.limits()
+    async fn health(&self) -> Result<(), StoreError> {
+        self.inner.health().await
     }
 }
 
