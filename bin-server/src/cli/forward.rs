@@ -4,7 +4,9 @@
 //! Requests are forwarded one at a time, in capture order. The stream is resumed with
 //! `Last-Event-ID`, so when it drops (server restart, network) the requests captured meanwhile
 //! that the bin still holds are forwarded after the reconnect, none twice. A `resync` (this
-//! client fell behind the live stream) is handled the same way.
+//! client fell behind the live stream) is handled the same way; one that says the bin holds
+//! nothing as new as our last request (re-created, or a memory server restarted) starts again
+//! from the bin's first request.
 
 use std::future::Future;
 use std::time::Duration;
@@ -169,7 +171,17 @@ async fn follow(
                         outcome,
                     });
                 }
-                "resync" => return Ok(Ended::Behind),
+                "resync" => {
+                    // The bin holds nothing as new as our last request: it was re-created, or
+                    // the server restarted on a memory store. Everything it holds now is new to
+                    // us: start again from its first request.
+                    let reset = serde_json::from_str::<api::ResyncEvent>(&ev.data)
+                        .is_ok_and(|r| r.reason.as_deref() == Some("last_event_id_ahead"));
+                    if reset {
+                        *last = 0;
+                    }
+                    return Ok(Ended::Behind);
+                }
                 "bin_deleted" => {
                     return Err(ClientError::Other(format!("bin {bin:?} was deleted")));
                 }

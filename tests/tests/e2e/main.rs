@@ -7,6 +7,7 @@ mod fanout;
 mod limits;
 mod origin;
 mod outbound;
+mod resume;
 mod search_fanout;
 mod sender;
 mod server;

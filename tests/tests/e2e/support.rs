@@ -45,7 +45,12 @@ impl TestServer {
     }
 
     pub async fn with_state(state: AppState) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::with_state_at(state, "127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// A server on a given address (a restarted server on the port of one shut down).
+    pub async fn with_state_at(state: AppState, addr: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(bin_server::run(listener, state.clone(), async move {
