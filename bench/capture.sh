@@ -4,6 +4,7 @@
 #   bench/capture.sh            # both: throughput ratio, then memory per stored request
 #   bench/capture.sh rps        # only the throughput comparison
 #   bench/capture.sh mem        # only the memory figures
+#   bench/capture.sh stores     # the three stores side by side: baseline, memory, sqlite, redis
 #
 # Throughput: ../shared/bench/compare.sh, ABBA-alternating, baseline `POST /ok` (reads the body,
 # answers 200) vs a bin-server capture URL (bin created first, default per-bin cap), each server
@@ -12,6 +13,13 @@
 #   1. with the harness' mem.sh: 100,000 requests into one bin (cap raised to hold them all);
 #   2. 100,000 requests spread over 100 bins (1,000 each, the default cap) by bench/spread.lua,
 #      with RSS read the same way mem.sh does.
+# Stores: ../shared/bench/run-many.sh round-robin over the baseline and three bin-servers, one per
+# `--store` (memory; sqlite:FILE in the run dir, fresh; redis:// on a redis-server of its own on
+# port 3910, started with --save '' --appendonly no), all pinned to CPU 0 with their store (the
+# Redis server too), wrk on CPU 1; ratios against the memory store (targets: SQLite and Redis
+# >= 0.5) and the baseline. Then the storage cost per stored 1 KiB request: 20,000 captures into
+# a bin that holds them all, Redis `used_memory` growth and the SQLite file (+ WAL) growth per
+# request.
 # Needs wrk (Debian package) and taskset; everything targets 127.0.0.1 and every run is bounded.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,7 +39,9 @@ BASELINE="$ROOT/target/bench-baseline/release/baseline"
 cargo build --release -q -p bin-server --manifest-path "$ROOT/Cargo.toml"
 HOOKBIN="$ROOT/target/release/bin-server"
 
-cleanup() { "$HARNESS/stop.sh" baseline; "$HARNESS/stop.sh" hookbin; }
+cleanup() {
+  for n in baseline hookbin hb-memory hb-sqlite hb-redis redis; do "$HARNESS/stop.sh" "$n"; done
+}
 trap cleanup EXIT
 
 start_hookbin() {
@@ -85,5 +95,50 @@ import json, sys
 b, a, n = map(int, sys.argv[1:4])
 print(json.dumps({"spread_bins": 100, "stored": n, "rss_before_kib": b, "rss_after_kib": a,
                   "bytes_per_request": round((a - b) * 1024 / n, 1) if n else None}, separators=(",", ":")))
+PY
+fi
+
+if [[ "$WHAT" == stores ]]; then
+  command -v redis-server >/dev/null || { echo "capture.sh: needs redis-server (apt-get install redis-server)" >&2; exit 2; }
+  REDIS_PORT=3910
+  db="$RUN_DIR/bench.db"; rm -f "$db" "$db-wal" "$db-shm" "$db.lock"
+  echo "== stores: baseline, memory, sqlite, redis (run-many.sh)" >&2
+  BIND="127.0.0.1:$BASE_PORT" "$HARNESS/serve.sh" baseline "127.0.0.1:$BASE_PORT" -- "$BASELINE" >/dev/null
+  "$HARNESS/serve.sh" redis "127.0.0.1:$REDIS_PORT" -- redis-server --port "$REDIS_PORT" \
+    --bind 127.0.0.1 --save '' --appendonly no >/dev/null
+  declare -A port=([memory]=3902 [sqlite]=3903 [redis]=3904)
+  declare -A store=([memory]=memory [sqlite]="sqlite:$db" [redis]="redis://127.0.0.1:$REDIS_PORT")
+  targets="$RUN_DIR/stores.targets"
+  echo "baseline http://127.0.0.1:$BASE_PORT/ok $RUN_DIR/baseline.pid" > "$targets"
+  for s in memory sqlite redis; do
+    RUST_LOG=warn "$HARNESS/serve.sh" "hb-$s" "127.0.0.1:${port[$s]}" -- \
+      "$HOOKBIN" --port "${port[$s]}" --store "${store[$s]}" --max-requests-per-bin 20000 >/dev/null
+    # The default per-bin cap (1,000) for the load; the server's is raised for the size run.
+    curl -sf -X PUT "http://127.0.0.1:${port[$s]}/api/bins/bench" -H 'Content-Type: application/json' \
+      -d '{"limits":{"max_requests":1000}}' >/dev/null
+    echo "$s http://127.0.0.1:${port[$s]}/b/bench $RUN_DIR/hb-$s.pid" >> "$targets"
+  done
+  "$HARNESS/run-many.sh" "$targets" memory | tee "$RUN_DIR/stores.out"
+
+  echo "== storage per stored 1 KiB request: 20,000 captures into one bin per store" >&2
+  redis_used() { redis-cli -p "$REDIS_PORT" info memory | awk -F: '/^used_memory:/{print $2+0}'; }
+  sqlite_bytes() { cat "$db" "$db-wal" 2>/dev/null | wc -c; }
+  for s in sqlite redis; do
+    curl -sf -X PUT "http://127.0.0.1:${port[$s]}/api/bins/size" -H 'Content-Type: application/json' -d '{}' >/dev/null
+  done
+  r0=$(redis_used); f0=$(sqlite_bytes)
+  for s in sqlite redis; do
+    MEM_CONC=16 COUNT_CMD="true" "$HARNESS/mem.sh" "http://127.0.0.1:${port[$s]}/b/size" \
+      "$(cat "$RUN_DIR/hb-$s.pid")" 20000 > "$RUN_DIR/size-$s.out"
+  done
+  r1=$(redis_used); f1=$(sqlite_bytes)
+  n_sqlite=$(curl -s "http://127.0.0.1:${port[sqlite]}/api/bins/size" | python3 -c 'import json,sys; print(json.load(sys.stdin)["request_count"])')
+  n_redis=$(curl -s "http://127.0.0.1:${port[redis]}/api/bins/size" | python3 -c 'import json,sys; print(json.load(sys.stdin)["request_count"])')
+  python3 - "$r0" "$r1" "$n_redis" "$f0" "$f1" "$n_sqlite" <<'PY'
+import json, sys
+r0, r1, nr, f0, f1, ns = map(int, sys.argv[1:7])
+print(json.dumps({"redis_stored": nr, "redis_used_memory_bytes_per_request": round((r1 - r0) / nr, 1) if nr else None,
+                  "sqlite_stored": ns, "sqlite_file_bytes_per_request": round((f1 - f0) / ns, 1) if ns else None},
+                 separators=(",", ":")))
 PY
 fi
