@@ -75,6 +75,8 @@ pub struct Metrics {
     pub sse_subscribers: AtomicU64,
     /// SSE subscribers that fell behind and were told to resync.
     pub sse_resyncs: AtomicU64,
+    /// `wait` long-polls holding now (past their first look at the store, waiting for a capture).
+    pub waiters: AtomicU64,
     /// Calls refused by the origin guard ([`routes::origin`]) for a Host that is none of the
     /// server's names (DNS rebinding), ...
     pub refused_host: AtomicU64,

@@ -154,6 +154,18 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         &[("", m.tap_fallbacks.load(Relaxed))],
     );
     metric(
+        "hookbin_waiters",
+        "gauge",
+        "wait long-polls holding now (subscribed to the bin, waiting for a matching capture).",
+        &[("", m.waiters.load(Relaxed))],
+    );
+    metric(
+        "hookbin_live_subscribers",
+        "gauge",
+        "Live-event subscriptions on this instance (SSE streams, smee streams, waiters).",
+        &[("", state.store.live().subscribers() as u64)],
+    );
+    metric(
         "hookbin_sse_renders_total",
         "counter",
         "Captured requests serialised for live streams (once per capture, shared by subscribers).",

@@ -313,6 +313,7 @@ async fn wait(
         return Ok(Json(request_out(&bin, &r, true)));
     }
     let deadline = tokio::time::Instant::now() + params.timeout;
+    let _holding = Holding::new(&state.metrics);
     loop {
         tokio::select! {
             event = rx.recv() => match event {
@@ -408,5 +409,25 @@ mod tests {
             ok.matcher.describe(),
             "a request with header X-A: b, json /a/b=1"
         );
+    }
+}
+
+/// Counts a waiter in `hookbin_waiters` while it holds (whichever way it ends).
+struct Holding<'a>(&'a crate::Metrics);
+
+impl<'a> Holding<'a> {
+    fn new(metrics: &'a crate::Metrics) -> Self {
+        metrics
+            .waiters
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(metrics)
+    }
+}
+
+impl Drop for Holding<'_> {
+    fn drop(&mut self) {
+        self.0
+            .waiters
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }

@@ -90,6 +90,16 @@ impl LiveHub {
         }
     }
 
+    /// Subscriptions open on this instance (each bin's and all bins').
+    pub fn subscribers(&self) -> usize {
+        self.all.receiver_count()
+            + self
+                .bins
+                .iter()
+                .map(|tx| tx.receiver_count())
+                .sum::<usize>()
+    }
+
     /// Drops the channels nobody listens to any more (bins watched once and then left alone
     /// would otherwise keep theirs until their next event).
     pub fn prune(&self) {

@@ -390,7 +390,7 @@ async fn wait_blocks_until_a_matching_capture_arrives() {
         let url = s.url("/api/bins/later/wait?method=PUT&timeout=10s");
         tokio::spawn(async move { client.get(url).send().await.unwrap() })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    s.until_metric("hookbin_waiters", 1).await;
     send(&s, "later", "", &[], b"a POST does not match").await;
     let put = s
         .client
@@ -546,16 +546,18 @@ async fn a_waiter_that_falls_behind_the_broadcast_rereads_the_store() {
     s.put_bin("burst", json!({})).await;
     let waiter = {
         let client = s.client.clone();
-        let url = s.url("/api/bins/burst/wait?json=/n=599&timeout=10s");
+        // An early capture: a lagging subscriber keeps the newest events, so the oldest are the
+        // ones it misses, and only rereading the store finds this one.
+        let url = s.url("/api/bins/burst/wait?json=/n=10&timeout=10s");
         tokio::spawn(async move { client.get(url).send().await.unwrap() })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.until_metric("hookbin_waiters", 1).await;
     // Far more than the 256 events a subscriber buffers: the match is among the missed ones.
     burst(&s, "burst", 600).await;
     let resp = within("the lagging waiter", waiter).await.unwrap();
     assert_eq!(resp.status(), 200);
     let r: Value = resp.json().await.unwrap();
-    assert_eq!(r["seq"], 600);
+    assert_eq!(r["seq"], 11);
 }
 
 #[tokio::test]
@@ -567,8 +569,7 @@ async fn pending_waits_end_when_the_server_shuts_down() {
         let url = s.url("/api/bins/bye/wait?timeout=300s");
         tokio::spawn(async move { client.get(url).send().await.unwrap() })
     };
-    // Give the waiter time to connect (a refused connection would fail the test, not hang it).
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    s.until_metric("hookbin_waiters", 1).await;
     let started = Instant::now();
     s.shutdown().await.unwrap();
     let resp = within("the waiter", waiter).await.unwrap();
@@ -609,7 +610,7 @@ async fn wait_errors_are_clear() {
         let url = s.url("/api/bins/errs/wait?timeout=20s");
         tokio::spawn(async move { client.get(url).send().await.unwrap() })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    s.until_metric("hookbin_waiters", 1).await;
     let del = s
         .client
         .delete(s.url("/api/bins/errs"))
@@ -643,18 +644,10 @@ async fn a_thousand_waiters_are_released_by_one_capture() {
             })
         })
         .collect();
-    // Let the waiters connect; none may return before the matching capture.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(
-        waiters.iter().all(|w| !w.is_finished()),
-        "a waiter returned early"
-    );
+    // Every waiter holds; none may return before the matching capture (one released by the
+    // non-matching capture would answer seq 1, not 2).
+    s.until_metric("hookbin_waiters", WAITERS as u64).await;
     send(&s, "crowd", "", &[], br#"{"go":false}"#).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(
-        waiters.iter().all(|w| !w.is_finished()),
-        "a non-matching capture released one"
-    );
     let released_at = Instant::now();
     send(&s, "crowd", "", &[], br#"{"go":true}"#).await;
     let mut last = released_at;

@@ -93,6 +93,25 @@ impl TestServer {
         (status, r.json().await.unwrap())
     }
 
+    /// One sample of `/metrics` (a metric without labels).
+    pub async fn metric(&self, name: &str) -> u64 {
+        let text = self.metrics().await;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} is not in /metrics"))
+    }
+
+    /// Waits (at most [`WAIT`]) until a `/metrics` sample reaches `value`: the readiness signal
+    /// of tests that must act only once, say, their waiters hold.
+    pub async fn until_metric(&self, name: &str, value: u64) {
+        within(&format!("{name} to reach {value}"), async {
+            while self.metric(name).await != value {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+    }
+
     /// The Prometheus text of `/metrics`.
     pub async fn metrics(&self) -> String {
         let r = within("/metrics", self.client.get(self.url("/metrics")).send()).await;
