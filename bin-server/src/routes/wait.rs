@@ -367,6 +367,26 @@ pub fn human(d: Duration) -> String {
     }
 }
 
+/// Counts a waiter in `hookbin_waiters` while it holds (whichever way it ends).
+struct Holding<'a>(&'a crate::Metrics);
+
+impl<'a> Holding<'a> {
+    fn new(metrics: &'a crate::Metrics) -> Self {
+        metrics
+            .waiters
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(metrics)
+    }
+}
+
+impl Drop for Holding<'_> {
+    fn drop(&mut self) {
+        self.0
+            .waiters
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -409,25 +429,5 @@ mod tests {
             ok.matcher.describe(),
             "a request with header X-A: b, json /a/b=1"
         );
-    }
-}
-
-/// Counts a waiter in `hookbin_waiters` while it holds (whichever way it ends).
-struct Holding<'a>(&'a crate::Metrics);
-
-impl<'a> Holding<'a> {
-    fn new(metrics: &'a crate::Metrics) -> Self {
-        metrics
-            .waiters
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Self(metrics)
-    }
-}
-
-impl Drop for Holding<'_> {
-    fn drop(&mut self) {
-        self.0
-            .waiters
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
