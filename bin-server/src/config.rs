@@ -16,9 +16,25 @@ use crate::store::StoreLimits;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// Log lines as `text` (colour only on a terminal) or `json` (one object per line, for log
+    /// collectors). The level comes from RUST_LOG (default `info`).
+    #[arg(
+        long,
+        global = true,
+        env = "HOOKBIN_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
     /// `serve`'s flags also work without the subcommand (it is the default).
     #[command(flatten)]
     pub serve: ServeArgs,
+}
+
+/// How the server writes its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use bin_server::config::{Cli, Command};
+use bin_server::config::{Cli, Command, LogFormat};
 use bin_server::{AppState, ServerConfig};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -15,12 +15,6 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         // Bad flags exit 3, not clap's 2: `wait` uses 2 for a timeout.
@@ -33,6 +27,7 @@ async fn main() -> anyhow::Result<()> {
             });
         }
     };
+    init_logging(cli.log_format);
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
         Some(Command::Client(command)) => {
@@ -74,6 +69,20 @@ async fn main() -> anyhow::Result<()> {
     );
     bin_server::run(listener, state, shutdown_signal()).await?;
     Ok(())
+}
+
+/// Logs to stderr at RUST_LOG's level (default `info`): text, coloured only when stderr is a
+/// terminal, or one JSON object per line.
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

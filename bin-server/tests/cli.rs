@@ -503,3 +503,92 @@ async fn token_from_flag_or_env_reaches_a_server_with_auth() {
         "reached the bin, nothing arrived"
     );
 }
+
+#[tokio::test]
+async fn export_into_a_closed_pipe_exits_quietly() {
+    let s = Server::start().await;
+    s.put_bin("big", json!({})).await;
+    // More than a pipe holds, so the export is still writing when the reader has gone.
+    let body = "x".repeat(200 * 1024);
+    for _ in 0..3 {
+        s.send("big", &[], &body).await;
+    }
+    let mut child = bin_server(&s.base, &["export", "big"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `| head -c 0`: the reader closes its end before reading anything.
+    drop(child.stdout.take());
+    let out = within("export ends", child.wait_with_output()).await.unwrap();
+    assert_eq!(
+        code_and_stderr(&out),
+        (0, String::new()),
+        "a closed stdout is not an error"
+    );
+}
+
+/// Starts `bin-server serve` on a free port with these extra flags; returns the child and its
+/// stderr lines, after the line that says where it listens (and that line).
+async fn serve_logging(
+    args: &[&str],
+) -> (
+    tokio::process::Child,
+    tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
+    String,
+) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bin-server"));
+    child
+        .args(["serve", "--port", "0"])
+        .args(args)
+        .env("RUST_LOG", "info")
+        .env_remove("HOOKBIN_LOG_FORMAT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = child.spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    loop {
+        let line = within("the server to say where it listens", lines.next_line())
+            .await
+            .unwrap()
+            .expect("the server is running");
+        if line.contains("listening on") {
+            return (child, lines, line);
+        }
+    }
+}
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line_and_api_calls_are_logged() {
+    let (_child, mut lines, first) = serve_logging(&["--log-format", "json"]).await;
+    let first: Value = serde_json::from_str(&first).expect("a JSON log line");
+    assert_eq!(first["level"], "INFO");
+    let message = first["fields"]["message"].as_str().unwrap();
+    let base = message
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .to_owned();
+    let r = reqwest::get(format!("{base}/api/bins")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    loop {
+        let line = within("the API call's log line", lines.next_line())
+            .await
+            .unwrap()
+            .expect("the server is running");
+        let v: Value = serde_json::from_str(&line).expect("every line is JSON");
+        if v["fields"]["message"] == "finished processing request" {
+            assert_eq!(v["fields"]["status"], 200, "{line}");
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn text_logs_have_no_colour_codes_when_not_on_a_terminal() {
+    let (_child, _lines, first) = serve_logging(&[]).await;
+    assert!(!first.contains('\u{1b}'), "{first:?}");
+    assert!(first.contains("INFO"), "{first:?}");
+}

@@ -22,6 +22,21 @@ pub enum ClientError {
     },
     #[error("{0}")]
     Other(String),
+    /// Whoever reads our stdout stopped (`... | head`): not an error, the command stops quietly
+    /// with status 0.
+    #[error("the output was closed")]
+    OutputClosed,
+}
+
+impl ClientError {
+    /// A failed write of the command's output.
+    pub fn output(e: &std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            Self::OutputClosed
+        } else {
+            Self::Other(format!("cannot write the output: {e}"))
+        }
+    }
 }
 
 /// A client of one bin-server.
@@ -181,12 +196,10 @@ impl Client {
         let mut n = 0u64;
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| self.transport(&e))?;
-            out.write_all(&chunk)
-                .map_err(|e| ClientError::Other(format!("cannot write the export: {e}")))?;
+            out.write_all(&chunk).map_err(|e| ClientError::output(&e))?;
             n += chunk.len() as u64;
         }
-        out.flush()
-            .map_err(|e| ClientError::Other(format!("cannot write the export: {e}")))?;
+        out.flush().map_err(|e| ClientError::output(&e))?;
         Ok(n)
     }
 

@@ -102,7 +102,9 @@ pub async fn forward(
                     reason
                 }
                 // The bin is gone or the server refuses: no point in retrying.
-                Err(e @ ClientError::Api { .. }) | Err(e @ ClientError::Other(_)) => return Err(e),
+                Err(e @ (ClientError::Api { .. } | ClientError::Other(_) | ClientError::OutputClosed)) => {
+                    return Err(e);
+                }
                 Err(e @ ClientError::Connect { .. }) => e.to_string(),
             },
         };

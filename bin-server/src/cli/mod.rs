@@ -172,6 +172,7 @@ fn read_schema(path: &PathBuf) -> Result<serde_json::Value, ClientError> {
 pub async fn run(command: ClientCommand, shutdown: impl Future<Output = ()>) -> i32 {
     match execute(command, &mut std::io::stdout(), shutdown).await {
         Ok(code) => code,
+        Err(ClientError::OutputClosed) => EXIT_OK,
         Err(e) => {
             eprintln!("error: {e}");
             EXIT_ERROR
@@ -185,7 +186,7 @@ pub async fn execute(
     out: &mut (dyn Write + Send),
     shutdown: impl Future<Output = ()>,
 ) -> Result<i32, ClientError> {
-    let io = |e: std::io::Error| ClientError::Other(format!("cannot write the output: {e}"));
+    let io = |e: std::io::Error| ClientError::output(&e);
     match command {
         ClientCommand::New(a) => {
             let client = a.server.client()?;

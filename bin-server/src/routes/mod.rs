@@ -21,6 +21,7 @@ use axum::Router;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use base64::Engine;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 
 use crate::AppState;
 use crate::store::{BinSnapshot, CapturedRequest};
@@ -40,6 +41,15 @@ pub fn router() -> Router<AppState> {
         .merge(health::router())
         .merge(webhooks::router())
         .merge(auth::router())
+        // One log line per API call (method, path, status, latency) at `info`. A route layer:
+        // captures (the fallback, and the fast path that skips this router) are not logged, so
+        // they pay nothing for it.
+        .route_layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(tracing::Level::INFO))
+                .on_request(())
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
         .fallback(capture::fallback);
     crate::error::json_rejections(routes)
 }
