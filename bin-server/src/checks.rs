@@ -313,7 +313,7 @@ fn verify_stripe(secret: &str, headers: HeaderIter<'_>, body: &[u8], now: i64) -
 }
 
 /// Decodes hex (either case); `None` for anything else.
-pub fn hex_decode(s: &str) -> Option<Vec<u8>> {
+fn hex_decode(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) {
         return None;
     }

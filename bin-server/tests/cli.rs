@@ -520,7 +520,9 @@ async fn export_into_a_closed_pipe_exits_quietly() {
         .unwrap();
     // `| head -c 0`: the reader closes its end before reading anything.
     drop(child.stdout.take());
-    let out = within("export ends", child.wait_with_output()).await.unwrap();
+    let out = within("export ends", child.wait_with_output())
+        .await
+        .unwrap();
     assert_eq!(
         code_and_stderr(&out),
         (0, String::new()),

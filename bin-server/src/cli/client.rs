@@ -226,92 +226,9 @@ impl Client {
     }
 }
 
-/// One Server-Sent Event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SseEvent {
-    pub event: String,
-    pub data: String,
-    pub id: Option<String>,
-}
-
-/// Splits a byte stream into Server-Sent Events (comments skipped).
-#[derive(Debug, Default)]
-pub struct SseParser {
-    buf: Vec<u8>,
-}
-
-impl SseParser {
-    pub fn push(&mut self, chunk: &[u8]) {
-        self.buf.extend_from_slice(chunk);
-    }
-
-    /// The next complete event, if one is buffered.
-    pub fn next_event(&mut self) -> Option<SseEvent> {
-        loop {
-            let text = &self.buf;
-            let (end, sep) = [&b"\n\n"[..], b"\r\n\r\n"]
-                .iter()
-                .filter_map(|sep| {
-                    text.windows(sep.len())
-                        .position(|w| w == *sep)
-                        .map(|i| (i, sep.len()))
-                })
-                .min()?;
-            let block: Vec<u8> = self.buf.drain(..end + sep).collect();
-            let block = String::from_utf8_lossy(&block);
-            let mut ev = SseEvent {
-                event: "message".into(),
-                data: String::new(),
-                id: None,
-            };
-            let mut any = false;
-            for line in block.lines() {
-                let (field, value) = line.split_once(':').unwrap_or((line, ""));
-                let value = value.strip_prefix(' ').unwrap_or(value);
-                match field {
-                    "event" => {
-                        ev.event = value.to_owned();
-                        any = true;
-                    }
-                    "data" => {
-                        if any && !ev.data.is_empty() {
-                            ev.data.push('\n');
-                        }
-                        ev.data.push_str(value);
-                        any = true;
-                    }
-                    "id" => ev.id = Some(value.to_owned()),
-                    _ => {}
-                }
-            }
-            if any {
-                return Some(ev);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sse_events_split_across_chunks() {
-        let mut p = SseParser::default();
-        p.push(b": keep-alive\n\nevent: request\nid: 3\ndata: {\"a\"");
-        assert_eq!(p.next_event(), None);
-        p.push(b":1}\n\ndata: x\ndata: y\n\n");
-        assert_eq!(
-            p.next_event(),
-            Some(SseEvent {
-                event: "request".into(),
-                data: "{\"a\":1}".into(),
-                id: Some("3".into())
-            })
-        );
-        assert_eq!(p.next_event().unwrap().data, "x\ny");
-        assert_eq!(p.next_event(), None);
-    }
 
     #[test]
     fn servers_are_urls() {

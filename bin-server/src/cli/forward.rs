@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 
-use super::client::{Client, ClientError, SseParser};
+use eventsource_stream::{EventStreamError, Eventsource};
+
+use super::client::{Client, ClientError};
 use super::wait::body_bytes;
 use crate::replay;
 
@@ -138,57 +140,54 @@ async fn follow(
     report: &mut impl FnMut(ForwardEvent),
 ) -> Result<Ended, ClientError> {
     let resp = client.stream(bin, *last).await?;
-    let mut body = resp.bytes_stream();
-    let mut parser = SseParser::default();
-    while let Some(chunk) = body.next().await {
-        let chunk = match chunk {
-            Ok(c) => c,
-            Err(e) => return Ok(Ended::Dropped(replay::error_chain(&e))),
-        };
-        parser.push(&chunk);
-        while let Some(ev) = parser.next_event() {
-            match ev.event.as_str() {
-                "ready" => report(ForwardEvent::Connected),
-                "request" => {
-                    let r: api::CapturedRequestOut =
-                        serde_json::from_str(&ev.data).map_err(|e| {
-                            ClientError::Other(format!("unreadable request event: {e}"))
-                        })?;
-                    if r.seq <= *last {
-                        continue;
-                    }
-                    *last = r.seq;
-                    let url = replay::target_url(to, &r.path, r.query.as_deref(), true)
-                        .map_err(ClientError::Other)?;
-                    let headers: Vec<(&[u8], &[u8])> = r
-                        .headers
-                        .iter()
-                        .map(|h| (h.name.as_bytes(), h.value.as_bytes()))
-                        .collect();
-                    let outcome = replay::send(http, url, &r.method, headers, body_bytes(&r)).await;
-                    report(ForwardEvent::Forwarded {
-                        seq: r.seq,
-                        method: r.method.clone(),
-                        path: r.path.clone(),
-                        outcome,
-                    });
-                }
-                "resync" => {
-                    // The bin holds nothing as new as our last request: it was re-created, or
-                    // the server restarted on a memory store. Everything it holds now is new to
-                    // us: start again from its first request.
-                    let reset = serde_json::from_str::<api::ResyncEvent>(&ev.data)
-                        .is_ok_and(|r| r.reason.as_deref() == Some("last_event_id_ahead"));
-                    if reset {
-                        *last = 0;
-                    }
-                    return Ok(Ended::Behind);
-                }
-                "bin_deleted" => {
-                    return Err(ClientError::Other(format!("bin {bin:?} was deleted")));
-                }
-                _ => {}
+    let mut events = resp.bytes_stream().eventsource();
+    while let Some(ev) = events.next().await {
+        let ev = match ev {
+            Ok(ev) => ev,
+            Err(EventStreamError::Transport(e)) => {
+                return Ok(Ended::Dropped(replay::error_chain(&e)));
             }
+            Err(e) => return Ok(Ended::Dropped(format!("unreadable event stream: {e}"))),
+        };
+        match ev.event.as_str() {
+            "ready" => report(ForwardEvent::Connected),
+            "request" => {
+                let r: api::CapturedRequestOut = serde_json::from_str(&ev.data)
+                    .map_err(|e| ClientError::Other(format!("unreadable request event: {e}")))?;
+                if r.seq <= *last {
+                    continue;
+                }
+                *last = r.seq;
+                let url = replay::target_url(to, &r.path, r.query.as_deref(), true)
+                    .map_err(ClientError::Other)?;
+                let headers: Vec<(&[u8], &[u8])> = r
+                    .headers
+                    .iter()
+                    .map(|h| (h.name.as_bytes(), h.value.as_bytes()))
+                    .collect();
+                let outcome = replay::send(http, url, &r.method, headers, body_bytes(&r)).await;
+                report(ForwardEvent::Forwarded {
+                    seq: r.seq,
+                    method: r.method.clone(),
+                    path: r.path.clone(),
+                    outcome,
+                });
+            }
+            "resync" => {
+                // The bin holds nothing as new as our last request: it was re-created, or
+                // the server restarted on a memory store. Everything it holds now is new to
+                // us: start again from its first request.
+                let reset = serde_json::from_str::<api::ResyncEvent>(&ev.data)
+                    .is_ok_and(|r| r.reason.as_deref() == Some("last_event_id_ahead"));
+                if reset {
+                    *last = 0;
+                }
+                return Ok(Ended::Behind);
+            }
+            "bin_deleted" => {
+                return Err(ClientError::Other(format!("bin {bin:?} was deleted")));
+            }
+            _ => {}
         }
     }
     Ok(Ended::Dropped("the server closed the stream".into()))

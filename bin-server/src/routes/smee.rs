@@ -65,40 +65,17 @@ pub fn smee_data(r: &CapturedRequest) -> Value {
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()));
         obj.insert("body".into(), value);
     }
-    let mut query = Map::new();
-    for pair in r.query().unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        query.insert(form_decode(k), Value::String(form_decode(v)));
-    }
+    // Decoded as a form (`+` a space, `%XX` a byte), as smee's Express server does; a later
+    // value of a repeated name wins.
+    let query: Map<String, Value> = form_urlencoded::parse(r.query().unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+        .collect();
     obj.insert("query".into(), Value::Object(query));
     obj.insert(
         "timestamp".into(),
         Value::from(r.received_at.timestamp_millis()),
     );
     Value::Object(obj)
-}
-
-/// Decodes `application/x-www-form-urlencoded` text (`+` is a space, `%XX` a byte).
-fn form_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let escaped = (b[i] == b'%')
-            .then(|| s.get(i + 1..i + 3).and_then(crate::checks::hex_decode))
-            .flatten();
-        match (b[i], escaped) {
-            (_, Some(v)) => {
-                out.push(v[0]);
-                i += 3;
-                continue;
-            }
-            (b'+', None) => out.push(b' '),
-            (c, None) => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A request's complete message event (SSE text, its sequence number as id), counted in
@@ -162,8 +139,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn form_decoding() {
-        assert_eq!(form_decode("a+b%20c%2x%"), "a b c%2x%");
-        assert_eq!(form_decode("%C3%A9"), "é");
+    fn the_query_is_decoded_as_a_form() {
+        let mut c = crate::store::NewCapture::new(
+            "POST",
+            "/",
+            Some("a+b=1&x=%20c%2x%&e=%C3%A9&flag&a+b=last"),
+            &crate::store::RawHeaders::new(),
+            0,
+            "127.0.0.1:1".parse().unwrap(),
+        );
+        c.push_body(b"");
+        let r = c.finish(1, chrono::Utc::now());
+        let data = smee_data(&r);
+        assert_eq!(
+            data["query"],
+            serde_json::json!({"a b": "last", "x": " c%2x%", "e": "é", "flag": ""})
+        );
     }
 }

@@ -153,6 +153,8 @@ pub async fn raw_http(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
 pub struct Sse {
     pub event: String,
     pub data: String,
+    /// The stream's last event id after this event, as a browser's `EventSource` keeps it
+    /// (`None` until an event set one).
     pub id: Option<String>,
 }
 
@@ -162,14 +164,17 @@ impl Sse {
     }
 }
 
-/// Reads events from an open SSE response.
+/// Reads events from an open SSE response (parsed by `eventsource-stream`, as a browser would).
 pub struct SseReader {
-    stream: futures_util::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
-    buf: String,
+    events: futures_util::stream::BoxStream<
+        'static,
+        Result<eventsource_stream::Event, eventsource_stream::EventStreamError<reqwest::Error>>,
+    >,
 }
 
 impl SseReader {
     pub async fn open(client: &reqwest::Client, url: &str, last_event_id: Option<&str>) -> Self {
+        use eventsource_stream::Eventsource;
         let mut req = client.get(url).header("accept", "text/event-stream");
         if let Some(id) = last_event_id {
             req = req.header("last-event-id", id);
@@ -177,46 +182,20 @@ impl SseReader {
         let resp = within("SSE connect", req.send()).await.unwrap();
         assert_eq!(resp.status(), 200, "SSE {url}");
         Self {
-            stream: resp.bytes_stream().boxed(),
-            buf: String::new(),
+            events: resp.bytes_stream().eventsource().boxed(),
         }
     }
 
     /// The next event (comments skipped); `None` when the stream ended.
     pub async fn next(&mut self) -> Option<Sse> {
         within("an SSE event", async {
-            loop {
-                if let Some(end) = self.buf.find("\n\n") {
-                    let block: String = self.buf.drain(..end + 2).collect();
-                    let mut ev = Sse {
-                        event: "message".into(),
-                        data: String::new(),
-                        id: None,
-                    };
-                    let mut any = false;
-                    for line in block.lines() {
-                        if let Some(v) = line.strip_prefix("event:") {
-                            ev.event = v.trim_start().to_owned();
-                            any = true;
-                        } else if let Some(v) = line.strip_prefix("data:") {
-                            if !ev.data.is_empty() {
-                                ev.data.push('\n');
-                            }
-                            ev.data.push_str(v.strip_prefix(' ').unwrap_or(v));
-                            any = true;
-                        } else if let Some(v) = line.strip_prefix("id:") {
-                            ev.id = Some(v.trim_start().to_owned());
-                        }
-                    }
-                    if any {
-                        return Some(ev);
-                    }
-                    continue;
-                }
-                match self.stream.next().await {
-                    Some(Ok(chunk)) => self.buf.push_str(&String::from_utf8_lossy(&chunk)),
-                    Some(Err(_)) | None => return None,
-                }
+            match self.events.next().await {
+                Some(Ok(ev)) => Some(Sse {
+                    event: ev.event,
+                    data: ev.data,
+                    id: (!ev.id.is_empty()).then_some(ev.id),
+                }),
+                Some(Err(_)) | None => None,
             }
         })
         .await
