@@ -200,20 +200,8 @@ async fn exchange<'h>(
     }
 }
 
-/// An error with its causes, on one line (`error sending request: connection refused`).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let c = cause.to_string();
-        if !s.contains(&c) {
-            s.push_str(": ");
-            s.push_str(&c);
-        }
-        source = cause.source();
-    }
-    s
-}
+/// An error with its causes, on one line: the one definition, shared with the sender's client.
+pub use sender::client::error_chain;
 
 #[cfg(test)]
 mod tests {

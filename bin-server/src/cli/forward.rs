@@ -15,6 +15,8 @@ use futures_util::StreamExt;
 
 use eventsource_stream::{EventStreamError, Eventsource};
 
+use sender::client::error_chain;
+
 use super::client::{Client, ClientError};
 use super::wait::body_bytes;
 use crate::replay;
@@ -83,7 +85,7 @@ pub async fn forward(
         .timeout(replay::TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .map_err(|e| ClientError::Other(replay::error_chain(&e)))?;
+        .map_err(|e| ClientError::Other(error_chain(&e)))?;
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_secs(1);
     loop {
@@ -145,7 +147,7 @@ async fn follow(
         let ev = match ev {
             Ok(ev) => ev,
             Err(EventStreamError::Transport(e)) => {
-                return Ok(Ended::Dropped(replay::error_chain(&e)));
+                return Ok(Ended::Dropped(error_chain(&e)));
             }
             Err(e) => return Ok(Ended::Dropped(format!("unreadable event stream: {e}"))),
         };
