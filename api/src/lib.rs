@@ -9,12 +9,14 @@
 //! - [`bins`]: bins, their configured responses and limits, captured requests, live events.
 //! - [`ci`]: the CI toolkit: replaying a captured request.
 //! - [`object`]: [`Object`], structs read from JSON objects only (request bodies).
+//! - [`units`]: sizes and durations as flags and queries spell them.
 //! - [`webhooks`]: the sending side: catalog events, webhooks, messages, attempts, test outcomes.
 
 pub mod bins;
 pub mod ci;
 pub mod error;
 pub mod object;
+pub mod units;
 pub mod webhooks;
 
 pub use bins::*;

@@ -98,7 +98,7 @@ pub struct WaitArgs {
     /// The bin's name or id (or its capture URL).
     pub bin: String,
     /// How long to wait in all (ms, s, m, h suffixes; a bare number is seconds).
-    #[arg(long, default_value = "30s", value_parser = crate::config::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = api::units::parse_duration)]
     pub timeout: Duration,
     /// Only requests with this method.
     #[arg(long)]

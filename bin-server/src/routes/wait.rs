@@ -201,7 +201,7 @@ impl WaitParams {
                 }
                 "after" => after = Some(value),
                 "timeout" => {
-                    timeout = crate::config::parse_duration(&value)
+                    timeout = api::units::parse_duration(&value)
                         .map_err(|e| bad(format!("timeout: {e}")))?;
                     if timeout > MAX_TIMEOUT {
                         return Err(bad(format!(

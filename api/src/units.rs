@@ -1,0 +1,74 @@
+//! Sizes and durations as people type them in flags, env variables and query strings: one set
+//! of rules for both CLIs, the server's flags and the API (`wait?timeout=`).
+//!
+//! - sizes: bytes, or a `k`/`KiB`/`M`/`MiB`/`G`/`GiB` suffix (binary multiples, case-insensitive):
+//!   `1048576`, `512k`, `1MiB`;
+//! - durations: a whole number with `ms`, `s`, `m`, `h` or `d`; a bare number is seconds (`0`
+//!   is zero, the way to say "off" where a flag allows it): `500ms`, `30s`, `5m`, `7d`, `30`.
+
+use std::time::Duration;
+
+/// Parses `1048576`, `512k`, `512KiB`, `1M`, `1MiB`, `1G`, `1GiB` (k/M/G are binary here too:
+/// a byte budget is about memory).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size: use bytes or a k/KiB/M/MiB/G/GiB suffix"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit {other:?} in {s:?}")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// Parses `0`, `500ms`, `30s`, `5m`, `2h`, `7d` (a bare number is seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration: use e.g. 500ms, 30s, 5m, 2h, 7d"))?;
+    let ms = match unit {
+        "ms" => 1,
+        "" | "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        other => return Err(format!("unknown duration unit {other:?} in {s:?}")),
+    };
+    n.checked_mul(ms)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("{s:?} is too long"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("512k"), Ok(512 << 10));
+        assert_eq!(parse_size("42"), Ok(42));
+        assert!(parse_size("1.5M").is_err());
+        assert!(parse_size("10 parsecs").is_err());
+        assert!(parse_size("99999999999999999999G").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert!(parse_duration("1w").is_err());
+    }
+}
