@@ -4,6 +4,9 @@
 //!
 //!     sse_bench --server http://127.0.0.1:3960 --subscribers 1000 --rate 2000 --seconds 10
 //!
+//! `--capture-server ADDR` sends the captures to another instance (two bin-servers sharing one
+//! Redis: capture on A, subscribers on B, so the latency includes the trip through Redis).
+//!
 //! Captures go to `/b/sse-bench/t/<µs>` where `<µs>` is the time the capture was *scheduled*
 //! (microseconds since the benchmark started), so a server that falls behind shows it as latency
 //! (no coordinated omission). Each subscriber finds `"path":"/t/<µs>"` in every `request` event
@@ -29,6 +32,8 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
 struct Args {
     addr: String,
+    /// Where captures go (default: `addr`).
+    capture_addr: Option<String>,
     subscribers: usize,
     rate: u64,
     seconds: u64,
@@ -39,6 +44,7 @@ struct Args {
 fn parse_args() -> Args {
     let mut a = Args {
         addr: "127.0.0.1:3960".into(),
+        capture_addr: None,
         subscribers: 1000,
         rate: 2000,
         seconds: 10,
@@ -54,6 +60,13 @@ fn parse_args() -> Args {
                     .trim_start_matches("http://")
                     .trim_end_matches('/')
                     .to_owned();
+            }
+            "--capture-server" => {
+                a.capture_addr = Some(
+                    v.trim_start_matches("http://")
+                        .trim_end_matches('/')
+                        .to_owned(),
+                );
             }
             "--subscribers" => a.subscribers = v.parse().expect("--subscribers N"),
             "--rate" => a.rate = v.parse().expect("--rate R"),
@@ -261,7 +274,7 @@ async fn run(a: Args) {
     let total = a.rate * a.seconds;
     let senders: Vec<_> = (0..a.connections as u64)
         .map(|k| {
-            let addr = a.addr.clone();
+            let addr = a.capture_addr.clone().unwrap_or_else(|| a.addr.clone());
             tokio::spawn(async move {
                 let plan = (k, a.connections as u64, total, a.rate);
                 send_captures(addr, epoch, start, plan).await
