@@ -220,6 +220,21 @@ pub struct CapturedRequestOut {
     pub signature: Option<SignatureCheck>,
 }
 
+impl CapturedRequestOut {
+    /// The exact stored body bytes (base64 decoded when `body_encoding` says so); empty for a
+    /// summary without a body.
+    pub fn body_bytes(&self) -> Vec<u8> {
+        use base64::Engine;
+        let body = self.body.as_deref().unwrap_or("");
+        match self.body_encoding {
+            BodyEncoding::Utf8 => body.as_bytes().to_vec(),
+            BodyEncoding::Base64 => base64::engine::general_purpose::STANDARD
+                .decode(body)
+                .unwrap_or_default(),
+        }
+    }
+}
+
 fn exact_by_default() -> bool {
     true
 }

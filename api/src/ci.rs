@@ -1,9 +1,13 @@
-//! The CI toolkit's wire types: replaying a captured request.
+//! The CI toolkit's wire types: the `wait` contract, replaying a captured request.
 //!
 //! `GET /api/bins/{bin}/wait` answers with a [`crate::CapturedRequestOut`] (or a 408 error body);
 //! exports are HAR 1.2 or NDJSON of [`crate::CapturedRequestOut`], so they need no types here.
 
 use serde::{Deserialize, Serialize};
+
+/// The longest `timeout=` one `GET /api/bins/{bin}/wait` accepts; clients wait longer by
+/// chaining polls.
+pub const WAIT_MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Body of `POST /api/bins/{bin}/requests/{id}/replay`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -199,7 +199,7 @@ impl WaitFor<'_> {
     pub async fn try_wait(self) -> Result<Option<Captured>, ClientError> {
         let mut left = self.timeout;
         loop {
-            let chunk = left.min(crate::routes::wait::MAX_TIMEOUT);
+            let chunk = left.min(api::WAIT_MAX_TIMEOUT);
             let found = self
                 .bin
                 .client
@@ -250,7 +250,7 @@ impl std::ops::Deref for Captured {
 impl Captured {
     /// The exact body bytes.
     pub fn body_bytes(&self) -> Vec<u8> {
-        crate::cli::wait::body_bytes(&self.0)
+        self.0.body_bytes()
     }
 
     /// The body parsed as JSON; panics when it is not JSON.

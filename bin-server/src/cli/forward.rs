@@ -18,7 +18,6 @@ use eventsource_stream::{EventStreamError, Eventsource};
 use sender::client::error_chain;
 
 use super::client::{Client, ClientError};
-use super::wait::body_bytes;
 use crate::replay;
 
 /// The longest pause between reconnection attempts.
@@ -167,7 +166,7 @@ async fn follow(
                     .iter()
                     .map(|h| (h.name.as_bytes(), h.value.as_bytes()))
                     .collect();
-                let outcome = replay::send(http, url, &r.method, headers, body_bytes(&r)).await;
+                let outcome = replay::send(http, url, &r.method, headers, r.body_bytes()).await;
                 report(ForwardEvent::Forwarded {
                     seq: r.seq,
                     method: r.method.clone(),

@@ -8,11 +8,8 @@
 
 use std::time::Duration;
 
-use base64::Engine;
-
 use super::client::{Client, ClientError};
 use crate::checks::{SchemaCheck, describe_failures, passed};
-use crate::routes::wait::MAX_TIMEOUT;
 
 /// What to wait for.
 #[derive(Debug, Clone, Default)]
@@ -83,20 +80,9 @@ impl WaitOptions {
     }
 }
 
-/// The exact body bytes of a request as the API returns it.
-pub fn body_bytes(r: &api::CapturedRequestOut) -> Vec<u8> {
-    let body = r.body.as_deref().unwrap_or("");
-    match r.body_encoding {
-        api::BodyEncoding::Utf8 => body.as_bytes().to_vec(),
-        api::BodyEncoding::Base64 => base64::engine::general_purpose::STANDARD
-            .decode(body)
-            .unwrap_or_default(),
-    }
-}
-
 /// Why `r` fails, or `None` when it passes the bin's checks and `schema`.
 fn violations(r: &api::CapturedRequestOut, schema: Option<&SchemaCheck>) -> Option<String> {
-    let local = schema.map(|s| s.validate_body(&body_bytes(r)));
+    let local = schema.map(|s| s.validate_body(&r.body_bytes()));
     let mut problems = Vec::new();
     if !passed(r.validation.as_ref(), r.signature.as_ref()) {
         problems.push(describe_failures(
@@ -126,7 +112,7 @@ pub async fn wait(
             .wait_once(
                 &opts.bin,
                 &opts.query(after.as_deref()),
-                left.min(MAX_TIMEOUT),
+                left.min(api::WAIT_MAX_TIMEOUT),
             )
             .await?;
         let Some(r) = found else {
@@ -135,7 +121,7 @@ pub async fn wait(
             }
             let message = format!(
                 "timed out after {} waiting for {} in bin {:?} ({} of {count} arrived)",
-                crate::routes::wait::human(opts.timeout),
+                api::units::format_duration(opts.timeout),
                 opts.describe(),
                 opts.bin,
                 got.len(),

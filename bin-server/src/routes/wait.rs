@@ -39,9 +39,8 @@ use crate::store::{CapturedRequest, LiveEvent, StoreError};
 
 /// How long a wait lasts when the caller does not say.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-/// The longest wait one request may ask for: long polls longer than this are cut by proxies and
-/// load balancers anyway; the CLI chains calls for longer waits.
-pub const MAX_TIMEOUT: Duration = Duration::from_secs(300);
+// The longest wait one request may ask for is `api::WAIT_MAX_TIMEOUT` (300 s): long polls
+// longer than this are cut by proxies and load balancers anyway; the CLI chains calls.
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/bins/{bin}/wait", get(wait))
@@ -203,10 +202,10 @@ impl WaitParams {
                 "timeout" => {
                     timeout = api::units::parse_duration(&value)
                         .map_err(|e| bad(format!("timeout: {e}")))?;
-                    if timeout > MAX_TIMEOUT {
+                    if timeout > api::WAIT_MAX_TIMEOUT {
                         return Err(bad(format!(
                             "timeout={value} is longer than the maximum of {}s",
-                            MAX_TIMEOUT.as_secs()
+                            api::WAIT_MAX_TIMEOUT.as_secs()
                         )));
                     }
                 }
@@ -343,7 +342,7 @@ async fn wait(
                     format!(
                         "no {} arrived in bin {bin:?} within {}",
                         m.describe(),
-                        human(params.timeout)
+                        api::units::format_duration(params.timeout)
                     ),
                 ));
             }
@@ -355,15 +354,6 @@ async fn wait(
                 ));
             }
         }
-    }
-}
-
-/// `30s`, `1500ms`.
-pub fn human(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}ms", d.as_millis())
     }
 }
 
