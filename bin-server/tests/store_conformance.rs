@@ -667,6 +667,93 @@ pub async fn a_capture_racing_a_delete_leaves_nothing_behind(b: &mut dyn Backend
     }
 }
 
+pub async fn max_bins_holds_under_concurrent_creation(b: &mut dyn Backend) {
+    let s = b.open(limits(10, 1 << 20)).await;
+    // 3 bins at most; 20 tasks race to create one each (random names and named, POST and PUT).
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move {
+                if i % 2 == 0 {
+                    s.create_bin(None, BinSettings::default()).await.map(|_| ())
+                } else {
+                    let name = BinName::parse(&format!("n{i}")).unwrap();
+                    s.put_bin(name, BinSettings::default()).await.map(|_| ())
+                }
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => created += 1,
+            Err(StoreError::TooManyBins(3)) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(created, 3, "exactly the limit was created");
+    assert_eq!(s.stats().await.unwrap().bins, 3);
+    assert_eq!(s.list_bins().await.unwrap().len(), 3);
+}
+
+pub async fn a_put_racing_a_delete_leaves_a_whole_bin_or_none(b: &mut dyn Backend) {
+    let s = b.open(limits(1000, 1 << 24)).await;
+    let name = BinName::parse("contested").unwrap();
+    for round in 0..20u32 {
+        s.put_bin(name.clone(), BinSettings::default())
+            .await
+            .unwrap();
+        s.capture("contested", req(b"x")).await.unwrap();
+        let settings = BinSettings {
+            max_requests: Some(round + 1),
+            ..Default::default()
+        };
+        let put = {
+            let (s, name) = (Arc::clone(&s), name.clone());
+            tokio::spawn(async move { s.put_bin(name, settings).await })
+        };
+        let delete = {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move { s.delete_bin("contested").await })
+        };
+        let put = put.await.unwrap();
+        let deleted = delete.await.unwrap();
+        match s.get_bin("contested").await {
+            // The put came last (re-creating the bin, or updating it before a delete that then
+            // found nothing): a whole bin with the put's settings.
+            Ok(bin) => {
+                assert!(
+                    put.is_ok(),
+                    "round {round}: a bin exists but the put failed"
+                );
+                assert_eq!(bin.max_requests, round + 1, "round {round}");
+                assert_eq!(bin.settings.max_requests, Some(round + 1));
+                let st = s.stats().await.unwrap();
+                assert_eq!(st.bins, 1);
+                assert_eq!(
+                    st.requests_stored, bin.request_count,
+                    "round {round}: counters agree with the bin"
+                );
+                s.delete_bin("contested").await.unwrap();
+            }
+            // The delete came last: nothing of the bin is left.
+            Err(StoreError::NoSuchBin(_)) => {
+                assert!(
+                    deleted.is_ok(),
+                    "round {round}: the bin is gone but the delete failed"
+                );
+                let st = s.stats().await.unwrap();
+                assert_eq!(
+                    (st.bins, st.requests_stored, st.bytes_stored),
+                    (0, 0, 0),
+                    "round {round}"
+                );
+            }
+            Err(e) => panic!("round {round}: {e}"),
+        }
+    }
+}
+
 pub async fn the_backend_names_itself_and_is_healthy(b: &mut dyn Backend) {
     let s = b.open(limits(10, 1 << 20)).await;
     assert_eq!(s.backend(), b.name());
@@ -694,6 +781,8 @@ macro_rules! conformance {
                 the_live_feed_carries_every_change,
                 concurrent_captures_get_unique_increasing_seqs,
                 a_capture_racing_a_delete_leaves_nothing_behind,
+                max_bins_holds_under_concurrent_creation,
+                a_put_racing_a_delete_leaves_a_whole_bin_or_none,
                 the_backend_names_itself_and_is_healthy,
             );
         }

@@ -888,3 +888,35 @@ async fn http2_prior_knowledge_is_captured_with_http2_header_names() {
     // HTTP/2 sends names in lower case; the value is as sent.
     assert_eq!(find_header(&req, "x-case"), ["A"]);
 }
+
+#[tokio::test]
+async fn the_server_sweeps_idle_bins_after_their_ttl() {
+    let limits = StoreLimits {
+        bin_ttl: Some(Duration::from_secs(1)),
+        ..StoreLimits::default()
+    };
+    let s = TestServer::with(limits, ServerConfig::default()).await;
+    s.put_bin("idle", json!({})).await;
+    let r = s
+        .client
+        .post(s.url("/b/idle"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // The sweeper runs inside `run` every second for a 1 s TTL: gone within a few seconds,
+    // with nobody calling the store's expiry by hand.
+    within("the idle bin to be swept", async {
+        loop {
+            let (status, _) = s.get_json("/api/bins/idle").await;
+            if status == 404 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert_eq!(s.metric("hookbin_bins").await, 0);
+    assert_eq!(s.metric("hookbin_requests_stored").await, 0);
+}
