@@ -2,8 +2,9 @@
 # Installs what building and testing Hookbin needs on a fresh Debian machine with rustup.
 # Idempotent: each step checks first. Usage: scripts/setup.sh [--test]
 #   (no flag)  the wasm32 target for the UI
-#   --test     also Debian's chromium and curl (browser and CLI tests), Node.js with npm when
-#              missing, and the browser tests' npm packages (playwright-core drives chromium)
+#   --test     also Debian's chromium, curl and redis-server (browser, CLI and storage tests),
+#              Node.js with npm when missing, the browser tests' npm packages (playwright-core
+#              drives chromium), and schemathesis from PyPI (the OpenAPI fuzz)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -30,6 +31,11 @@ if [[ "${1:-}" == "--test" ]]; then
     else
       say "missing: ${need[*]} (install them with your package manager; browser tests need them)"
     fi
+  fi
+  # schemathesis fuzzes the API against its OpenAPI document (scripts/openapi-fuzz.sh).
+  if ! command -v st >/dev/null 2>&1; then
+    say "python3 -m pip install schemathesis"
+    python3 -m pip install -q --disable-pip-version-check "schemathesis==4.32.5"
   fi
   if [[ -f tests/browser/package.json ]]; then
     if [[ ! -d tests/browser/node_modules ]] || [[ tests/browser/package-lock.json -nt tests/browser/node_modules ]]; then

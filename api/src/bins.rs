@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// One HTTP header as received (original case, arrival order, duplicates kept as separate entries).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Header {
     pub name: String,
     pub value: String,
@@ -11,6 +12,7 @@ pub struct Header {
 
 /// What a bin answers to every captured request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BinResponse {
     /// HTTP status, 200..=599.
@@ -46,6 +48,7 @@ impl Default for BinResponse {
 
 /// Per-bin limits; each is capped by the server's own limit.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BinLimitsIn {
     /// Requests kept in this bin (oldest evicted first).
@@ -58,6 +61,7 @@ pub struct BinLimitsIn {
 
 /// The limits in force for a bin.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BinLimits {
     pub max_requests: u32,
     pub max_body_bytes: u64,
@@ -65,6 +69,7 @@ pub struct BinLimits {
 
 /// Body of `POST /api/bins` and `PUT /api/bins/{name}`. Every field is optional.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BinIn {
     /// A fixed name (`[a-z0-9][a-z0-9-_]{0,63}`); `POST` without it gets a random UUID.
@@ -95,6 +100,7 @@ pub struct BinIn {
 
 /// How many requests a bin has lost to its limits (never hidden).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EvictionCounts {
     /// Evicted because the bin held `max_requests` already.
     pub by_bin_limit: u64,
@@ -106,6 +112,7 @@ pub struct EvictionCounts {
 
 /// A bin as the API returns it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BinOut {
     /// The bin's id: a UUID or the chosen name.
     pub id: String,
@@ -138,12 +145,14 @@ pub struct BinOut {
 
 /// `GET /api/bins`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BinList {
     pub bins: Vec<BinOut>,
 }
 
 /// How the `body` field of a [`CapturedRequestOut`] is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum BodyEncoding {
     /// The body is valid UTF-8 and given as is.
@@ -154,6 +163,7 @@ pub enum BodyEncoding {
 
 /// The outcome of checking a captured body against the bin's schema.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Validation {
     pub valid: bool,
     #[serde(default)]
@@ -162,6 +172,7 @@ pub struct Validation {
 
 /// One schema violation: a JSON pointer into the body and what is wrong there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ValidationError {
     pub path: String,
     pub message: String,
@@ -169,6 +180,7 @@ pub struct ValidationError {
 
 /// The outcome of checking a captured request's signature with the bin's secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SignatureCheck {
     /// `valid`, `invalid` or `missing`.
     pub status: String,
@@ -179,6 +191,7 @@ pub struct SignatureCheck {
 
 /// One captured request, byte-exact.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CapturedRequestOut {
     /// Unique id (UUID).
     pub id: String,
@@ -241,6 +254,7 @@ fn exact_by_default() -> bool {
 
 /// `GET /api/bins/{bin}/requests`: newest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RequestPage {
     pub requests: Vec<CapturedRequestOut>,
     /// Requests stored in the bin now (before filters).
@@ -254,6 +268,7 @@ pub struct RequestPage {
 
 /// `data` of the SSE `resync` event: the subscriber missed events; reload the list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ResyncEvent {
     /// How many live events this subscriber fell behind by (0 when unknown).
     pub missed: u64,
@@ -265,6 +280,7 @@ pub struct ResyncEvent {
 
 /// `data` of the SSE `deleted` / `cleared` events.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeletedEvent {
     pub bin: String,
     /// The deleted request's id; absent when the whole bin was cleared or deleted.
@@ -274,6 +290,7 @@ pub struct DeletedEvent {
 
 /// The default body of a capture response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CaptureAck {
     pub ok: bool,
     pub bin: String,
@@ -283,6 +300,7 @@ pub struct CaptureAck {
 
 /// `GET /healthz`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Health {
     /// `ok`, or `unavailable` (answered 503) when the store cannot be reached.
     pub status: String,

@@ -11,6 +11,7 @@ pub const WAIT_MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 
 /// Body of `POST /api/bins/{bin}/requests/{id}/replay`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ReplayIn {
     /// Where to send the request (`http://` or `https://`).
@@ -27,6 +28,7 @@ fn yes() -> bool {
 
 /// What happened when a captured request was sent again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReplayOut {
     /// The URL the request went to (with the captured path and query).
     pub url: String,

@@ -214,7 +214,8 @@ pub fn classify(method: &Method, path: &str) -> Access {
     }
     let segments: Vec<&str> = rest.split('/').skip(1).collect();
     match segments.as_slice() {
-        ["session"] => Access::Open,
+        // The API's contract describes routes, never data.
+        ["session"] | ["openapi.json"] => Access::Open,
         ["bins"] if method == Method::POST => Access::CreateBin,
         ["bins", bin, tail @ ..] if BinName::check(bin).is_ok() => match tail {
             [] | [""] if method == Method::PUT => Access::PutBin((*bin).to_owned()),
@@ -375,6 +376,10 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/api/session", post(login).delete(logout))
 }
 
+#[utoipa::path(post, path = "/api/session", tag = "server",
+    responses(
+        (status = 204, description = "A session cookie for the admin (or no auth configured)"),
+        (status = 401, body = api::ErrorBody)))]
 /// Trades the admin bearer token for the session cookie (204). Only the bearer token will do: a
 /// session cannot extend itself, so a leaked cookie dies with its expiry.
 async fn login(State(state): State<AppState>, headers: HeaderMap) -> Response {
@@ -398,6 +403,8 @@ async fn login(State(state): State<AppState>, headers: HeaderMap) -> Response {
     session_response(cookie)
 }
 
+#[utoipa::path(delete, path = "/api/session", tag = "server",
+    responses((status = 204, description = "The session cookie is cleared")))]
 /// Clears the session cookie (204); open, so a browser can always log out.
 async fn logout() -> Response {
     session_response(format!(
@@ -431,6 +438,7 @@ mod tests {
             (&Method::POST, "/b/x/y", Access::Open),
             (&get, "/apix", Access::Open),
             (&Method::POST, "/api/session", Access::Open),
+            (&get, "/api/openapi.json", Access::Open),
             (&get, "/metrics", Access::Admin),
             (&get, "/api", Access::Admin),
             (&get, "/api/nope", Access::Admin),

@@ -79,6 +79,13 @@ fn issue_token(state: &AppState, settings: &mut BinSettings) -> Option<String> {
     Some(token)
 }
 
+#[utoipa::path(post, path = "/api/bins", tag = "bins", request_body = api::BinIn,
+    responses(
+        (status = 201, description = "Created (with its token when the server has --auth-token)", body = api::BinOut),
+        (status = 400, description = "A setting is not valid", body = api::ErrorBody),
+        (status = 409, description = "A bin of that name exists", body = api::ErrorBody),
+        (status = 422, description = "The body is JSON of the wrong shape", body = api::ErrorBody),
+        (status = 507, description = "The server holds --max-bins bins", body = api::ErrorBody)))]
 async fn create(
     State(state): State<AppState>,
     base: BaseUrl,
@@ -93,6 +100,11 @@ async fn create(
     Ok((StatusCode::CREATED, Json(out)))
 }
 
+#[utoipa::path(put, path = "/api/bins/{bin}", tag = "bins", params(("bin" = String, Path, description = "The bin's name", example = "fuzz")), request_body = api::BinIn,
+    responses(
+        (status = 200, description = "Updated: every setting replaced, requests kept", body = api::BinOut),
+        (status = 201, description = "Created", body = api::BinOut),
+        (status = 400, body = api::ErrorBody), (status = 422, body = api::ErrorBody), (status = 507, body = api::ErrorBody)))]
 /// Creates the bin (`201`, with its token when auth is on) or replaces its settings (`200`). An
 /// anonymous caller (`--public-bins`) may only create: an existing bin needs its token or the
 /// admin's.
@@ -143,6 +155,10 @@ async fn put(
     Ok((status, Json(out)))
 }
 
+#[utoipa::path(patch, path = "/api/bins/{bin}", tag = "bins", params(("bin" = String, Path, description = "The bin's name", example = "fuzz")), request_body = api::BinIn,
+    responses(
+        (status = 200, description = "The settings given changed, the others kept", body = api::BinOut),
+        (status = 400, body = api::ErrorBody), (status = 404, body = api::ErrorBody), (status = 422, body = api::ErrorBody)))]
 /// Changes the settings the body names and keeps the others (the secret too, which the API never
 /// returns and so a client could not send back). Stored requests are kept.
 async fn patch(
@@ -177,6 +193,8 @@ async fn patch(
     Ok(Json(bin_out(bin, &base)))
 }
 
+#[utoipa::path(get, path = "/api/bins/{bin}", tag = "bins", params(("bin" = String, Path, description = "The bin's name", example = "fuzz")),
+    responses((status = 200, body = api::BinOut), (status = 404, body = api::ErrorBody)))]
 async fn read(
     State(state): State<AppState>,
     Path(bin): Path<String>,
@@ -185,6 +203,8 @@ async fn read(
     Ok(Json(bin_out(state.store.get_bin(&bin).await?, &base)))
 }
 
+#[utoipa::path(get, path = "/api/bins", tag = "bins",
+    responses((status = 200, description = "Every bin, most recently active first", body = api::BinList)))]
 async fn list(
     State(state): State<AppState>,
     base: BaseUrl,
@@ -199,6 +219,8 @@ async fn list(
     Ok(Json(api::BinList { bins }))
 }
 
+#[utoipa::path(delete, path = "/api/bins/{bin}", tag = "bins", params(("bin" = String, Path, description = "The bin's name", example = "fuzz")),
+    responses((status = 204, description = "Deleted with its requests"), (status = 404, body = api::ErrorBody)))]
 async fn delete(
     State(state): State<AppState>,
     Path(bin): Path<String>,

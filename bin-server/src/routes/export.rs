@@ -37,9 +37,11 @@ pub fn router() -> Router<AppState> {
         .route("/api/bins/{bin}/requests/{id}/curl", get(curl))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ExportParams {
+    /// `ndjson` (default) or `har`.
     format: Option<String>,
 }
 
@@ -56,6 +58,10 @@ fn capture_url(base: &BaseUrl, bin: &str, r: &CapturedRequest) -> String {
     url
 }
 
+#[utoipa::path(get, path = "/api/bins/{bin}/export", tag = "ci", params(("bin" = String, Path, description = "The bin's name", example = "fuzz"), ExportParams),
+    responses(
+        (status = 200, description = "NDJSON (one request per line) or HAR 1.2", content_type = "application/x-ndjson"),
+        (status = 400, body = api::ErrorBody), (status = 404, body = api::ErrorBody)))]
 async fn export(
     State(state): State<AppState>,
     Path(bin): Path<String>,
@@ -206,12 +212,18 @@ fn har_entry(base: &BaseUrl, bin: &str, r: &CapturedRequest, status: u16) -> ser
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CurlParams {
+    /// Send to this URL (plus the request's path below the bin) instead of the capture URL.
     url: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/bins/{bin}/requests/{id}/curl", tag = "ci", params(("bin" = String, Path, description = "The bin's name", example = "fuzz"), ("id" = String, Path, description = "A request id (UUID) or sequence number", example = "1"), CurlParams),
+    responses(
+        (status = 200, description = "A shell script that replays the request byte-exact with curl", content_type = "text/plain"),
+        (status = 400, body = api::ErrorBody), (status = 404, body = api::ErrorBody)))]
 async fn curl(
     State(state): State<AppState>,
     Path((bin, id)): Path<(String, String)>,

@@ -17,6 +17,10 @@ pub fn router() -> Router<AppState> {
         .route("/metrics", get(metrics))
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "server",
+    responses(
+        (status = 200, description = "Up, and the store answers", body = api::Health),
+        (status = 503, description = "The store cannot be reached", body = api::Health)))]
 /// `200 ok` when the store answers, `503 unavailable` (with the reason) when it does not.
 async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<api::Health>) {
     let health = state.store.health().await;
@@ -34,6 +38,8 @@ async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<api::Health
     (status, Json(out))
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "server",
+    responses((status = 200, description = "Prometheus text", content_type = "text/plain")))]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     // An unreachable store still gets its metrics page: zeros, and `hookbin_store_up 0`.
     let stats = state.store.stats().await;

@@ -9,6 +9,7 @@ pub mod capture;
 pub mod checks;
 pub mod export;
 pub mod health;
+pub mod openapi;
 pub mod origin;
 pub mod replay;
 pub mod requests;
@@ -41,6 +42,7 @@ pub fn router() -> Router<AppState> {
         .merge(health::router())
         .merge(webhooks::router())
         .merge(auth::router())
+        .merge(openapi::router())
         // One log line per API call (method, path, status, latency) at `info`. A route layer:
         // captures (the fallback, and the fast path that skips this router) are not logged, so
         // they pay nothing for it.

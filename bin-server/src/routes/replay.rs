@@ -19,6 +19,10 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/api/bins/{bin}/requests/{id}/replay", post(replay))
 }
 
+#[utoipa::path(post, path = "/api/bins/{bin}/requests/{id}/replay", tag = "ci", params(("bin" = String, Path, description = "The bin's name", example = "fuzz"), ("id" = String, Path, description = "A request id (UUID) or sequence number", example = "1")), request_body = api::ReplayIn,
+    responses(
+        (status = 200, description = "What the target answered (or why it could not be reached)", body = api::ReplayOut),
+        (status = 400, body = api::ErrorBody), (status = 404, body = api::ErrorBody), (status = 422, body = api::ErrorBody)))]
 async fn replay(
     State(state): State<AppState>,
     Path((bin, id)): Path<(String, String)>,

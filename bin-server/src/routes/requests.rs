@@ -38,16 +38,21 @@ pub fn router() -> Router<AppState> {
         .route("/api/bins/{bin}/requests/{id}/raw", get(raw))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
+    /// Page size, 1 to 1000 (default 50).
     limit: Option<usize>,
     /// A sequence number or request id: only older requests.
     before: Option<String>,
     /// A sequence number or request id: only newer requests.
     after: Option<String>,
+    /// Method, case-insensitive.
     method: Option<String>,
+    /// Path below the bin: exact, or a prefix when it ends with `*`.
     path: Option<String>,
+    /// Text searched (ASCII case-insensitive) in path, query, headers and body.
     q: Option<String>,
     /// `true`: leave bodies out (lists in the UI).
     #[serde(default)]
@@ -74,6 +79,10 @@ async fn cursor(
     Ok(Some(state.store.request(bin, c).await?.seq))
 }
 
+#[utoipa::path(get, path = "/api/bins/{bin}/requests", tag = "requests", params(("bin" = String, Path, description = "The bin's name", example = "fuzz"), ListParams),
+    responses(
+        (status = 200, description = "A page of requests, newest first", body = api::RequestPage),
+        (status = 400, body = api::ErrorBody), (status = 404, body = api::ErrorBody)))]
 async fn list(
     State(state): State<AppState>,
     Path(bin): Path<String>,
@@ -153,6 +162,8 @@ async fn search(state: &AppState, bin: String, query: PageQuery) -> Result<Page,
     }
 }
 
+#[utoipa::path(get, path = "/api/bins/{bin}/requests/{id}", tag = "requests", params(("bin" = String, Path, description = "The bin's name", example = "fuzz"), ("id" = String, Path, description = "A request id (UUID) or sequence number", example = "1")),
+    responses((status = 200, body = api::CapturedRequestOut), (status = 404, body = api::ErrorBody)))]
 async fn read(
     State(state): State<AppState>,
     Path((bin, id)): Path<(String, String)>,
@@ -161,13 +172,18 @@ async fn read(
     Ok(Json(request_out(&bin, &r, true)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RawParams {
     /// `true`: `Content-Disposition: attachment`.
     #[serde(default)]
     download: bool,
 }
 
+#[utoipa::path(get, path = "/api/bins/{bin}/requests/{id}/raw", tag = "requests", params(("bin" = String, Path, description = "The bin's name", example = "fuzz"), ("id" = String, Path, description = "A request id (UUID) or sequence number", example = "1"), RawParams),
+    responses(
+        (status = 200, description = "The exact body bytes with their original Content-Type, sandboxed (CSP sandbox, nosniff)", content_type = "*/*"),
+        (status = 400, body = api::ErrorBody), (status = 404, body = api::ErrorBody)))]
 /// The exact body bytes with the original content type. Captured content is hostile and this is
 /// served from the UI's origin, so it is sandboxed (no scripts, own origin) and never sniffed.
 async fn raw(
@@ -203,6 +219,8 @@ async fn raw(
     Ok(resp)
 }
 
+#[utoipa::path(delete, path = "/api/bins/{bin}/requests/{id}", tag = "requests", params(("bin" = String, Path, description = "The bin's name", example = "fuzz"), ("id" = String, Path, description = "A request id (UUID) or sequence number", example = "1")),
+    responses((status = 204, description = "Deleted"), (status = 404, body = api::ErrorBody)))]
 async fn delete(
     State(state): State<AppState>,
     Path((bin, id)): Path<(String, String)>,
@@ -211,11 +229,13 @@ async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 struct Cleared {
     deleted: u64,
 }
 
+#[utoipa::path(delete, path = "/api/bins/{bin}/requests", tag = "requests", params(("bin" = String, Path, description = "The bin's name", example = "fuzz")),
+    responses((status = 200, description = "How many were deleted", body = Cleared), (status = 404, body = api::ErrorBody)))]
 async fn clear(
     State(state): State<AppState>,
     Path(bin): Path<String>,

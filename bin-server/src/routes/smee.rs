@@ -91,6 +91,10 @@ fn render(r: &CapturedRequest, metrics: &Metrics) -> Bytes {
 const READY: &[u8] = b"event: ready\ndata: {}\n\n";
 const PING_EVENT: &[u8] = b"event: ping\ndata: {}\n\n";
 
+#[utoipa::path(get, path = "/api/bins/{bin}/smee", tag = "live", params(("bin" = String, Path, description = "The bin's name", example = "fuzz")),
+    responses(
+        (status = 200, description = "smee.io's event stream (for smee-client)", content_type = "text/event-stream"),
+        (status = 404, body = api::ErrorBody)))]
 async fn smee(
     State(state): State<AppState>,
     Path(bin): Path<String>,

@@ -422,6 +422,10 @@ pub fn stale_resync(state: &AppState) -> BytesMut {
     )
 }
 
+#[utoipa::path(get, path = "/api/bins/{bin}/stream", tag = "live", params(("bin" = String, Path, description = "The bin's name", example = "fuzz")),
+    responses(
+        (status = 200, description = "Server-Sent Events: ready, request, deleted, cleared, bin_deleted, resync", content_type = "text/event-stream"),
+        (status = 404, body = api::ErrorBody)))]
 async fn bin_stream(
     State(state): State<AppState>,
     Path(bin): Path<String>,
@@ -448,6 +452,8 @@ async fn bin_stream(
     Ok(sse_body(&state, frames))
 }
 
+#[utoipa::path(get, path = "/api/stream", tag = "live",
+    responses((status = 200, description = "Server-Sent Events of every bin", content_type = "text/event-stream")))]
 async fn all_stream(State(state): State<AppState>) -> Response {
     let rx = state.store.live().subscribe_all();
     let ready = json_frame("ready", &serde_json::json!({ "bin": null })).freeze();

@@ -278,6 +278,19 @@ fn gone(bin: &str) -> ApiError {
     )
 }
 
+#[utoipa::path(get, path = "/api/bins/{bin}/wait", tag = "ci", params(("bin" = String, Path, description = "The bin's name", example = "fuzz"),
+        ("method" = Option<String>, Query, description = "Method, case-insensitive"),
+        ("path" = Option<String>, Query, description = "Path below the bin, exact or a glob (* and ?)"),
+        ("header" = Option<String>, Query, description = "`Name: value` (glob) or `Name` (present); repeats"),
+        ("json" = Option<String>, Query, description = "`/pointer=value` or `/pointer` (present); repeats"),
+        ("valid" = Option<bool>, Query, description = "Passed (true) or failed (false) the bin's checks"),
+        ("after" = Option<String>, Query, description = "Only requests after this sequence number or id"),
+        ("timeout" = Option<String>, Query, description = "At most 300s (default 30s); 0 looks once")),
+    responses(
+        (status = 200, description = "The oldest matching request", body = api::CapturedRequestOut),
+        (status = 400, body = api::ErrorBody), (status = 404, body = api::ErrorBody),
+        (status = 408, description = "No match within the timeout", body = api::ErrorBody),
+        (status = 503, description = "The server is shutting down", body = api::ErrorBody)))]
 async fn wait(
     State(state): State<AppState>,
     Path(bin): Path<String>,

@@ -1,0 +1,98 @@
+//! The API contract: an OpenAPI 3.1 document generated from the handlers' `#[utoipa::path]`
+//! annotations and the `api` crate's types (never written by hand), served at
+//! `GET /api/openapi.json`. CI fuzzes the running server against it (`scripts/openapi-fuzz.sh`).
+
+use axum::routing::get;
+use axum::{Json, Router};
+use utoipa::OpenApi;
+
+use crate::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Hookbin",
+        description = "Capture URLs, the bins that keep what they receive, live streams, CI \
+                       routes and the webhook sender. Captures themselves (`ANY /b/{bin}/...`) \
+                       answer what each bin is configured to answer and are not described here.",
+    ),
+    paths(
+        super::bins::list,
+        super::bins::create,
+        super::bins::read,
+        super::bins::put,
+        super::bins::patch,
+        super::bins::delete,
+        super::requests::list,
+        super::requests::clear,
+        super::requests::read,
+        super::requests::delete,
+        super::requests::raw,
+        super::export::export,
+        super::export::curl,
+        super::replay::replay,
+        super::wait::wait,
+        super::stream::bin_stream,
+        super::stream::all_stream,
+        super::smee::smee,
+        super::health::healthz,
+        super::health::metrics,
+        super::auth::login,
+        super::auth::logout,
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "bins", description = "Bins and their settings"),
+        (name = "requests", description = "What bins captured"),
+        (name = "ci", description = "Waiting for, exporting and replaying requests"),
+        (name = "live", description = "Live streams (Server-Sent Events)"),
+        (name = "server", description = "Health, metrics, sessions"),
+    )
+)]
+pub struct ApiDoc;
+
+/// `--auth-token` servers want `Authorization: Bearer TOKEN` (the admin's, or a bin's own).
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/openapi.json", get(document))
+}
+
+async fn document() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_json_route_is_in_the_document() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+        let paths = doc["paths"].as_object().unwrap();
+        for (path, method) in [
+            ("/api/bins", "post"),
+            ("/api/bins/{bin}", "patch"),
+            ("/api/bins/{bin}/requests", "get"),
+            ("/api/bins/{bin}/wait", "get"),
+            ("/api/bins/{bin}/requests/{id}/replay", "post"),
+            ("/healthz", "get"),
+        ] {
+            assert!(paths[path][method].is_object(), "{method} {path}");
+        }
+        // Error bodies are described once and referenced.
+        assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+    }
+}
