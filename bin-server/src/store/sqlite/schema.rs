@@ -81,13 +81,17 @@ pub(super) struct BinRow {
     pub evicted_by_byte_budget: u64,
 }
 
-/// Server-wide counters kept in the file.
+/// Server-wide counters: the first four kept in the file, the totals of what is stored summed
+/// from the bins at load and then kept in step with them (the byte budget checks the total
+/// after every capture: summing 10,000 bins each time would cost more than the write).
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Counters {
     pub captures_total: u64,
     pub evicted_by_bin_limit: u64,
     pub evicted_by_byte_budget: u64,
     pub truncated_total: u64,
+    pub requests_stored: u64,
+    pub bytes_stored: u64,
 }
 
 /// The store's path in errors.
@@ -255,6 +259,8 @@ pub(super) fn load(
                 evicted_by_bin_limit: u(1)?,
                 evicted_by_byte_budget: u(2)?,
                 truncated_total: u(3)?,
+                requests_stored: bins.values().map(|b| b.request_count).sum(),
+                bytes_stored: bins.values().map(|b| b.bytes).sum(),
             })
         },
     )?;

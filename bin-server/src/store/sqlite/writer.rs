@@ -232,8 +232,8 @@ impl Writer {
         let c = &self.counters;
         let stats = StoreStats {
             bins: self.bins.len() as u64,
-            requests_stored: self.bins.values().map(|b| b.request_count).sum(),
-            bytes_stored: total_bytes(&self.bins),
+            requests_stored: c.requests_stored,
+            bytes_stored: c.bytes_stored,
             captures_total: c.captures_total,
             evicted_by_bin_limit: c.evicted_by_bin_limit,
             evicted_by_byte_budget: c.evicted_by_byte_budget,
@@ -243,10 +243,12 @@ impl Writer {
     }
 }
 
-/// Bytes stored across bins. Summed over the bins (at most `--max-bins`, 10,000 by default)
-/// rather than kept as one more counter that could drift from them.
-fn total_bytes(bins: &HashMap<BinName, BinRow>) -> u64 {
-    bins.values().map(|b| b.bytes).sum()
+/// Takes requests out of a bin's and the server's totals.
+fn forget(bin: &mut BinRow, counters: &mut Counters, requests: u64, bytes: u64) {
+    bin.request_count -= requests;
+    bin.bytes -= bytes;
+    counters.requests_stored -= requests;
+    counters.bytes_stored -= bytes;
 }
 
 /// Applies one operation inside the batch's transaction. `Err` is a failure of the file (the
@@ -300,6 +302,8 @@ fn apply(
                 return Ok(Err(StoreError::NoSuchBin(name)));
             };
             delete_bin_rows(tx, bin.id)?;
+            counters.requests_stored -= bin.request_count;
+            counters.bytes_stored -= bin.bytes;
             by_id.remove(&bin.id);
             dirty.insert(bin.name.clone());
             events.push((
@@ -331,6 +335,8 @@ fn apply(
             bin.last_activity = now;
             bin.request_count += 1;
             bin.bytes += request.stored_bytes();
+            counters.requests_stored += 1;
+            counters.bytes_stored += request.stored_bytes();
             counters.captures_total += 1;
             if truncated {
                 counters.truncated_total += 1;
@@ -394,8 +400,7 @@ fn apply(
             };
             tx.prepare_cached("DELETE FROM requests WHERE gseq = ?1")?
                 .execute([gseq])?;
-            bin.request_count -= 1;
-            bin.bytes -= bytes as u64;
+            forget(bin, counters, 1, bytes as u64);
             dirty.insert(bin.name.clone());
             events.push((
                 bin.name.clone(),
@@ -413,8 +418,8 @@ fn apply(
             tx.prepare_cached("DELETE FROM requests WHERE bin = ?1")?
                 .execute([bin.id])?;
             let removed = bin.request_count;
-            bin.request_count = 0;
-            bin.bytes = 0;
+            let bytes = bin.bytes;
+            forget(bin, counters, removed, bytes);
             dirty.insert(bin.name.clone());
             events.push((
                 bin.name.clone(),
@@ -437,6 +442,8 @@ fn apply(
             for name in &idle {
                 let bin = bins.remove(name).expect("listed above");
                 delete_bin_rows(tx, bin.id)?;
+                counters.requests_stored -= bin.request_count;
+                counters.bytes_stored -= bin.bytes;
                 by_id.remove(&bin.id);
                 dirty.insert(name.clone());
                 events.push((name.clone(), LiveEvent::BinDeleted { bin: name.clone() }));
@@ -524,8 +531,7 @@ fn evict_from_bin(
     let mut delete = tx.prepare_cached("DELETE FROM requests WHERE gseq = ?1")?;
     for (gseq, bytes) in oldest {
         delete.execute([gseq])?;
-        bin.request_count -= 1;
-        bin.bytes -= bytes as u64;
+        forget(bin, counters, 1, bytes as u64);
         bin.evicted_by_bin_limit += 1;
         counters.evicted_by_bin_limit += 1;
     }
@@ -543,8 +549,7 @@ fn enforce_budget(
     counters: &mut Counters,
     dirty: &mut HashSet<BinName>,
 ) -> rusqlite::Result<()> {
-    let mut total = total_bytes(bins);
-    while total > limits.max_bytes {
+    while counters.bytes_stored > limits.max_bytes {
         let oldest = tx
             .prepare_cached("SELECT gseq, bin, bytes FROM requests ORDER BY gseq LIMIT 1")?
             .query_row([], |r| {
@@ -561,15 +566,13 @@ fn enforce_budget(
         };
         tx.prepare_cached("DELETE FROM requests WHERE gseq = ?1")?
             .execute([gseq])?;
-        let bytes = bytes as u64;
-        total -= bytes;
+        // Every row belongs to a bin the writer holds (a bin's rows go with it).
         if let Some(bin) = by_id.get(&bin_id).and_then(|n| bins.get_mut(n)) {
-            bin.request_count -= 1;
-            bin.bytes -= bytes;
+            forget(bin, counters, 1, bytes as u64);
             bin.evicted_by_byte_budget += 1;
+            counters.evicted_by_byte_budget += 1;
             dirty.insert(bin.name.clone());
         }
-        counters.evicted_by_byte_budget += 1;
     }
     Ok(())
 }
