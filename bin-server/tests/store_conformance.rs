@@ -799,3 +799,4 @@ macro_rules! conformance {
 }
 
 conformance!(memory, backends::Memory);
+conformance!(sqlite, backends::Sqlite::new());

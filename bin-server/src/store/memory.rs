@@ -555,7 +555,8 @@ fn find(requests: &VecDeque<Arc<CapturedRequest>>, id: &str) -> Option<usize> {
     requests.iter().position(|r| r.id == id)
 }
 
-fn matches(r: &CapturedRequest, f: &RequestFilter) -> bool {
+/// Whether a request passes a page's filters (shared with the SQLite store's reads).
+pub(super) fn matches(r: &CapturedRequest, f: &RequestFilter) -> bool {
     if let Some(m) = &f.method
         && !r.method().eq_ignore_ascii_case(m)
     {

@@ -23,6 +23,7 @@ pub mod codec;
 mod live;
 mod memory;
 mod search;
+mod sqlite;
 
 /// Implementations of [`Store`] outside this crate use this attribute (no dependency of their
 /// own to keep in step).
@@ -31,6 +32,7 @@ pub use captured::{CapturedRequest, HeaderIter, NewCapture, RawHeaders};
 pub use live::LiveHub;
 pub use memory::MemoryStore;
 pub use search::{MAX_TEXT_BYTES, TextSearch, TextTooLong};
+pub use sqlite::SqliteStore;
 
 use std::sync::{Arc, OnceLock};
 
@@ -405,7 +407,15 @@ impl std::fmt::Display for StoreUrl {
 pub async fn open(url: &StoreUrl, limits: StoreLimits) -> Result<Arc<dyn Store>, StoreError> {
     match url {
         StoreUrl::Memory => Ok(Arc::new(MemoryStore::new(limits))),
-        StoreUrl::Sqlite(_) | StoreUrl::Redis(_) => Err(StoreError::Unavailable(format!(
+        StoreUrl::Sqlite(path) => {
+            // Opening reads the file (and may evict to fit lowered limits): not on a worker.
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || SqliteStore::open(path, limits))
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("{url}: {e}")))?
+                .map(|s| Arc::new(s) as Arc<dyn Store>)
+        }
+        StoreUrl::Redis(_) => Err(StoreError::Unavailable(format!(
             "{url}: this backend is not built yet"
         ))),
     }

@@ -26,3 +26,31 @@ impl Backend for Memory {
         Arc::new(MemoryStore::new(limits))
     }
 }
+
+/// One file per store in a temporary directory, removed with the backend.
+pub struct Sqlite {
+    dir: tempfile::TempDir,
+    opened: usize,
+}
+
+impl Sqlite {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            opened: 0,
+        }
+    }
+}
+
+#[bin_server::store::async_trait]
+impl Backend for Sqlite {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn open(&mut self, limits: StoreLimits) -> Arc<dyn Store> {
+        self.opened += 1;
+        let path = self.dir.path().join(format!("store-{}.db", self.opened));
+        Arc::new(bin_server::store::SqliteStore::open(path, limits).unwrap())
+    }
+}
