@@ -10,6 +10,8 @@ use tracing_subscriber::EnvFilter;
 
 /// mimalloc: the capture path allocates and frees a few small buffers per request, and glibc's
 /// allocator took about a fifth of its instructions (callgrind); mimalloc cuts that by half.
+/// The `mimalloc` feature (on by default) chooses it; without it, the system allocator.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
