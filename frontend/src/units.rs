@@ -29,9 +29,64 @@ pub fn ago(then_ms: f64, now_ms: f64) -> String {
     }
 }
 
+/// `1 request`, `2 requests`: the count with the right noun.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// A duration in milliseconds as measured: `< 1 ms` when it rounded down to nothing.
+pub fn millis(ms: u64) -> String {
+    if ms == 0 {
+        "< 1 ms".to_owned()
+    } else {
+        format!("{ms} ms")
+    }
+}
+
+/// Splits Markdown-ish text on backticks: `(true, code)` for the parts between a pair, `(false,
+/// text)` for the rest. An unpaired backtick stays as text.
+pub fn backticks(text: &str) -> Vec<(bool, String)> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('`') {
+        let Some(close) = rest[open + 1..].find('`') else {
+            break;
+        };
+        if open > 0 {
+            out.push((false, rest[..open].to_owned()));
+        }
+        let code = &rest[open + 1..open + 1 + close];
+        if !code.is_empty() {
+            out.push((true, code.to_owned()));
+        }
+        rest = &rest[open + close + 2..];
+    }
+    if !rest.is_empty() {
+        out.push((false, rest.to_owned()));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_millis_and_backticks() {
+        assert_eq!(count(1, "request", "requests"), "1 request");
+        assert_eq!(count(0, "request", "requests"), "0 requests");
+        assert_eq!(millis(0), "< 1 ms");
+        assert_eq!(millis(12), "12 ms");
+        assert_eq!(
+            backticks("Sent when `payment.id` is set, `x"),
+            vec![
+                (false, "Sent when ".to_owned()),
+                (true, "payment.id".to_owned()),
+                (false, " is set, `x".to_owned())
+            ]
+        );
+        assert_eq!(backticks("plain"), vec![(false, "plain".to_owned())]);
+    }
 
     #[test]
     fn sizes() {

@@ -46,7 +46,7 @@ test('seed flow: new bin, add webhook, send test event, payload arrives live', {
   await form.getByLabel('Event').selectOption({ label: 'Payment Received' });
   // The preview shows the chosen event's payload.
   await form.locator('.preview').getByText('"payment_total"').first().waitFor();
-  await form.getByRole('button', { name: 'Add Webhook' }).click();
+  await form.getByRole('button', { name: 'Add New Webhook', exact: true }).click();
   await form.waitFor({ state: 'detached' });
 
   const card = page.getByRole('article', { name: 'Payments to my bin' });
@@ -114,7 +114,7 @@ test('form errors show next to the field that caused them', { timeout: 60_000 },
   const form = page.getByRole('form', { name: 'Add New Webhook' });
   await form.getByLabel('Name').fill('x');
   await form.getByLabel('URL').fill('ftp://nope');
-  await form.getByRole('button', { name: 'Add Webhook' }).click();
+  await form.getByRole('button', { name: 'Add New Webhook', exact: true }).click();
   await form.getByText('Name must be at least 2 characters.').waitFor();
   await form.getByText('URL must start with http:// or https://.').waitFor();
   assert.equal(await form.getByLabel('Name').getAttribute('aria-invalid'), 'true');
@@ -134,7 +134,7 @@ test('Send Test Event to a dead URL reports the failure and the error', { timeou
   await form.getByLabel('Name').fill('Dead endpoint');
   await form.getByLabel('URL').fill(deadUrl);
   await form.getByLabel('Event').selectOption({ label: 'Payment Received' });
-  await form.getByRole('button', { name: 'Add Webhook' }).click();
+  await form.getByRole('button', { name: 'Add New Webhook', exact: true }).click();
 
   const card = page.getByRole('article', { name: 'Dead endpoint' });
   await card.getByRole('button', { name: 'Send Test Event' }).click();

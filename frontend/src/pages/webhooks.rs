@@ -14,6 +14,7 @@ use leptos::html::Dialog;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use send_wrapper::SendWrapper;
+use wasm_bindgen::JsCast;
 
 use crate::app::{now, set_title};
 use crate::components::JsonView;
@@ -27,6 +28,8 @@ struct Data {
     webhooks: RwSignal<Option<Result<Vec<WebhookOut>, ApiError>>>,
     /// Bumped when the server says a webhook or a delivery log changed: open logs reload.
     changes: RwSignal<u64>,
+    /// The webhook just saved: its card is scrolled to and highlighted.
+    highlight: RwSignal<Option<String>>,
 }
 
 impl Data {
@@ -72,6 +75,7 @@ pub fn WebhooksPage() -> impl IntoView {
         events: RwSignal::new(None),
         webhooks: RwSignal::new(None),
         changes: RwSignal::new(0),
+        highlight: RwSignal::new(None),
     };
     spawn_local(async move {
         let res = server::get::<EventList>("/api/events")
@@ -133,8 +137,15 @@ pub fn WebhooksPage() -> impl IntoView {
     }
 }
 
-/// Where a server error belongs in the form.
+/// Where a server error belongs in the form: the API names the field first (`url: ...`).
 fn error_field(e: &ApiError) -> &'static str {
+    let field = e.message.split_once(':').map_or("", |(f, _)| f.trim());
+    match field {
+        "name" => return "name",
+        "url" => return "url",
+        "event" | "events" => return "event",
+        _ => {}
+    }
     let text = format!("{} {}", e.code, e.message).to_ascii_lowercase();
     if text.contains("url") {
         "url"
@@ -144,6 +155,16 @@ fn error_field(e: &ApiError) -> &'static str {
         "event"
     } else {
         "form"
+    }
+}
+
+/// Scrolls to and focuses the element with this id.
+fn focus_id(id: &str) {
+    if let Some(el) = document().get_element_by_id(id) {
+        el.scroll_into_view_with_bool(false);
+        if let Ok(el) = el.dyn_into::<web_sys::HtmlElement>() {
+            let _ = el.focus();
+        }
     }
 }
 
@@ -162,19 +183,20 @@ fn WebhookForm(
         .map_or_else(|| "wh".to_owned(), |id| format!("wh-{id}"));
     let name = RwSignal::new(editing.as_ref().map(|w| w.name.clone()).unwrap_or_default());
     let url = RwSignal::new(editing.as_ref().map(|w| w.url.clone()).unwrap_or_default());
-    let event = RwSignal::new(
+    // Every event the webhook listens to (a multi-select).
+    let events = RwSignal::new(
         editing
             .as_ref()
-            .and_then(|w| w.events.first().cloned())
+            .map(|w| w.events.clone())
             .unwrap_or_default(),
     );
     // A new webhook starts on the catalog's first event.
     Effect::new(move |_| {
-        if event.get_untracked().is_empty()
+        if events.with_untracked(Vec::is_empty)
             && let Some(Ok(list)) = data.events.get()
             && let Some(first) = list.first()
         {
-            event.set(first.slug.clone());
+            events.set(vec![first.slug.clone()]);
         }
     });
     let errors = RwSignal::new(Vec::<(&'static str, String)>::new());
@@ -184,20 +206,62 @@ fn WebhookForm(
     let (saving, set_saving) = signal(false);
     let (making_bin, set_making_bin) = signal(false);
     let (new_bin, set_new_bin) = signal(None::<BinOut>);
+    // A bin made by "Use a new bin" lives only if the webhook is saved with its URL: a Cancel
+    // (or leaving the form any other way) deletes it, so no empty bin is left behind.
+    let kept_bin = StoredValue::new(None::<String>);
+    let drop_bin = move |bin: Option<BinOut>| {
+        if let Some(bin) = bin
+            && kept_bin.get_value().as_deref() != Some(bin.id.as_str())
+        {
+            spawn_local(async move {
+                let _ = server::delete(&format!("/api/bins/{}", enc(&bin.id))).await;
+            });
+        }
+    };
+    on_cleanup(move || drop_bin(new_bin.try_get_untracked().flatten()));
 
     let use_new_bin = move |_| {
         set_making_bin.set(true);
         spawn_local(async move {
             match server::send::<_, BinOut>("POST", "/api/bins", &BinIn::default()).await {
                 Ok(bin) => {
+                    if new_bin.try_get_untracked().is_none() {
+                        // The form is gone already: nobody will use this bin.
+                        drop_bin(Some(bin));
+                        return;
+                    }
                     url.set(bin.url.clone());
                     errors.update(|e| e.retain(|(f, _)| *f != "url"));
+                    // The previous new bin (clicked twice) is not needed either.
+                    drop_bin(new_bin.get_untracked());
                     set_new_bin.set(Some(bin));
                 }
                 Err(e) => errors.update(|errs| errs.push(("url", e.message))),
             }
-            set_making_bin.set(false);
+            let _ = set_making_bin.try_set(false);
         });
+    };
+
+    let id_name = format!("{prefix}-name");
+    let id_url = format!("{prefix}-url");
+    let id_event = format!("{prefix}-event");
+    let field_ids = StoredValue::new([
+        ("name", id_name.clone()),
+        ("url", id_url.clone()),
+        ("event", id_event.clone()),
+    ]);
+    // Shows the errors next to their fields, and takes the user to the first one.
+    let show_errors = move |errs: Vec<(&'static str, String)>| {
+        errors.set(errs);
+        let first = field_ids.with_value(|ids| {
+            ids.iter()
+                .find(|(f, _)| errors.with_untracked(|e| e.iter().any(|(ef, _)| ef == f)))
+                .map(|(_, id)| id.clone())
+        });
+        if let Some(id) = first {
+            // After the error texts are in the DOM.
+            request_animation_frame(move || focus_id(&id));
+        }
     };
 
     let is_edit = edit_id.is_some();
@@ -205,7 +269,7 @@ fn WebhookForm(
         ev.prevent_default();
         let n = name.get_untracked().trim().to_owned();
         let u = url.get_untracked().trim().to_owned();
-        let e = event.get_untracked();
+        let e = events.get_untracked();
         let mut errs = Vec::new();
         if n.chars().count() < 2 {
             errs.push(("name", "Name must be at least 2 characters.".to_owned()));
@@ -214,10 +278,10 @@ fn WebhookForm(
             errs.push(("url", "URL must start with http:// or https://.".to_owned()));
         }
         if e.is_empty() {
-            errs.push(("event", "Choose the event to send.".to_owned()));
+            errs.push(("event", "Choose at least one event to send.".to_owned()));
         }
         if !errs.is_empty() {
-            errors.set(errs);
+            show_errors(errs);
             return;
         }
         errors.set(Vec::new());
@@ -228,8 +292,8 @@ fn WebhookForm(
                 None => {
                     let input = WebhookIn {
                         name: n,
-                        url: u,
-                        event: Some(e),
+                        url: u.clone(),
+                        events: Some(e),
                         ..Default::default()
                     };
                     server::send::<_, WebhookOut>("POST", "/api/webhooks", &input).await
@@ -237,35 +301,50 @@ fn WebhookForm(
                 Some(id) => {
                     let patch = WebhookPatch {
                         name: Some(n),
-                        url: Some(u),
-                        event: Some(e),
+                        url: Some(u.clone()),
+                        events: Some(e),
                         ..Default::default()
                     };
                     let path = format!("/api/webhooks/{}", enc(id));
                     server::send::<_, WebhookOut>("PATCH", &path, &patch).await
                 }
             };
-            set_saving.set(false);
+            let _ = set_saving.try_set(false);
             match res {
-                Ok(_) => {
+                Ok(w) => {
+                    if let Some(bin) = new_bin.try_get_untracked().flatten()
+                        && bin.url == u
+                    {
+                        kept_bin.set_value(Some(bin.id));
+                    }
+                    data.highlight.set(Some(w.id.clone()));
                     data.reload_webhooks();
                     on_done();
                 }
-                Err(e) => errors.set(vec![(error_field(&e), e.message)]),
+                Err(e) => show_errors(vec![(error_field(&e), e.message)]),
             }
         });
     };
 
     let preview = move || {
-        let slug = event.get();
+        let chosen = events.get();
         data.events.with(|e| match e {
-            Some(Ok(list)) => list.iter().find(|e| e.slug == slug).map(|ev| {
-                let text = serde_json::to_string(&ev.example).unwrap_or_default();
-                view! {
-                    <p class="muted">{ev.description.clone()}</p>
-                    <JsonView text=text/>
-                }
-            }),
+            Some(Ok(list)) => Some(
+                list.iter()
+                    .filter(|e| chosen.contains(&e.slug))
+                    .enumerate()
+                    .map(|(i, ev)| {
+                        let text = serde_json::to_string(&ev.example).unwrap_or_default();
+                        view! {
+                            <details class="event-preview" open=i == 0>
+                                <summary>{ev.name.clone()}</summary>
+                                <p class="muted"><Described text=ev.description.clone()/></p>
+                                <JsonView text=text/>
+                            </details>
+                        }
+                    })
+                    .collect_view(),
+            ),
             _ => None,
         })
     };
@@ -277,9 +356,9 @@ fn WebhookForm(
                     let slug = ev.slug.clone();
                     let selected = {
                         let slug = slug.clone();
-                        move || event.with(|e| *e == slug)
+                        move || events.with(|e| e.contains(&slug))
                     };
-                    view! { <option value=slug selected=selected>{ev.name.clone()}</option> }
+                    view! { <option value=slug prop:selected=selected>{ev.name.clone()}</option> }
                 })
                 .collect_view()
                 .into_any(),
@@ -287,10 +366,32 @@ fn WebhookForm(
             None => view! { <option value="">"Loading events…"</option> }.into_any(),
         })
     };
+    let on_events = move |ev: leptos::ev::Event| {
+        let Some(select) = ev
+            .target()
+            .and_then(|t| t.dyn_into::<web_sys::HtmlSelectElement>().ok())
+        else {
+            return;
+        };
+        let chosen = select.selected_options();
+        let picked = (0..chosen.length())
+            .filter_map(|i| chosen.item(i))
+            .filter_map(|o| o.get_attribute("value"))
+            .filter(|v| !v.is_empty())
+            .collect::<Vec<_>>();
+        events.set(picked);
+        errors.update(|e| e.retain(|(f, _)| *f != "event"));
+    };
+    let rows = move || {
+        data.events
+            .with(|e| match e {
+                Some(Ok(list)) => list.len(),
+                _ => 1,
+            })
+            .clamp(2, 8)
+            .to_string()
+    };
 
-    let id_name = format!("{prefix}-name");
-    let id_url = format!("{prefix}-url");
-    let id_event = format!("{prefix}-event");
     view! {
         <form class="card webhook-form" on:submit=submit novalidate
             aria-label=if is_edit { "Edit webhook" } else { "Add New Webhook" }>
@@ -318,8 +419,8 @@ fn WebhookForm(
                 <p id=format!("{id_url}-hint") class="muted">
                     {move || match new_bin.get() {
                         Some(bin) => view! {
-                            "A new bin receives this webhook: "
-                            <a href=format!("/bins/{}", enc(&bin.id))>"open bin " {bin.id.clone()}</a>
+                            "A new bin receives this webhook (kept only if you save): "
+                            <a class="break" href=format!("/bins/{}", enc(&bin.id))>"open bin " {bin.id.clone()}</a>
                         }.into_any(),
                         None => view! { "The endpoint that receives the events. No endpoint yet? Use a new bin." }.into_any(),
                     }}
@@ -328,12 +429,18 @@ fn WebhookForm(
             </div>
             <div class="field">
                 <label for=id_event.clone()>"Event"</label>
-                <select id=id_event.clone() on:change=move |ev| event.set(event_target_value(&ev))
-                    prop:value=event
-                    aria-invalid=move || error_of("event")().is_some().to_string()>
+                <select id=id_event.clone() multiple size=rows on:change=on_events
+                    aria-invalid=move || error_of("event")().is_some().to_string()
+                    aria-describedby=format!("{id_event}-error {id_event}-hint")>
                     {options}
                 </select>
-                <p class="error field-error">{error_of("event")}</p>
+                <p id=format!("{id_event}-hint") class="muted small">
+                    {move || {
+                        let n = events.with(Vec::len);
+                        format!("{} selected. Ctrl-click (⌘-click) to pick several.", units::count(n as u64, "event", "events"))
+                    }}
+                </p>
+                <p id=format!("{id_event}-error") class="error field-error">{error_of("event")}</p>
             </div>
             <div class="field">
                 <span class="label">"Payload preview"</span>
@@ -343,7 +450,7 @@ fn WebhookForm(
                 <button type="submit" class="primary" disabled=saving aria-busy=move || saving.get().to_string()>
                     {move || match (saving.get(), is_edit) {
                         (true, _) => "Saving…",
-                        (false, false) => "Add Webhook",
+                        (false, false) => "Add New Webhook",
                         (false, true) => "Save changes",
                     }}
                 </button>
@@ -352,6 +459,21 @@ fn WebhookForm(
             </div>
         </form>
     }
+}
+
+/// An event's description, its `backticked` words shown as code.
+#[component]
+fn Described(text: String) -> impl IntoView {
+    crate::units::backticks(&text)
+        .into_iter()
+        .map(|(code, part)| {
+            if code {
+                view! { <code>{part}</code> }.into_any()
+            } else {
+                part.into_any()
+            }
+        })
+        .collect_view()
 }
 
 #[component]
@@ -442,6 +564,31 @@ fn WebhookCard(data: Data, id: String) -> impl IntoView {
         }
     };
 
+    // Just saved: scroll to it and highlight it for a moment.
+    let card_ref = NodeRef::<leptos::html::Article>::new();
+    let highlighted = {
+        let id = id.clone();
+        Memo::new(move |_| data.highlight.with(|h| h.as_deref() == Some(id.as_str())))
+    };
+    Effect::new(move |_| {
+        if highlighted.get()
+            && let Some(el) = card_ref.get()
+        {
+            request_animation_frame(move || {
+                el.scroll_into_view_with_bool(true);
+                let _ = el.focus();
+            });
+            set_timeout(
+                move || {
+                    if data.highlight.get_untracked().is_some() {
+                        data.highlight.set(None);
+                    }
+                },
+                std::time::Duration::from_secs(4),
+            );
+        }
+    });
+
     let heading_id = format!("wh-title-{id}");
     let dialog_title = format!("dlg-title-{id}");
     let labelled_by = heading_id.clone();
@@ -490,7 +637,8 @@ fn WebhookCard(data: Data, id: String) -> impl IntoView {
     let log_id = id.clone();
 
     view! {
-        <article class="card webhook" aria-labelledby=labelled_by>
+        <article class="card webhook" class:highlight=highlighted aria-labelledby=labelled_by
+            node_ref=card_ref tabindex="-1" data-highlighted=move || highlighted.get().to_string()>
             <div class="webhook-head">
                 <h3 id=heading_id>{field(|w| w.name.clone())}</h3>
                 {move || if active() {
@@ -548,8 +696,8 @@ fn WebhookCard(data: Data, id: String) -> impl IntoView {
 fn OutcomeView(o: TestOutcome) -> impl IntoView {
     let status = o.status.map(|s| format!("HTTP {s}"));
     let summary = match (&status, o.delivered) {
-        (Some(s), _) => format!("{s} in {} ms", o.duration_ms),
-        (None, _) => format!("No answer after {} ms", o.duration_ms),
+        (Some(s), _) => format!("{s} in {}", units::millis(o.duration_ms)),
+        (None, _) => format!("No answer after {}", units::millis(o.duration_ms)),
     };
     let response = o.response_body.clone().filter(|b| !b.is_empty());
     let class = if o.delivered {
@@ -749,7 +897,7 @@ fn AttemptRow(data: Data, a: AttemptOut) -> impl IntoView {
             <td class="num">{a.attempt}</td>
             <td>{trigger}</td>
             <td>{status}</td>
-            <td class="num">{format!("{} ms", a.duration_ms)}</td>
+            <td class="num">{units::millis(a.duration_ms)}</td>
             <td class="mono break small">{detail}</td>
             <td>{a.next_attempt_at.clone().unwrap_or_default()}</td>
         </tr>
@@ -775,7 +923,7 @@ fn EventCatalog(data: Data) -> impl IntoView {
                         view! {
                             <article class="event card" id=anchor>
                                 <h3>{ev.name}" "<code class="slug">{ev.slug}</code></h3>
-                                <p>{ev.description}</p>
+                                <p><Described text=ev.description/></p>
                                 <details>
                                     <summary>"Example payload"</summary>
                                     <JsonView text=text/>
