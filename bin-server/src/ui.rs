@@ -33,7 +33,7 @@ const CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
     object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
 /// The client-side routes of the `frontend` crate (`app.rs`): each serves the shell.
-pub const PAGES: &[&str] = &["/", "/bins/{bin}", "/webhooks"];
+pub const PAGES: &[&str] = &["/", "/bins/{bin}", "/bins/{bin}/requests/{seq}", "/webhooks"];
 
 /// Routes serving the UI, with gzip for clients that accept it.
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {

@@ -19,7 +19,8 @@ use api::{BinIn, BinOut, BinResponse, CapturedRequestOut, DeletedEvent, Header, 
 use leptos::html::{Div, Input};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use leptos_router::hooks::{use_navigate, use_params_map};
+use leptos_router::NavigateOptions;
+use leptos_router::hooks::{use_location, use_navigate, use_params_map};
 use send_wrapper::SendWrapper;
 use wasm_bindgen::JsCast;
 
@@ -45,6 +46,7 @@ type Row = Arc<CapturedRequestOut>;
 pub fn BinPage() -> impl IntoView {
     let params = use_params_map();
     let bin_id = Memo::new(move |_| params.read().get("bin").unwrap_or_default());
+    // The selected request is in the URL (`/bins/{bin}/requests/{seq}`), so it can be shared.
     // A new view per bin: state, stream and listeners start fresh when the id changes.
     move || {
         let id = bin_id.get();
@@ -106,7 +108,12 @@ struct BinState {
     loaded_all: RwSignal<bool>,
     load_error: RwSignal<Option<String>>,
     filter: RwSignal<Filter>,
-    selected: RwSignal<Option<String>>,
+    /// The selected request's sequence number: follows the URL (see [`BinState::select`]).
+    selected: RwSignal<Option<u64>>,
+    /// Puts a selection in the URL (replacing the history entry); the URL sets `selected`.
+    navigate: Callback<Option<u64>>,
+    /// A webhook message to select when it arrives (`?message=` from "View in bin").
+    pending_message: StoredValue<Option<String>>,
     conn: RwSignal<Connection>,
     /// Set by the `deleted` event without an id: the bin is gone.
     gone: RwSignal<bool>,
@@ -128,6 +135,11 @@ impl BinState {
 
     fn api(&self, rest: &str) -> String {
         format!("/api/bins/{}{rest}", enc(&self.id.get_value()))
+    }
+
+    /// Selects a request (or none) through the URL.
+    fn select(self, seq: Option<u64>) {
+        self.navigate.run(seq);
     }
 
     fn refresh_bin(self) {
@@ -236,6 +248,14 @@ impl BinState {
         match ev.name.as_str() {
             "request" => {
                 if let Ok(r) = serde_json::from_str::<CapturedRequestOut>(&ev.data) {
+                    if let Some(msg) = self.pending_message.get_value()
+                        && r.headers.iter().any(|h| {
+                            h.name.eq_ignore_ascii_case("webhook-id") && h.value == msg
+                        })
+                    {
+                        self.pending_message.set_value(None);
+                        self.select(Some(r.seq));
+                    }
                     queue.push(r, self.cap(), move |batch| self.apply_live(batch));
                 }
             }
@@ -254,15 +274,18 @@ impl BinState {
                 };
                 match d.id {
                     Some(id) => {
+                        let gone = self
+                            .list
+                            .with_untracked(|l| l.iter().find(|r| r.id == id).map(|r| r.seq));
                         self.list.update(|l| l.retain(|r| r.id != id));
-                        if self.selected.get_untracked().as_deref() == Some(id.as_str()) {
-                            self.selected.set(None);
+                        if gone.is_some() && self.selected.get_untracked() == gone {
+                            self.select(None);
                         }
                     }
                     None => {
                         queue.clear();
                         self.list.set(Vec::new());
-                        self.selected.set(None);
+                        self.select(None);
                         self.matched.set(0);
                     }
                 }
@@ -280,15 +303,15 @@ impl BinState {
             }
             let current = self
                 .selected
-                .with_untracked(|s| s.as_ref().and_then(|id| l.iter().position(|r| &r.id == id)));
+                .with_untracked(|s| s.and_then(|seq| l.iter().position(|r| r.seq == seq)));
             let idx = match current {
                 Some(i) => (i as isize + delta).clamp(0, l.len() as isize - 1) as usize,
                 None => 0,
             };
-            Some((idx, l[idx].id.clone()))
+            Some((idx, l[idx].seq))
         });
-        let Some((idx, id)) = target else { return };
-        self.selected.set(Some(id));
+        let Some((idx, seq)) = target else { return };
+        self.select(Some(seq));
         if let Some(el) = self.viewport.get_untracked() {
             let top = idx as i32 * ROW_HEIGHT;
             let view_top = el.scroll_top();
@@ -345,6 +368,26 @@ impl LiveQueue {
 fn BinView(id: String) -> impl IntoView {
     let title_id = id.clone();
     set_title(move || format!("Bin {title_id}"));
+    let location = use_location();
+    let navigate = SendWrapper::new(use_navigate());
+    let base = format!("/bins/{}", enc(&id));
+    let navigate = Callback::new(move |seq: Option<u64>| {
+        let path = match seq {
+            Some(seq) => format!("{base}/requests/{seq}"),
+            None => base.clone(),
+        };
+        let here = location.pathname.get_untracked();
+        if here != path {
+            navigate(
+                &path,
+                NavigateOptions {
+                    replace: true,
+                    scroll: false,
+                    ..Default::default()
+                },
+            );
+        }
+    });
     let state = BinState {
         id: StoredValue::new(id.clone()),
         bin: RwSignal::new(None),
@@ -354,6 +397,8 @@ fn BinView(id: String) -> impl IntoView {
         load_error: RwSignal::new(None),
         filter: RwSignal::new(Filter::default()),
         selected: RwSignal::new(None),
+        navigate,
+        pending_message: StoredValue::new(None),
         conn: RwSignal::new(Connection::Connecting),
         gone: RwSignal::new(false),
         load_gen: StoredValue::new(0),
@@ -362,6 +407,42 @@ fn BinView(id: String) -> impl IntoView {
     };
     state.refresh_bin();
     state.load();
+
+    // The URL says which request is selected; without one, the newest is.
+    let url_seq = Memo::new(move |_| {
+        let path = location.pathname.get();
+        path.split_once("/requests/")
+            .and_then(|(_, seq)| seq.trim_end_matches('/').parse::<u64>().ok())
+    });
+    Effect::new(move |_| state.selected.set(url_seq.get()));
+    Effect::new(move |_| {
+        let newest = state.list.with(|l| l.first().map(|r| r.seq));
+        if url_seq.get().is_none()
+            && state.pending_message.with_value(Option::is_none)
+            && let Some(seq) = newest
+        {
+            state.select(Some(seq));
+        }
+    });
+    // "View in bin" from a webhook: `?message=msg_…` selects the request that carried it (its
+    // `webhook-id` header), now if it is stored, else when it arrives.
+    let message = location
+        .query
+        .with_untracked(|q| q.get("message"))
+        .filter(|m| !m.is_empty());
+    if let Some(msg) = message {
+        state.pending_message.set_value(Some(msg.clone()));
+        let url = state.api(&format!("/requests?summary=true&limit=1&q={}", enc(&msg)));
+        spawn_local(async move {
+            if let Ok(page) = server::get::<RequestPage>(&url).await
+                && let Some(r) = page.requests.first()
+                && state.pending_message.get_value().as_deref() == Some(msg.as_str())
+            {
+                state.pending_message.set_value(None);
+                state.select(Some(r.seq));
+            }
+        });
+    }
 
     // Counters (stored, captured, evicted) follow the live stream, a refresh every 3 s at most.
     let refresher = set_interval_with_handle(
@@ -493,7 +574,7 @@ fn BinView(id: String) -> impl IntoView {
                 </div>
                 <div class="detail-pane">
                     {move || match state.selected.get() {
-                        Some(id) => view! { <RequestDetail state=state id=id/> }.into_any(),
+                        Some(seq) => view! { <RequestDetail state=state id=seq.to_string()/> }.into_any(),
                         None => view! { <EmptyDetail state=state/> }.into_any(),
                     }}
                 </div>
@@ -658,7 +739,7 @@ fn RequestList(state: BinState) -> impl IntoView {
             set_scroll_top.set(el.scroll_top());
         }
     };
-    let active = move || state.selected.get().map(|id| format!("req-{id}"));
+    let active = move || state.selected.get().map(|seq| format!("req-{seq}"));
 
     view! {
         <div
@@ -696,10 +777,8 @@ fn RequestList(state: BinState) -> impl IntoView {
 fn RequestRow(r: Row, state: BinState) -> impl IntoView {
     let now = now();
     let id = r.id.clone();
-    let selected = {
-        let id = id.clone();
-        move || state.selected.with(|s| s.as_deref() == Some(id.as_str()))
-    };
+    let seq = r.seq;
+    let selected = move || state.selected.with(|s| *s == Some(seq));
     let received = js_sys::Date::parse(&r.received_at);
     let mut target = r.path.clone();
     if let Some(q) = &r.query {
@@ -716,16 +795,14 @@ fn RequestRow(r: Row, state: BinState) -> impl IntoView {
             .unwrap_or_default(),
         if r.truncated { " · truncated" } else { "" },
     );
-    let select = {
-        let id = id.clone();
-        move |_| state.selected.set(Some(id.clone()))
-    };
+    let select = move |_| state.select(Some(seq));
     view! {
         <div
             class="req-row"
             class:selected=selected.clone()
             role="option"
-            id=format!("req-{id}")
+            id=format!("req-{seq}")
+            data-id=id
             aria-selected=move || selected().to_string()
             on:click=select
         >
@@ -828,7 +905,7 @@ fn RequestView(state: BinState, r: CapturedRequestOut, api_url: String) -> impl 
                 match server::delete(&url).await {
                     Ok(()) => {
                         state.list.update(|l| l.retain(|x| x.id != id));
-                        state.selected.set(None);
+                        state.select(None);
                         state.bin_dirty.set_value(true);
                     }
                     Err(e) => {
@@ -1052,7 +1129,7 @@ fn BinSettings(state: BinState) -> impl IntoView {
             match server::delete(&url).await {
                 Ok(()) => {
                     state.list.set(Vec::new());
-                    state.selected.set(None);
+                    state.select(None);
                     state.matched.set(0);
                     state.refresh_bin();
                 }

@@ -7,7 +7,7 @@
 //! at the bottom, every event of the catalog with its description and example payload.
 
 use api::{
-    AttemptOut, BinIn, BinOut, DeliveryLog, EventList, EventOut, MessageOut, MessageRef,
+    AttemptOut, BinIn, BinList, BinOut, EmitIn, EmitOut, DeliveryLog, EventList, EventOut, MessageOut, MessageRef,
     MessageState, TestOutcome, WebhookIn, WebhookList, WebhookOut, WebhookPatch,
 };
 use leptos::html::Dialog;
@@ -30,9 +30,28 @@ struct Data {
     changes: RwSignal<u64>,
     /// The webhook just saved: its card is scrolled to and highlighted.
     highlight: RwSignal<Option<String>>,
+    /// Where this server's bins live (`{origin}/b/`, and the prefix of the bins' own URLs when
+    /// the server has a public URL of its own): a webhook URL under one is a bin of this server.
+    bin_prefixes: RwSignal<Vec<String>>,
 }
 
 impl Data {
+    /// The bin of this server a URL points to, if it does.
+    fn bin_of(self, url: &str) -> Option<String> {
+        self.bin_prefixes.with(|prefixes| {
+            prefixes.iter().find_map(|p| {
+                let rest = url.strip_prefix(p.as_str())?;
+                let name = rest.split(['/', '?', '#']).next().unwrap_or("");
+                (!name.is_empty()).then(|| {
+                    js_sys::decode_uri_component(name)
+                        .ok()
+                        .and_then(|n| n.as_string())
+                        .unwrap_or_else(|| name.to_owned())
+                })
+            })
+        })
+    }
+
     fn reload_webhooks(self) {
         spawn_local(async move {
             let res = server::get::<WebhookList>("/api/webhooks")
@@ -76,7 +95,27 @@ pub fn WebhooksPage() -> impl IntoView {
         webhooks: RwSignal::new(None),
         changes: RwSignal::new(0),
         highlight: RwSignal::new(None),
+        bin_prefixes: RwSignal::new(
+            window()
+                .location()
+                .origin()
+                .map(|o| vec![format!("{o}/b/")])
+                .unwrap_or_default(),
+        ),
     };
+    spawn_local(async move {
+        if let Ok(list) = server::get::<BinList>("/api/bins").await {
+            let mut prefixes = data.bin_prefixes.get_untracked();
+            for bin in list.bins {
+                if let Some(p) = bin.url.strip_suffix(&bin.id)
+                    && !prefixes.iter().any(|q| q == p)
+                {
+                    prefixes.push(p.to_owned());
+                }
+            }
+            data.bin_prefixes.set(prefixes);
+        }
+    });
     spawn_local(async move {
         let res = server::get::<EventList>("/api/events")
             .await
@@ -489,21 +528,100 @@ fn WebhookCard(data: Data, id: String) -> impl IntoView {
     let (confirm_delete, set_confirm_delete) = signal(false);
     let (error, set_error) = signal(None::<String>);
     let dialog = NodeRef::<Dialog>::new();
-    let (outcome, set_outcome) = signal(None::<Result<TestOutcome, ApiError>>);
+    let (outcome, set_outcome) = signal(None::<Result<Sent, ApiError>>);
     let api_path = format!("/api/webhooks/{}", enc(&id));
-
+    // Composing: the event to send and its payload, before sending (a webhook with several
+    // events, or "Edit payload").
+    let composing = RwSignal::new(false);
+    let chosen = RwSignal::new(String::new());
+    let payload = RwSignal::new(String::new());
+    let example_of = move |slug: &str| {
+        data.events.with(|e| match e {
+            Some(Ok(list)) => list
+                .iter()
+                .find(|e| e.slug == slug)
+                .map(|e| e.example.clone()),
+            _ => None,
+        })
+    };
+    // Edited: the text is not the catalog's example any more (as JSON, whitespace aside).
+    let edited = move || {
+        let slug = chosen.get();
+        let text = payload.get();
+        match (example_of(&slug), serde_json::from_str::<serde_json::Value>(&text)) {
+            (Some(example), Ok(v)) => v != example,
+            _ => true,
+        }
+    };
+    let pick = move |slug: String| {
+        let text = example_of(&slug)
+            .and_then(|v| serde_json::to_string_pretty(&v).ok())
+            .unwrap_or_default();
+        payload.set(text);
+        chosen.set(slug);
+    };
+    let open_dialog = move || {
+        if let Some(d) = dialog.get_untracked()
+            && !d.open()
+        {
+            let _ = d.show_modal();
+        }
+    };
+    let compose = move || {
+        let first = webhook.with_untracked(|w| {
+            w.as_ref()
+                .and_then(|w| w.events.first().cloned())
+                .unwrap_or_default()
+        });
+        if chosen.get_untracked().is_empty()
+            || !webhook.with_untracked(|w| {
+                w.as_ref()
+                    .is_some_and(|w| w.events.contains(&chosen.get_untracked()))
+            })
+        {
+            pick(first);
+        }
+        set_outcome.set(None);
+        composing.set(true);
+        open_dialog();
+    };
+    // Sends the chosen event: its catalog example through the test route (the true outcome,
+    // at once), or an edited payload through emit (to every active webhook subscribed to it).
     let send_test = {
         let url = format!("{api_path}/test");
         move || {
+            let slug = chosen.get_untracked();
+            let url = if slug.is_empty() {
+                url.clone()
+            } else {
+                format!("{url}?event={}", enc(&slug))
+            };
+            let custom = composing.get_untracked() && edited();
+            let body = payload.get_untracked();
+            composing.set(false);
             set_outcome.set(None);
-            if let Some(d) = dialog.get_untracked()
-                && !d.open()
-            {
-                let _ = d.show_modal();
-            }
-            let url = url.clone();
+            open_dialog();
             spawn_local(async move {
-                let res = server::post_empty::<TestOutcome>(&url).await;
+                let res = if custom {
+                    match serde_json::from_str::<serde_json::Value>(&body) {
+                        Ok(v) => server::send::<_, EmitOut>(
+                            "POST",
+                            &format!("/api/events/{}/emit", enc(&slug)),
+                            &EmitIn { payload: Some(v) },
+                        )
+                        .await
+                        .map(Sent::Emitted),
+                        Err(e) => Err(ApiError {
+                            status: None,
+                            code: "invalid_json".to_owned(),
+                            message: format!("The payload is not JSON: {e}"),
+                        }),
+                    }
+                } else {
+                    server::post_empty::<TestOutcome>(&url)
+                        .await
+                        .map(Sent::Tested)
+                };
                 let _ = set_outcome.try_set(Some(res));
                 data.reload_webhooks();
             });
@@ -511,7 +629,26 @@ fn WebhookCard(data: Data, id: String) -> impl IntoView {
     };
     let send_test_click = {
         let send_test = send_test.clone();
-        move |_| send_test()
+        move |_| {
+            let several = webhook.with_untracked(|w| w.as_ref().is_some_and(|w| w.events.len() > 1));
+            if several {
+                compose();
+            } else {
+                chosen.set(String::new());
+                send_test();
+            }
+        }
+    };
+    let payload_error = move || {
+        serde_json::from_str::<serde_json::Value>(&payload.get())
+            .err()
+            .map(|e| format!("Not JSON: {e}"))
+    };
+    let bin_link = move || {
+        webhook.with(|w| {
+            w.as_ref()
+                .and_then(|w| data.bin_of(&w.url))
+        })
     };
     let toggle_active = {
         let url = api_path.clone();
@@ -603,14 +740,51 @@ fn WebhookCard(data: Data, id: String) -> impl IntoView {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let first_event = move || {
+    let sent_event = move || {
+        let slug = chosen.get();
+        if slug.is_empty() {
+            webhook.with(|w| {
+                w.as_ref()
+                    .and_then(|w| w.events.first())
+                    .map(|s| data.event_name(s))
+                    .unwrap_or_default()
+            })
+        } else {
+            data.event_name(&slug)
+        }
+    };
+    let event_options = move || {
         webhook.with(|w| {
             w.as_ref()
-                .and_then(|w| w.events.first())
-                .map(|s| data.event_name(s))
-                .unwrap_or_default()
+                .map(|w| {
+                    w.events
+                        .iter()
+                        .map(|slug| {
+                            let selected = {
+                                let slug = slug.clone();
+                                move || chosen.with(|c| *c == slug)
+                            };
+                            view! { <option value=slug.clone() prop:selected=selected>{data.event_name(slug)}</option> }
+                        })
+                        .collect_view()
+                })
         })
     };
+    let others = move || {
+        let slug = chosen.get();
+        let me = webhook.with(|w| w.as_ref().map(|w| w.id.clone()));
+        data.webhooks.with(|w| match w {
+            Some(Ok(list)) => list
+                .iter()
+                .filter(|w| w.active && w.events.contains(&slug) && Some(&w.id) != me.as_ref())
+                .map(|w| w.name.clone())
+                .collect::<Vec<_>>(),
+            _ => Vec::new(),
+        })
+    };
+    let dialog_id = format!("dlg-{id}");
+    let event_field = format!("{dialog_id}-event");
+    let payload_field = format!("{dialog_id}-payload");
     let active = move || webhook.with(|w| w.as_ref().is_some_and(|w| w.active));
     let facts = move || {
         webhook.get().map(|w| {
@@ -635,6 +809,17 @@ fn WebhookCard(data: Data, id: String) -> impl IntoView {
         })
     };
     let log_id = id.clone();
+    let id_for_emit = id.clone();
+    // "Send again" repeats what was sent: the same event, the same (edited) payload.
+    let send_test_again = {
+        let send_test = send_test.clone();
+        move || {
+            if matches!(outcome.get_untracked(), Some(Ok(Sent::Emitted(_)))) {
+                composing.set(true);
+            }
+            send_test();
+        }
+    };
 
     view! {
         <article class="card webhook" class:highlight=highlighted aria-labelledby=labelled_by
@@ -648,6 +833,10 @@ fn WebhookCard(data: Data, id: String) -> impl IntoView {
                 }}
             </div>
             <dl class="webhook-facts">{facts}</dl>
+            {move || bin_link().map(|bin| view! {
+                <p class="small"><a href=format!("/bins/{}", enc(&bin))>"View in bin"</a>
+                    <span class="muted">" (this URL is a bin of this server)"</span></p>
+            })}
             <div class="actions">
                 <button type="button" class="primary" on:click=send_test_click>"Send Test Event"</button>
                 <button type="button" on:click=move |_| set_editing.update(|e| *e = !*e)
@@ -670,30 +859,101 @@ fn WebhookCard(data: Data, id: String) -> impl IntoView {
         <dialog node_ref=dialog class="outcome" aria-labelledby=dialog_labelled_by>
             <h2 id=dialog_title>"Send Test Event"</h2>
             <p class="muted">
-                {first_event} " → " <span class="mono break">{field(|w| w.url.clone())}</span>
+                {sent_event} " → " <span class="mono break">{field(|w| w.url.clone())}</span>
             </p>
-            {move || match outcome.get() {
-                None => view! { <p class="sending" role="status">"Sending…"</p> }.into_any(),
-                Some(Err(e)) => view! {
-                    <div class="result bad" role="alert">
-                        <p class="verdict">"Could not send the test event"</p>
-                        <p>{e.message}</p>
-                    </div>
-                }.into_any(),
-                Some(Ok(o)) => view! { <OutcomeView o=o/> }.into_any(),
+            {move || if composing.get() {
+                let send_test = send_test.clone();
+                view! {
+                    <form class="compose" aria-label="Event to send" on:submit=move |ev: leptos::ev::SubmitEvent| {
+                        ev.prevent_default();
+                        if payload_error().is_none() {
+                            send_test();
+                        }
+                    }>
+                        <div class="field">
+                            <label for=event_field.clone()>"Event"</label>
+                            <select id=event_field.clone() on:change=move |ev| pick(event_target_value(&ev))>
+                                {event_options}
+                            </select>
+                        </div>
+                        <div class="field">
+                            <label for=payload_field.clone()>"Payload"</label>
+                            <textarea id=payload_field.clone() class="mono payload" rows="10" spellcheck="false"
+                                prop:value=payload on:input=move |ev| payload.set(event_target_value(&ev))
+                                aria-invalid=move || payload_error().is_some().to_string()></textarea>
+                            <p class="error field-error">{payload_error}</p>
+                            <p class="muted small">
+                                {move || if edited() {
+                                    let others = others();
+                                    if others.is_empty() {
+                                        "Edited: sent with emit (as a real event, through the queue); the outcome shows in the delivery log.".to_owned()
+                                    } else {
+                                        format!("Edited: sent with emit, as a real event, so it also goes to {} (every active webhook subscribed to it); the outcome shows in the delivery log.", others.join(", "))
+                                    }
+                                } else {
+                                    "The event's example payload, sent as a test: you see the outcome at once. Edit it to send your own.".to_owned()
+                                }}
+                            </p>
+                        </div>
+                        <div class="row">
+                            <button type="submit" class="primary" disabled=move || payload_error().is_some()>
+                                {move || if edited() { "Send edited payload" } else { "Send test event" }}
+                            </button>
+                        </div>
+                    </form>
+                }.into_any()
+            } else {
+                match outcome.get() {
+                    None => view! { <p class="sending" role="status">"Sending…"</p> }.into_any(),
+                    Some(Err(e)) => view! {
+                        <div class="result bad" role="alert">
+                            <p class="verdict">"Could not send the test event"</p>
+                            <p>{e.message}</p>
+                        </div>
+                    }.into_any(),
+                    Some(Ok(Sent::Tested(o))) => {
+                        let link = bin_link().map(|b| format!("/bins/{}?message={}", enc(&b), enc(&o.message_id)));
+                        view! { <OutcomeView o=o bin_link=link/> }.into_any()
+                    }
+                    Some(Ok(Sent::Emitted(out))) => {
+                        let mine = out.messages.iter().find(|m| m.webhook_id == id_for_emit).map(|m| m.message_id.clone());
+                        let link = bin_link().zip(mine.clone()).map(|(b, m)| format!("/bins/{}?message={}", enc(&b), enc(&m)));
+                        view! {
+                            <div class="result ok" role="status">
+                                <p class="verdict">{format!("Queued: {} for this event.", units::count(out.messages.len() as u64, "message", "messages"))}</p>
+                                {mine.map(|m| view! { <p class="muted small">"This webhook's message " <span class="mono">{m}</span>": follow it in the delivery log."</p> })}
+                                {link.map(|l| view! { <p><a href=l>"View in bin"</a></p> })}
+                            </div>
+                        }.into_any()
+                    }
+                }
             }}
             <div class="row">
-                <button type="button" on:click=move |_| send_test() disabled=move || outcome.get().is_none()>"Send again"</button>
+                <button type="button" on:click=move |_| compose()
+                    disabled=move || composing.get() || outcome.get().is_none()>"Edit payload"</button>
+                <button type="button" on:click=move |_| send_test_again()
+                    disabled=move || composing.get() || outcome.get().is_none()>"Send again"</button>
                 <button type="button" class="primary" on:click=close_dialog>"Close"</button>
             </div>
         </dialog>
     }
 }
 
+/// What a send from the dialog gave: a test's outcome, or the messages an emit queued.
+#[derive(Clone)]
+enum Sent {
+    Tested(TestOutcome),
+    Emitted(EmitOut),
+}
+
 /// The true outcome of a test send: delivered only on a 2xx, with the status, the duration and
 /// the answer; otherwise the error.
 #[component]
-fn OutcomeView(o: TestOutcome) -> impl IntoView {
+fn OutcomeView(
+    o: TestOutcome,
+    /// The bin that received it, with the request selected, when the URL is a bin of this server.
+    bin_link: Option<String>,
+) -> impl IntoView {
     let status = o.status.map(|s| format!("HTTP {s}"));
     let summary = match (&status, o.delivered) {
         (Some(s), _) => format!("{s} in {}", units::millis(o.duration_ms)),
@@ -716,7 +976,8 @@ fn OutcomeView(o: TestOutcome) -> impl IntoView {
                 <p class="label">"Response"</p>
                 <pre class="code mono response">{r}</pre>
             })}
-            <p class="muted small">"Message id " <span class="mono">{o.message_id}</span></p>
+            <p class="muted small">"Message id " <span class="mono message-id">{o.message_id}</span></p>
+            {bin_link.map(|l| view! { <p><a href=l>"View in bin"</a></p> })}
         </div>
     }
 }
