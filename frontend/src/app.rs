@@ -114,10 +114,13 @@ fn ThemeToggle() -> impl IntoView {
 
 #[component]
 fn NotFound() -> impl IntoView {
+    set_title(|| "Page not found".to_owned());
+    let path = use_location().pathname.get_untracked();
     view! {
-        <section class="page">
+        <section class="page not-found">
             <h1>"Page not found"</h1>
-            <p><a href="/">"Back to your bins"</a></p>
+            <p>"Nothing lives at " <code class="break">{path}</code> "."</p>
+            <p><a href="/">"Back to your bins"</a> " · " <a href="/webhooks">"Webhooks"</a></p>
         </section>
     }
 }

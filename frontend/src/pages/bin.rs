@@ -47,12 +47,20 @@ pub fn BinPage() -> impl IntoView {
     let params = use_params_map();
     let bin_id = Memo::new(move |_| params.read().get("bin").unwrap_or_default());
     // The selected request is in the URL (`/bins/{bin}/requests/{seq}`), so it can be shared.
-    // A new view per bin: state, stream and listeners start fresh when the id changes.
+    // A new view per bin: state, stream and listeners start fresh when the id changes (or when
+    // a missing bin has just been created).
+    let remount = RwSignal::new(0u32);
+    provide_context(Remount(remount));
     move || {
+        remount.track();
         let id = bin_id.get();
         view! { <BinView id=id/> }
     }
 }
+
+/// Starts the bin's page afresh.
+#[derive(Clone, Copy)]
+struct Remount(RwSignal<u32>);
 
 /// The list's filters, mirrored on the client for live requests (same rules as the server).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -117,6 +125,8 @@ struct BinState {
     conn: RwSignal<Connection>,
     /// Set by the `deleted` event without an id: the bin is gone.
     gone: RwSignal<bool>,
+    /// The bin was not there when the page opened: it never existed (or expired before).
+    missing: RwSignal<bool>,
     /// Bumped by every load; a load whose number is stale stops.
     load_gen: StoredValue<u64>,
     /// Whether bin counters may have changed since the last refresh.
@@ -150,6 +160,10 @@ impl BinState {
             if let Err(e) = &res
                 && e.status == Some(404)
             {
+                // Never seen on this page: it is not there at all (rather than deleted now).
+                if self.bin.with_untracked(|b| !matches!(b, Some(Ok(_)))) {
+                    self.missing.set(true);
+                }
                 self.gone.set(true);
             }
             self.bin.set(Some(res));
@@ -401,6 +415,7 @@ fn BinView(id: String) -> impl IntoView {
         pending_message: StoredValue::new(None),
         conn: RwSignal::new(Connection::Connecting),
         gone: RwSignal::new(false),
+        missing: RwSignal::new(false),
         load_gen: StoredValue::new(0),
         bin_dirty: StoredValue::new(false),
         viewport: NodeRef::new(),
@@ -549,9 +564,10 @@ fn BinView(id: String) -> impl IntoView {
     on_cleanup(move || keys.remove());
 
     view! {
-        <section class="page bin-page">
+        {move || state.missing.get().then(|| view! { <MissingBin name=state.id.get_value()/> })}
+        <section class="page bin-page" hidden=move || state.missing.get()>
             <BinHeader state=state/>
-            {move || state.gone.get().then(|| view! {
+            {move || (state.gone.get() && !state.missing.get()).then(|| view! {
                 <p class="banner error" role="alert">
                     "This bin no longer exists (deleted or expired). "
                     <a href="/">"Back to your bins"</a>
@@ -580,6 +596,47 @@ fn BinView(id: String) -> impl IntoView {
                 </div>
             </div>
             <BinSettings state=state/>
+        </section>
+    }
+}
+
+/// `/bins/{name}` for a bin that does not exist: say so, and offer to create it.
+#[component]
+fn MissingBin(name: String) -> impl IntoView {
+    let remount = use_context::<Remount>();
+    let (creating, set_creating) = signal(false);
+    let (error, set_error) = signal(None::<String>);
+    let create = {
+        let name = name.clone();
+        move |_| {
+            set_creating.set(true);
+            let url = format!("/api/bins/{}", enc(&name));
+            spawn_local(async move {
+                match server::send::<_, BinOut>("PUT", &url, &BinIn::default()).await {
+                    Ok(_) => {
+                        if let Some(Remount(r)) = remount {
+                            r.update(|n| *n += 1);
+                        }
+                    }
+                    Err(e) => {
+                        let _ = set_error.try_set(Some(e.message));
+                        let _ = set_creating.try_set(false);
+                    }
+                }
+            });
+        }
+    };
+    view! {
+        <section class="page bin-missing">
+            <h1>"No bin named " <span class="mono break">{name.clone()}</span></h1>
+            <p>"This bin does not exist on this server: it was never created, or it expired or was deleted."</p>
+            <div class="row">
+                <button type="button" class="primary" on:click=create disabled=creating>
+                    {move || if creating.get() { "Creating…".to_owned() } else { "Create this bin".to_owned() }}
+                </button>
+                <a class="button" href="/">"Back to your bins"</a>
+            </div>
+            {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
         </section>
     }
 }
