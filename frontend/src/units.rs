@@ -17,15 +17,22 @@ pub fn size(bytes: u64) -> String {
     format!("{}.{} {}", tenths / 10, tenths % 10, UNITS[unit])
 }
 
-/// How long ago `then_ms` was at `now_ms` (milliseconds since the epoch).
+/// How long ago `then_ms` was at `now_ms` (milliseconds since the epoch), or how soon it comes
+/// when it is in the future ("in 30 s").
 pub fn ago(then_ms: f64, now_ms: f64) -> String {
-    let s = ((now_ms - then_ms) / 1000.0).max(0.0) as u64;
-    match s {
-        0..=4 => "just now".to_owned(),
-        5..=59 => format!("{s} s ago"),
-        60..=3599 => format!("{} min ago", s / 60),
-        3600..=86_399 => format!("{} h ago", s / 3600),
-        _ => format!("{} d ago", s / 86_400),
+    let future = then_ms - now_ms >= 5000.0;
+    let s = ((now_ms - then_ms).abs() / 1000.0) as u64;
+    let span = match s {
+        0..=4 => return "just now".to_owned(),
+        5..=59 => format!("{s} s"),
+        60..=3599 => format!("{} min", s / 60),
+        3600..=86_399 => format!("{} h", s / 3600),
+        _ => format!("{} d", s / 86_400),
+    };
+    if future {
+        format!("in {span}")
+    } else {
+        format!("{span} ago")
     }
 }
 
@@ -103,6 +110,7 @@ mod tests {
         assert_eq!(ago(0.0, 125_000.0), "2 min ago");
         assert_eq!(ago(0.0, 7_200_000.0), "2 h ago");
         assert_eq!(ago(0.0, 3.0 * 86_400_000.0), "3 d ago");
-        assert_eq!(ago(10_000.0, 0.0), "just now");
+        assert_eq!(ago(3_000.0, 0.0), "just now");
+        assert_eq!(ago(30_000.0, 0.0), "in 30 s");
     }
 }

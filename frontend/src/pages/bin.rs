@@ -26,9 +26,18 @@ use wasm_bindgen::JsCast;
 
 use crate::app::{now, set_title};
 use crate::body::{self, View};
-use crate::components::{CopyButton, JsonView, copy_text};
+use crate::components::{Ago, CopyButton, JsonView, copy_text, exact};
 use crate::server::{self, ApiError, Connection, LiveStream, StreamEvent, enc};
 use crate::{curl, units};
+
+/// A touch screen without a keyboard in sight: keyboard hints are left out.
+fn touch_screen() -> bool {
+    window()
+        .match_media("(hover: none) and (pointer: coarse)")
+        .ok()
+        .flatten()
+        .is_some_and(|m| m.matches())
+}
 
 /// Height of one row of the list, in CSS pixels (the stylesheet's `--row`).
 const ROW_HEIGHT: i32 = 56;
@@ -705,7 +714,7 @@ fn Filters(state: BinState, search_ref: NodeRef<Input>) -> impl IntoView {
         <div class="filters" role="search">
             <label for="req-search" class="visually-hidden">"Search requests"</label>
             <input id="req-search" type="search" node_ref=search_ref
-                placeholder="Search path, headers, body  ( / )" on:input=on_search
+                placeholder=if touch_screen() { "Search path, headers, body" } else { "Search path, headers, body  ( / )" } on:input=on_search
                 autocomplete="off" spellcheck="false"/>
             <label for="req-method" class="visually-hidden">"Method"</label>
             <select id="req-method" on:change=on_method>
@@ -728,7 +737,7 @@ fn ListSummary(state: BinState) -> impl IntoView {
         let mut s = if filtered {
             format!("{matched} matching")
         } else {
-            format!("{matched} requests")
+            units::count(matched, "request", "requests")
         };
         if !state.loaded_all.get() && shown > 0 {
             s.push_str(&format!(" · loading {shown}…"));
@@ -837,6 +846,7 @@ fn RequestRow(r: Row, state: BinState) -> impl IntoView {
     let seq = r.seq;
     let selected = move || state.selected.with(|s| *s == Some(seq));
     let received = js_sys::Date::parse(&r.received_at);
+    let exact_time = exact(&r.received_at);
     let mut target = r.path.clone();
     if let Some(q) = &r.query {
         target.push('?');
@@ -869,7 +879,7 @@ fn RequestRow(r: Row, state: BinState) -> impl IntoView {
                 <span class="seq">"#"{r.seq}</span>
             </div>
             <div class="line2">
-                <span class="time">{move || units::ago(received, now.get())}</span>
+                <span class="time" title=exact_time>{move || units::ago(received, now.get())}</span>
                 <span class="meta">{meta}</span>
                 <Badges r=r.clone()/>
             </div>
@@ -901,7 +911,7 @@ fn EmptyDetail(state: BinState) -> impl IntoView {
             {move || if state.list.with(|l| l.is_empty()) {
                 "Waiting for the first request…"
             } else {
-                "Select a request (click, or j / k)."
+                if touch_screen() { "Select a request." } else { "Select a request (click, or j / k)." }
             }}
         </div>
     }
@@ -973,13 +983,27 @@ fn RequestView(state: BinState, r: CapturedRequestOut, api_url: String) -> impl 
             });
         }
     };
-    let received = js_sys::Date::parse(&r.received_at);
-    let now = now();
     let bytes = body::bytes(&r);
     let headers = r.headers.clone();
     let query = r.query.as_deref().map(body::query_params);
     let download = format!("{api_url}/raw?download=true");
     let validation = r.validation.clone();
+    let truncation = r.truncated.then(|| {
+        let kept = units::size(r.body_size);
+        let limit = state.bin.with_untracked(|b| match b {
+            Some(Ok(b)) => format!(" (this bin keeps at most {} of a body)", units::size(b.limits.max_body_bytes)),
+            _ => String::new(),
+        });
+        let arrived = r
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+            .and_then(|h| h.value.trim().parse::<u64>().ok());
+        match arrived {
+            Some(n) => format!("Truncated: {} arrived, the first {kept} were kept{limit}.", units::size(n)),
+            None => format!("Truncated: more than {kept} arrived (sent without a Content-Length); the first {kept} were kept{limit}."),
+        }
+    });
 
     view! {
         <article class="request" aria-label="Selected request">
@@ -1011,8 +1035,8 @@ fn RequestView(state: BinState, r: CapturedRequestOut, api_url: String) -> impl 
                 <dt>"Remote address"</dt><dd class="mono">{r.remote_addr.clone()}</dd>
                 <dt>"Received"</dt>
                 <dd>
-                    <time datetime=r.received_at.clone()>{r.received_at.clone()}</time>
-                    " (" {move || units::ago(received, now.get())} ")"
+                    <Ago at=r.received_at.clone()/>
+                    " · " <span class="muted">{exact(&r.received_at)}</span>
                 </dd>
                 <dt>"Size"</dt>
                 <dd>
@@ -1049,7 +1073,7 @@ fn RequestView(state: BinState, r: CapturedRequestOut, api_url: String) -> impl 
                 <KeyValueTable rows=q label="Query parameters"/>
             })}
             <h3>"Body"</h3>
-            <BodyView content_type=r.content_type.clone() bytes=bytes truncated=r.truncated/>
+            <BodyView content_type=r.content_type.clone() bytes=bytes truncation=truncation/>
         </article>
     }
 }
@@ -1075,7 +1099,12 @@ fn KeyValueTable(rows: Vec<(String, String)>, label: &'static str) -> impl IntoV
 
 /// The body in every view that fits it, as tabs.
 #[component]
-fn BodyView(content_type: Option<String>, bytes: Vec<u8>, truncated: bool) -> impl IntoView {
+fn BodyView(
+    content_type: Option<String>,
+    bytes: Vec<u8>,
+    /// What the truncation banner says, when the body was cut.
+    truncation: Option<String>,
+) -> impl IntoView {
     if bytes.is_empty() {
         return view! { <p class="muted">"Empty body."</p> }.into_any();
     }
@@ -1122,7 +1151,7 @@ fn BodyView(content_type: Option<String>, bytes: Vec<u8>, truncated: bool) -> im
         }
     };
     view! {
-        {truncated.then(|| view! { <p class="badge warn">"Truncated: only the first bytes were kept."</p> })}
+        {truncation.map(|t| view! { <p class="banner warn truncated" role="note">{t}</p> })}
         <div class="tabs" role="tablist" aria-label="Body views">{tabs}</div>
         <div class="tab-panel" role="tabpanel">{panel}</div>
     }

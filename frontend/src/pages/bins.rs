@@ -11,7 +11,7 @@ use send_wrapper::SendWrapper;
 
 use crate::app::{now, set_title};
 use crate::server::{self, ApiError, LiveStream};
-use crate::units;
+use crate::components::Ago;
 
 #[component]
 pub fn BinsPage() -> impl IntoView {
@@ -261,8 +261,8 @@ fn BinRow(
         })
     };
     let last = move || {
-        let at = bin.with(|b| b.as_ref().map(|b| js_sys::Date::parse(&b.last_activity)));
-        at.map(|at| units::ago(at, now.get())).unwrap_or_default()
+        bin.with(|b| b.as_ref().map(|b| b.last_activity.clone()))
+            .map(|at| view! { <Ago at=at/> })
     };
     view! {
         <tr>

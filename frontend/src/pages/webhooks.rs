@@ -17,7 +17,7 @@ use send_wrapper::SendWrapper;
 use wasm_bindgen::JsCast;
 
 use crate::app::{now, set_title};
-use crate::components::JsonView;
+use crate::components::{Ago, JsonView};
 use crate::server::{self, ApiError, LiveStream, enc};
 use crate::units;
 
@@ -517,7 +517,6 @@ fn Described(text: String) -> impl IntoView {
 
 #[component]
 fn WebhookCard(data: Data, id: String) -> impl IntoView {
-    let now = now();
     let webhook = {
         let id = id.clone();
         Memo::new(move |_| data.webhook(&id))
@@ -789,10 +788,9 @@ fn WebhookCard(data: Data, id: String) -> impl IntoView {
     let facts = move || {
         webhook.get().map(|w| {
             let last_failure = w.last_failure.clone().map(|f| {
-                let at = js_sys::Date::parse(&f.at);
                 view! {
                     <span class="error-text">{f.reason}</span>
-                    " (" {move || units::ago(at, now.get())} ")"
+                    " (" <Ago at=f.at/> ")"
                 }
                 .into_any()
             });
@@ -1113,11 +1111,11 @@ fn MessageRow(
     let resendable = matches!(m.state, MessageState::Failed | MessageState::Delivered);
     view! {
         <tr>
-            <td>{m.created_at.clone()}</td>
+            <td><Ago at=m.created_at.clone()/></td>
             <td>{data.event_name(&m.event)}</td>
             <td><span class=class>{label}</span></td>
             <td class="num">{m.attempts}</td>
-            <td>{m.next_attempt_at.clone().unwrap_or_default()}</td>
+            <td>{m.next_attempt_at.clone().map(|at| view! { <Ago at=at/> })}</td>
             <td class="error-text">{m.error.clone().unwrap_or_default()}</td>
             <td>
                 {resendable.then(|| view! {
@@ -1153,14 +1151,14 @@ fn AttemptRow(data: Data, a: AttemptOut) -> impl IntoView {
     };
     view! {
         <tr>
-            <td>{a.started_at.clone()}</td>
+            <td><Ago at=a.started_at.clone()/></td>
             <td>{data.event_name(&a.event)}</td>
             <td class="num">{a.attempt}</td>
             <td>{trigger}</td>
             <td>{status}</td>
             <td class="num">{units::millis(a.duration_ms)}</td>
             <td class="mono break small">{detail}</td>
-            <td>{a.next_attempt_at.clone().unwrap_or_default()}</td>
+            <td>{a.next_attempt_at.clone().map(|at| view! { <Ago at=at/> })}</td>
         </tr>
     }
 }
