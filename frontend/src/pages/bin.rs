@@ -866,7 +866,7 @@ fn RequestRow(r: Row, state: BinState) -> impl IntoView {
     view! {
         <div
             class="req-row"
-            class:selected=selected.clone()
+            class:selected=selected
             role="option"
             id=format!("req-{seq}")
             data-id=id

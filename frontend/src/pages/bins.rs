@@ -9,7 +9,7 @@ use leptos::task::spawn_local;
 use leptos_router::hooks::use_navigate;
 use send_wrapper::SendWrapper;
 
-use crate::app::{now, set_title};
+use crate::app::set_title;
 use crate::server::{self, ApiError, LiveStream};
 use crate::components::Ago;
 
@@ -219,7 +219,6 @@ fn BinRow(
     id: String,
     reload: impl Fn() + Copy + Send + Sync + 'static,
 ) -> impl IntoView {
-    let now = now();
     let bin = {
         let id = id.clone();
         Memo::new(move |_| {

@@ -16,7 +16,7 @@ use leptos::task::spawn_local;
 use send_wrapper::SendWrapper;
 use wasm_bindgen::JsCast;
 
-use crate::app::{now, set_title};
+use crate::app::set_title;
 use crate::components::{Ago, JsonView};
 use crate::server::{self, ApiError, LiveStream, enc};
 use crate::units;
