@@ -15,7 +15,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use api::{BinIn, BinOut, BinResponse, CapturedRequestOut, DeletedEvent, Header, RequestPage};
+use api::{
+    BinIn, BinOut, BinResponse, CapturedRequestOut, DeletedEvent, Header, ReplayIn, ReplayOut,
+    RequestPage,
+};
 use leptos::html::{Div, Input};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -76,6 +79,10 @@ struct Remount(RwSignal<u32>);
 struct Filter {
     method: String,
     text: String,
+    /// `valid`, `invalid` or `missing`: the signature check's outcome. The server's list has no
+    /// such filter, so it is applied here, to every page as it loads and to live requests (the
+    /// list holds the whole bin up to its cap, so nothing is missed).
+    signature: String,
 }
 
 impl Filter {
@@ -90,7 +97,17 @@ impl Filter {
         q
     }
 
+    fn signature_matches(&self, r: &CapturedRequestOut) -> bool {
+        self.signature.is_empty()
+            || r.signature
+                .as_ref()
+                .is_some_and(|s| s.status == self.signature)
+    }
+
     fn matches(&self, r: &CapturedRequestOut) -> bool {
+        if !self.signature_matches(r) {
+            return false;
+        }
         if !self.method.is_empty() && !r.method.eq_ignore_ascii_case(&self.method) {
             return false;
         }
@@ -186,7 +203,9 @@ impl BinState {
         self.list.set(Vec::new());
         self.loaded_all.set(false);
         self.load_error.set(None);
-        let filter = self.filter.get_untracked().query();
+        let full_filter = self.filter.get_untracked();
+        let filter = full_filter.query();
+        let by_signature = !full_filter.signature.is_empty();
         spawn_local(async move {
             let mut before: Option<u64> = None;
             let mut limit = FIRST_PAGE;
@@ -212,7 +231,7 @@ impl BinState {
                 let cap = self.cap();
                 // `matched` counts the whole bin on the first page (later pages count below
                 // their cursor).
-                if before.is_none() {
+                if before.is_none() && !by_signature {
                     self.matched.set(page.matched);
                 }
                 self.list.update(|list| {
@@ -221,11 +240,15 @@ impl BinState {
                     list.extend(
                         page.requests
                             .into_iter()
-                            .filter(|r| r.seq < oldest)
+                            .filter(|r| r.seq < oldest && full_filter.signature_matches(r))
                             .map(summary),
                     );
                     list.truncate(cap);
                 });
+                if by_signature {
+                    // Counted here: the server's count knows nothing of signatures.
+                    self.matched.set(self.list.with_untracked(|l| l.len() as u64));
+                }
                 before = page.next_before;
                 if before.is_none() || self.list.with_untracked(|l| l.len()) >= cap {
                     self.loaded_all.set(true);
@@ -710,6 +733,13 @@ fn Filters(state: BinState, search_ref: NodeRef<Input>) -> impl IntoView {
         state.filter.update(|f| f.method = method);
         state.load();
     };
+    let on_signature = move |ev: leptos::ev::Event| {
+        let signature = event_target_value(&ev);
+        state.filter.update(|f| f.signature = signature);
+        state.load();
+    };
+    let signed = move || state.bin.with(|b| matches!(b, Some(Ok(b)) if b.signature_scheme.is_some()))
+        || state.filter.with(|f| !f.signature.is_empty());
     view! {
         <div class="filters" role="search">
             <label for="req-search" class="visually-hidden">"Search requests"</label>
@@ -724,6 +754,15 @@ fn Filters(state: BinState, search_ref: NodeRef<Input>) -> impl IntoView {
                     .map(|m| view! { <option value=m>{m}</option> })
                     .collect_view()}
             </select>
+            {move || signed().then(|| view! {
+                <label for="req-signature" class="visually-hidden">"Signature"</label>
+                <select id="req-signature" on:change=on_signature>
+                    <option value="">"Any signature"</option>
+                    <option value="valid">"Valid signature"</option>
+                    <option value="invalid">"Invalid signature"</option>
+                    <option value="missing">"Missing signature"</option>
+                </select>
+            })}
         </div>
     }
 }
@@ -892,14 +931,30 @@ fn RequestRow(r: Row, state: BinState) -> impl IntoView {
 fn Badges(r: Row) -> impl IntoView {
     let schema = r.validation.as_ref().map(|v| {
         if v.valid {
-            view! { <span class="badge ok">"schema ✓"</span> }.into_any()
+            let why = "Schema ✓: the body is valid against the bin's JSON Schema.";
+            view! { <span class="badge ok" tabindex="0" title=why aria-label=why>"schema ✓"</span> }.into_any()
         } else {
-            view! { <span class="badge bad" title=format!("{} violation(s)", v.errors.len())>"schema ✗"</span> }.into_any()
+            let first = v.errors.first().map(|e| format!(" First: {} {}", if e.path.is_empty() { "/" } else { &e.path }, e.message)).unwrap_or_default();
+            let why = format!(
+                "Schema ✗: the body breaks the bin's JSON Schema ({}).{first}",
+                units::count(v.errors.len() as u64, "violation", "violations")
+            );
+            view! { <span class="badge bad" tabindex="0" title=why.clone() aria-label=why>"schema ✗"</span> }.into_any()
         }
     });
     let signature = r.signature.as_ref().map(|s| {
         let class = if s.status == "valid" { "badge ok" } else { "badge bad" };
-        view! { <span class=class title=s.reason.clone().unwrap_or_default()>{format!("signature {}", s.status)}</span> }
+        let what = match s.status.as_str() {
+            "valid" => "Signature valid: it matches the bin's secret.".to_owned(),
+            "missing" => "Signature missing: the request carries no signature for the bin's scheme.".to_owned(),
+            "invalid" => "Signature invalid: it does not match the bin's secret.".to_owned(),
+            other => format!("Signature {other}."),
+        };
+        let why = match &s.reason {
+            Some(r) => format!("{what} {r}"),
+            None => what,
+        };
+        view! { <span class=class tabindex="0" title=why.clone() aria-label=why>{format!("signature {}", s.status)}</span> }
     });
     view! { {schema}{signature} }
 }
@@ -1028,6 +1083,7 @@ fn RequestView(state: BinState, r: CapturedRequestOut, api_url: String) -> impl 
             {move || curl_shown.get().then(|| view! {
                 <pre class="code mono curl" aria-label="cURL command">{curl_cmd.clone()}</pre>
             })}
+            <ReplayForm api_url=api_url.clone()/>
             <h3>"Overview"</h3>
             <dl class="overview">
                 <dt>"Method"</dt><dd>{r.method.clone()}</dd>
@@ -1075,6 +1131,100 @@ fn RequestView(state: BinState, r: CapturedRequestOut, api_url: String) -> impl 
             <h3>"Body"</h3>
             <BodyView content_type=r.content_type.clone() bytes=bytes truncation=truncation/>
         </article>
+    }
+}
+
+/// Replay to URL: the server sends the request again, byte-exact, and says what came back.
+#[component]
+fn ReplayForm(api_url: String) -> impl IntoView {
+    const KEY: &str = "hookbin-replay-url";
+    // The last target is remembered for the session: replays usually go to one place.
+    let storage = window().session_storage().ok().flatten();
+    let target = RwSignal::new(
+        storage
+            .as_ref()
+            .and_then(|s| s.get_item(KEY).ok().flatten())
+            .unwrap_or_default(),
+    );
+    let append = RwSignal::new(true);
+    let (result, set_result) = signal(None::<Result<ReplayOut, ApiError>>);
+    let (sending, set_sending) = signal(false);
+    let (error, set_error) = signal(None::<String>);
+    let url = format!("{api_url}/replay");
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let t = target.get_untracked().trim().to_owned();
+        if !(t.starts_with("http://") || t.starts_with("https://")) {
+            set_error.set(Some("A URL starting with http:// or https://.".to_owned()));
+            if let Some(el) = document().get_element_by_id("replay-url")
+                && let Ok(el) = el.dyn_into::<web_sys::HtmlElement>()
+            {
+                let _ = el.focus();
+            }
+            return;
+        }
+        set_error.set(None);
+        if let Ok(Some(s)) = window().session_storage() {
+            let _ = s.set_item(KEY, &t);
+        }
+        set_sending.set(true);
+        set_result.set(None);
+        let url = url.clone();
+        let input = ReplayIn {
+            url: t,
+            append_path: append.get_untracked(),
+        };
+        spawn_local(async move {
+            let res = server::send::<_, ReplayOut>("POST", &url, &input).await;
+            let _ = set_result.try_set(Some(res));
+            let _ = set_sending.try_set(false);
+        });
+    };
+    view! {
+        <details class="replay">
+            <summary>"Replay to URL"</summary>
+            <form on:submit=submit novalidate aria-label="Replay to URL">
+                <div class="field">
+                    <label for="replay-url">"Send this request again to"</label>
+                    <input id="replay-url" type="url" class="mono" spellcheck="false" autocomplete="url"
+                        placeholder="http://localhost:3000/webhooks"
+                        prop:value=target on:input=move |ev| target.set(event_target_value(&ev))
+                        aria-invalid=move || error.get().is_some().to_string()
+                        aria-describedby="replay-url-error"/>
+                    <p id="replay-url-error" class="error field-error">{move || error.get()}</p>
+                </div>
+                <div class="field check">
+                    <input id="replay-append" type="checkbox" prop:checked=append
+                        on:change=move |ev| append.set(event_target_checked(&ev))/>
+                    <label for="replay-append">"Append the path it had below the bin"</label>
+                </div>
+                <div class="row">
+                    <button type="submit" class="primary small" disabled=sending>
+                        {move || if sending.get() { "Replaying…" } else { "Replay" }}
+                    </button>
+                    <span class="muted small">"Sent by the server, byte-exact: the URL must be reachable from it."</span>
+                </div>
+            </form>
+            {move || result.get().map(|r| match r {
+                Err(e) => view! { <div class="result bad" role="alert"><p>{e.message}</p></div> }.into_any(),
+                Ok(o) => {
+                    let ok = o.status.is_some_and(|s| (200..300).contains(&s));
+                    let line = match o.status {
+                        Some(s) => format!("HTTP {s} in {}", units::millis(o.duration_ms)),
+                        None => format!("No answer after {}", units::millis(o.duration_ms)),
+                    };
+                    view! {
+                        <div class=if ok { "result ok" } else { "result bad" } role="status">
+                            <p class="status-line">{line}" · "<span class="mono break">{o.url}</span></p>
+                            {o.error.map(|e| view! { <p class="error-text"><strong>"Error: "</strong>{e}</p> })}
+                            {o.response_excerpt.filter(|b| !b.is_empty()).map(|b| view! {
+                                <pre class="code mono response">{b}</pre>
+                            })}
+                        </div>
+                    }.into_any()
+                }
+            })}
+        </details>
     }
 }
 
@@ -1249,8 +1399,19 @@ fn BinSettings(state: BinState) -> impl IntoView {
             // what the user is typing.
             {move || loaded.get().then(|| {
                 let bin = state.bin.with_untracked(|b| b.clone().and_then(Result::ok));
-                bin.map(|bin| view! { <ResponseEditor state=state bin=bin/> })
+                bin.map(|bin| view! {
+                    <ResponseEditor state=state bin=bin.clone()/>
+                    <ChecksPanel state=state bin=bin/>
+                })
             })}
+            <div class="export card">
+                <h3>"Export"</h3>
+                <p class="muted">"Every stored request, oldest first."</p>
+                <div class="row">
+                    <a class="button" href=state.api("/export?format=har") download=format!("{}.har", state.id.get_value())>"Export HAR"</a>
+                    <a class="button" href=state.api("/export?format=ndjson") download=format!("{}.ndjson", state.id.get_value())>"Export NDJSON"</a>
+                </div>
+            </div>
             <div class="danger-zone">
                 <button type="button" class="danger" on:click=clear disabled=move || clearing.get() == 2>
                     {move || match clearing.get() { 0 => "Clear all requests", 1 => "Confirm: clear all requests", _ => "Clearing…" }}
@@ -1261,6 +1422,172 @@ fn BinSettings(state: BinState) -> impl IntoView {
                 {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
             </div>
         </section>
+    }
+}
+
+/// The bin's checks: a JSON Schema every body is validated against, and a signature secret and
+/// scheme every request is verified with. The secret is never returned by the API: the panel
+/// says whether one is set, and a new one can be given.
+#[component]
+fn ChecksPanel(state: BinState, bin: BinOut) -> impl IntoView {
+    let schema = RwSignal::new(
+        bin.schema
+            .as_ref()
+            .and_then(|s| serde_json::to_string_pretty(s).ok())
+            .unwrap_or_default(),
+    );
+    let scheme = RwSignal::new(bin.signature_scheme.clone().unwrap_or_default());
+    let secret = RwSignal::new(String::new());
+    let current = StoredValue::new(bin);
+    let errors = RwSignal::new(Vec::<(&'static str, String)>::new());
+    let (saving, set_saving) = signal(false);
+    let (saved, set_saved) = signal(false);
+    let error_of = move |field: &'static str| {
+        move || errors.with(|e| e.iter().find(|(f, _)| *f == field).map(|(_, m)| m.clone()))
+    };
+    let secret_field = secret;
+    let save = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        set_saved.set(false);
+        let mut errs = Vec::new();
+        let text = schema.get_untracked();
+        let schema_v = if text.trim().is_empty() {
+            None
+        } else {
+            match serde_json::from_str::<serde_json::Value>(&text) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    errs.push(("schema", format!("Not JSON: {e}")));
+                    None
+                }
+            }
+        };
+        let scheme_v = scheme.get_untracked();
+        let secret_v = secret.get_untracked().trim().to_owned();
+        let bin = current.get_value();
+        let had_signature = bin.signature_scheme.is_some();
+        if !scheme_v.is_empty() && secret_v.is_empty() && !had_signature {
+            errs.push(("secret", "Give the secret the sender signs with.".to_owned()));
+        }
+        // Removing a check replaces every setting (PUT): the secret, which the API never
+        // returns, must then be given again to be kept.
+        let removing = (schema_v.is_none() && bin.schema.is_some())
+            || (scheme_v.is_empty() && had_signature);
+        if removing && !scheme_v.is_empty() && secret_v.is_empty() {
+            errs.push((
+                "secret",
+                "Removing the schema replaces every setting: give the secret again to keep the signature check.".to_owned(),
+            ));
+        }
+        if !errs.is_empty() {
+            errors.set(errs);
+            return;
+        }
+        errors.set(Vec::new());
+        let signature = (!scheme_v.is_empty()).then_some(scheme_v);
+        let secret = (!secret_v.is_empty()).then_some(secret_v);
+        let (method, input) = if removing {
+            (
+                "PUT",
+                BinIn {
+                    response: Some(bin.response.clone()),
+                    limits: Some(api::BinLimitsIn {
+                        max_requests: Some(bin.limits.max_requests),
+                        max_body_bytes: Some(bin.limits.max_body_bytes),
+                    }),
+                    schema: schema_v,
+                    secret: signature.as_ref().and(secret),
+                    signature_scheme: signature,
+                    ..BinIn::default()
+                },
+            )
+        } else {
+            (
+                "PATCH",
+                BinIn {
+                    schema: schema_v,
+                    secret,
+                    signature_scheme: signature,
+                    ..BinIn::default()
+                },
+            )
+        };
+        set_saving.set(true);
+        let url = state.api("");
+        spawn_local(async move {
+            match server::send::<_, BinOut>(method, &url, &input).await {
+                Ok(b) => {
+                    current.set_value(b.clone());
+                    state.bin.set(Some(Ok(b)));
+                    // The secret typed is not kept on screen once saved.
+                    let _ = secret_field.try_set(String::new());
+                    set_saved.set(true);
+                }
+                Err(e) => {
+                    let field = if e.code.contains("schema") {
+                        "schema"
+                    } else if e.code.contains("signature") || e.message.contains("secret") {
+                        "secret"
+                    } else {
+                        "form"
+                    };
+                    errors.set(vec![(field, e.message)]);
+                }
+            }
+            let _ = set_saving.try_set(false);
+        });
+    };
+    let secret_state = move || {
+        if scheme.get().is_empty() {
+            "No signature check.".to_owned()
+        } else if current.with_value(|b| b.signature_scheme.is_some()) {
+            "A secret is set (the server never shows it). Type a new one to replace it.".to_owned()
+        } else {
+            "Type the secret the sender signs with.".to_owned()
+        }
+    };
+    view! {
+        <details class="card checks" open=current.with_value(|b| b.schema.is_some() || b.signature_scheme.is_some())>
+            <summary>"Checks"</summary>
+            <form on:submit=save novalidate aria-label="Checks">
+                <p class="muted">"Run on every captured request: the list shows a badge for each, and can be filtered by signature."</p>
+                <div class="field">
+                    <label for="checks-schema">"JSON Schema"</label>
+                    <textarea id="checks-schema" class="mono" rows="6" spellcheck="false"
+                        placeholder="{\"type\": \"object\", \"required\": [\"event\"]}"
+                        prop:value=schema on:input=move |ev| schema.set(event_target_value(&ev))
+                        aria-invalid=move || error_of("schema")().is_some().to_string()
+                        aria-describedby="checks-schema-error"></textarea>
+                    <p id="checks-schema-error" class="error field-error">{error_of("schema")}</p>
+                </div>
+                <div class="field small-field">
+                    <label for="checks-scheme">"Signature scheme"</label>
+                    <select id="checks-scheme" on:change=move |ev| scheme.set(event_target_value(&ev))>
+                        {[("", "None"), ("standard", "Standard Webhooks"), ("github", "GitHub"), ("stripe", "Stripe")]
+                            .into_iter()
+                            .map(|(v, label)| view! { <option value=v prop:selected=move || scheme.with(|s| s == v)>{label}</option> })
+                            .collect_view()}
+                    </select>
+                </div>
+                <div class="field">
+                    <label for="checks-secret">"Secret"</label>
+                    <input id="checks-secret" class="mono" type="password" autocomplete="off" spellcheck="false"
+                        disabled=move || scheme.with(String::is_empty)
+                        prop:value=secret on:input=move |ev| secret.set(event_target_value(&ev))
+                        aria-invalid=move || error_of("secret")().is_some().to_string()
+                        aria-describedby="checks-secret-hint checks-secret-error"/>
+                    <p id="checks-secret-hint" class="muted small">{secret_state}</p>
+                    <p id="checks-secret-error" class="error field-error">{error_of("secret")}</p>
+                </div>
+                <div class="row">
+                    <button type="submit" class="primary" disabled=saving>
+                        {move || if saving.get() { "Saving…" } else { "Save checks" }}
+                    </button>
+                    {move || saved.get().then(|| view! { <span class="ok" role="status">"Saved: new requests are checked."</span> })}
+                    <p class="error" role="alert">{error_of("form")}</p>
+                </div>
+            </form>
+        </details>
     }
 }
 
