@@ -151,3 +151,30 @@ test('"Use a new bin" then Cancel leaves no bin behind; saving keeps it', { time
   assert.deepEqual(page.errors, []);
   await page.close();
 });
+
+test('a webhook\'s signing secret is hidden until shown, and copies', { timeout: 60_000 }, async (t) => {
+  browser ??= await launchBrowser(t);
+  if (!browser) return;
+  const hook = await api(server.base, 'POST', '/api/webhooks', {
+    name: 'Has a secret',
+    url: 'http://127.0.0.1:9/s',
+    event: 'payment_received',
+  });
+  assert.match(hook.secret, /^whsec_/);
+  await browser.context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.base });
+  const page = await newPage(browser.context);
+  await page.goto(server.base + '/webhooks');
+  const card = page.getByRole('article', { name: 'Has a secret' });
+  const value = card.locator('.secret-value');
+  await value.getByText('whsec_••••••••••••', { exact: true }).waitFor();
+  assert.equal((await card.innerText()).includes(hook.secret), false, 'hidden until asked for');
+  await card.getByRole('button', { name: 'Show' }).click();
+  await value.getByText(hook.secret, { exact: true }).waitFor();
+  await card.getByRole('button', { name: 'Hide' }).click();
+  await value.getByText('whsec_••••••••••••', { exact: true }).waitFor();
+  await card.getByRole('button', { name: 'Copy the signing secret' }).click();
+  await card.getByRole('button', { name: 'Copy the signing secret' }).getByText('Copied').waitFor();
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), hook.secret);
+  assert.deepEqual(page.errors, []);
+  await page.close();
+});

@@ -17,7 +17,7 @@ use send_wrapper::SendWrapper;
 use wasm_bindgen::JsCast;
 
 use crate::app::set_title;
-use crate::components::{Ago, JsonView};
+use crate::components::{Ago, CopyButton, JsonView};
 use crate::server::{self, ApiError, LiveStream, enc};
 use crate::units;
 
@@ -798,6 +798,8 @@ fn WebhookCard(data: Data, id: String) -> impl IntoView {
                 <dt>"URL"</dt><dd class="mono break">{w.url.clone()}</dd>
                 <dt>"Event"</dt><dd>{events(&w)}</dd>
                 <dt>"Events sent"</dt><dd>{w.event_count}</dd>
+                <dt>"Signing secret"</dt>
+                <dd><SecretView secret=w.secret.clone()/></dd>
                 <dt>"Last failure"</dt>
                 <dd>{last_failure.unwrap_or_else(|| view! { <span class="muted">"Never"</span> }.into_any())}</dd>
                 {w.disabled_reason.clone().map(|why| view! {
@@ -934,6 +936,36 @@ fn WebhookCard(data: Data, id: String) -> impl IntoView {
                 <button type="button" class="primary" on:click=close_dialog>"Close"</button>
             </div>
         </dialog>
+    }
+}
+
+/// The webhook's signing secret: hidden until asked for, copyable either way. The receiver
+/// verifies the `webhook-signature` header with it (Standard Webhooks).
+#[component]
+fn SecretView(secret: String) -> impl IntoView {
+    let (shown, set_shown) = signal(false);
+    let masked = {
+        let prefix = secret.split_once('_').map_or("", |(p, _)| p);
+        if prefix.is_empty() {
+            "••••••••••••".to_owned()
+        } else {
+            format!("{prefix}_••••••••••••")
+        }
+    };
+    let text = {
+        let secret = secret.clone();
+        move || if shown.get() { secret.clone() } else { masked.clone() }
+    };
+    let copy = Signal::derive(move || secret.clone());
+    view! {
+        <span class="secret">
+            <span class="mono break secret-value" aria-label="Signing secret">{text}</span>
+            <button type="button" class="small" on:click=move |_| set_shown.update(|s| *s = !*s)
+                aria-pressed=move || shown.get().to_string()>
+                {move || if shown.get() { "Hide" } else { "Show" }}
+            </button>
+            <CopyButton text=copy label="Copy" aria_label="Copy the signing secret"/>
+        </span>
     }
 }
 
