@@ -35,7 +35,12 @@ const CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
     object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
 /// The client-side routes of the `frontend` crate (`app.rs`): each serves the shell.
-pub const PAGES: &[&str] = &["/", "/bins/{bin}", "/bins/{bin}/requests/{seq}", "/webhooks"];
+pub const PAGES: &[&str] = &[
+    "/",
+    "/bins/{bin}",
+    "/bins/{bin}/requests/{seq}",
+    "/webhooks",
+];
 
 /// Routes serving the UI, with gzip for clients that accept it.
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
@@ -55,10 +60,12 @@ async fn index() -> Response {
 /// `/b/` and `/assets/`. `None` for everything else, which keeps the JSON 404.
 pub fn not_found_page<B>(req: &axum::http::Request<B>) -> Option<Response> {
     let path = req.uri().path();
-    let page_like = matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD)
-        && !["/api/", "/b/", "/assets/"]
-            .iter()
-            .any(|p| path.starts_with(p));
+    let page_like = matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    ) && !["/api/", "/b/", "/assets/"]
+        .iter()
+        .any(|p| path.starts_with(p));
     let wants_html = req
         .headers()
         .get(header::ACCEPT)

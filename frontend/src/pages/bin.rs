@@ -247,7 +247,8 @@ impl BinState {
                 });
                 if by_signature {
                     // Counted here: the server's count knows nothing of signatures.
-                    self.matched.set(self.list.with_untracked(|l| l.len() as u64));
+                    self.matched
+                        .set(self.list.with_untracked(|l| l.len() as u64));
                 }
                 before = page.next_before;
                 if before.is_none() || self.list.with_untracked(|l| l.len()) >= cap {
@@ -295,9 +296,9 @@ impl BinState {
             "request" => {
                 if let Ok(r) = serde_json::from_str::<CapturedRequestOut>(&ev.data) {
                     if let Some(msg) = self.pending_message.get_value()
-                        && r.headers.iter().any(|h| {
-                            h.name.eq_ignore_ascii_case("webhook-id") && h.value == msg
-                        })
+                        && r.headers
+                            .iter()
+                            .any(|h| h.name.eq_ignore_ascii_case("webhook-id") && h.value == msg)
                     {
                         self.pending_message.set_value(None);
                         self.select(Some(r.seq));
@@ -738,8 +739,12 @@ fn Filters(state: BinState, search_ref: NodeRef<Input>) -> impl IntoView {
         state.filter.update(|f| f.signature = signature);
         state.load();
     };
-    let signed = move || state.bin.with(|b| matches!(b, Some(Ok(b)) if b.signature_scheme.is_some()))
-        || state.filter.with(|f| !f.signature.is_empty());
+    let signed = move || {
+        state
+            .bin
+            .with(|b| matches!(b, Some(Ok(b)) if b.signature_scheme.is_some()))
+            || state.filter.with(|f| !f.signature.is_empty())
+    };
     view! {
         <div class="filters" role="search">
             <label for="req-search" class="visually-hidden">"Search requests"</label>
@@ -1467,12 +1472,15 @@ fn ChecksPanel(state: BinState, bin: BinOut) -> impl IntoView {
         let bin = current.get_value();
         let had_signature = bin.signature_scheme.is_some();
         if !scheme_v.is_empty() && secret_v.is_empty() && !had_signature {
-            errs.push(("secret", "Give the secret the sender signs with.".to_owned()));
+            errs.push((
+                "secret",
+                "Give the secret the sender signs with.".to_owned(),
+            ));
         }
         // Removing a check replaces every setting (PUT): the secret, which the API never
         // returns, must then be given again to be kept.
-        let removing = (schema_v.is_none() && bin.schema.is_some())
-            || (scheme_v.is_empty() && had_signature);
+        let removing =
+            (schema_v.is_none() && bin.schema.is_some()) || (scheme_v.is_empty() && had_signature);
         if removing && !scheme_v.is_empty() && secret_v.is_empty() {
             errs.push((
                 "secret",

@@ -10,8 +10,8 @@ use leptos_router::hooks::use_navigate;
 use send_wrapper::SendWrapper;
 
 use crate::app::set_title;
-use crate::server::{self, ApiError, LiveStream};
 use crate::components::Ago;
+use crate::server::{self, ApiError, LiveStream};
 
 #[component]
 pub fn BinsPage() -> impl IntoView {

@@ -7,8 +7,9 @@
 //! at the bottom, every event of the catalog with its description and example payload.
 
 use api::{
-    AttemptOut, BinIn, BinList, BinOut, EmitIn, EmitOut, DeliveryLog, EventList, EventOut, MessageOut, MessageRef,
-    MessageState, TestOutcome, WebhookIn, WebhookList, WebhookOut, WebhookPatch,
+    AttemptOut, BinIn, BinList, BinOut, DeliveryLog, EmitIn, EmitOut, EventList, EventOut,
+    MessageOut, MessageRef, MessageState, TestOutcome, WebhookIn, WebhookList, WebhookOut,
+    WebhookPatch,
 };
 use leptos::html::Dialog;
 use leptos::prelude::*;
@@ -547,7 +548,10 @@ fn WebhookCard(data: Data, id: String) -> impl IntoView {
     let edited = move || {
         let slug = chosen.get();
         let text = payload.get();
-        match (example_of(&slug), serde_json::from_str::<serde_json::Value>(&text)) {
+        match (
+            example_of(&slug),
+            serde_json::from_str::<serde_json::Value>(&text),
+        ) {
             (Some(example), Ok(v)) => v != example,
             _ => true,
         }
@@ -629,7 +633,8 @@ fn WebhookCard(data: Data, id: String) -> impl IntoView {
     let send_test_click = {
         let send_test = send_test.clone();
         move |_| {
-            let several = webhook.with_untracked(|w| w.as_ref().is_some_and(|w| w.events.len() > 1));
+            let several =
+                webhook.with_untracked(|w| w.as_ref().is_some_and(|w| w.events.len() > 1));
             if several {
                 compose();
             } else {
@@ -643,12 +648,7 @@ fn WebhookCard(data: Data, id: String) -> impl IntoView {
             .err()
             .map(|e| format!("Not JSON: {e}"))
     };
-    let bin_link = move || {
-        webhook.with(|w| {
-            w.as_ref()
-                .and_then(|w| data.bin_of(&w.url))
-        })
-    };
+    let bin_link = move || webhook.with(|w| w.as_ref().and_then(|w| data.bin_of(&w.url)));
     let toggle_active = {
         let url = api_path.clone();
         move |_| {
@@ -954,7 +954,13 @@ fn SecretView(secret: String) -> impl IntoView {
     };
     let text = {
         let secret = secret.clone();
-        move || if shown.get() { secret.clone() } else { masked.clone() }
+        move || {
+            if shown.get() {
+                secret.clone()
+            } else {
+                masked.clone()
+            }
+        }
     };
     let copy = Signal::derive(move || secret.clone());
     view! {
