@@ -118,8 +118,15 @@ test('Send Test Event on a webhook with several events: pick the event, see and 
   await dialog.getByText(/^Queued: 1 message for this event\.$/).waitFor();
   const edited = await api(server.base, 'GET', '/api/bins/multi/wait?json=/custom=edited-in-the-dialog&timeout=10s');
   assert.ok(edited.seq > tested.seq);
+  // Its View in bin lands on the emitted message's request.
+  await dialog.getByRole('link', { name: 'View in bin' }).click();
+  await page.waitForURL(new RegExp(`/bins/multi/requests/${edited.seq}$`));
+  await page.getByRole('article', { name: 'Selected request' }).getByText('edited-in-the-dialog').first().waitFor();
+  await page.goto(server.base + '/webhooks');
+  await card.getByRole('button', { name: 'Send Test Event' }).click();
+  // Several events: the dialog opens on the choice again.
+  await compose.waitFor();
   // Not JSON: refused before sending.
-  await dialog.getByRole('button', { name: 'Edit payload' }).click();
   await compose.getByLabel('Payload').fill('{nope');
   await compose.getByText(/^Not JSON:/).waitFor();
   assert.equal(await compose.getByRole('button', { name: 'Send edited payload' }).isDisabled(), true);
