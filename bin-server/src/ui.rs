@@ -4,7 +4,9 @@
 //!   all of them, so they are cached for a year as `immutable`.
 //! - the app's pages (`/`, `/bins/{bin}`, `/webhooks`): the SPA shell (`index.html`, `no-cache`),
 //!   whose client-side router renders the page. The shell is served for these routes only, never as
-//!   a catch-all: `/api/...`, `/b/...` and unknown paths keep the server's JSON 404.
+//!   a catch-all: `/api/...`, `/b/...` and unknown paths keep the server's JSON 404, except that
+//!   a browser asking for an unknown page (`Accept: text/html`) gets the shell, answered `404`,
+//!   whose router shows "Page not found" ([`not_found_page`], called by the router's fallback).
 //!
 //! [`router`] has no fallback, so it merges into any router.
 
@@ -33,7 +35,12 @@ const CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
     object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
 /// The client-side routes of the `frontend` crate (`app.rs`): each serves the shell.
-pub const PAGES: &[&str] = &["/", "/bins/{bin}", "/webhooks"];
+pub const PAGES: &[&str] = &[
+    "/",
+    "/bins/{bin}",
+    "/bins/{bin}/requests/{seq}",
+    "/webhooks",
+];
 
 /// Routes serving the UI, with gzip for clients that accept it.
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
@@ -46,6 +53,29 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
 
 async fn index() -> Response {
     shell()
+}
+
+/// A browser asking for a page that does not exist gets the UI's "Page not found" (the shell,
+/// answered `404`), not the API's JSON: a `GET`/`HEAD` that accepts `text/html`, outside `/api/`,
+/// `/b/` and `/assets/`. `None` for everything else, which keeps the JSON 404.
+pub fn not_found_page<B>(req: &axum::http::Request<B>) -> Option<Response> {
+    let path = req.uri().path();
+    let page_like = matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    ) && !["/api/", "/b/", "/assets/"]
+        .iter()
+        .any(|p| path.starts_with(p));
+    let wants_html = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    (page_like && wants_html).then(|| {
+        let mut res = shell();
+        *res.status_mut() = StatusCode::NOT_FOUND;
+        res
+    })
 }
 
 fn shell() -> Response {
@@ -135,6 +165,30 @@ mod tests {
             .oneshot(req.body(Body::empty()).unwrap())
             .await
             .unwrap()
+    }
+
+    #[test]
+    fn unknown_pages_are_the_shell_for_browsers_only() {
+        let req = |method: &str, uri: &str, accept: &str| {
+            Request::builder()
+                .method(method)
+                .uri(uri)
+                .header(header::ACCEPT, accept)
+                .body(())
+                .unwrap()
+        };
+        let html = "text/html,application/xhtml+xml,*/*;q=0.8";
+        let page = not_found_page(&req("GET", "/nope/deeper", html)).expect("a page");
+        assert_eq!(page.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            header_of(&page, header::CONTENT_TYPE),
+            "text/html; charset=utf-8"
+        );
+        assert!(not_found_page(&req("GET", "/nope", "application/json")).is_none());
+        assert!(not_found_page(&req("POST", "/nope", html)).is_none());
+        assert!(not_found_page(&req("GET", "/api/nope", html)).is_none());
+        assert!(not_found_page(&req("GET", "/b/x", html)).is_none());
+        assert!(not_found_page(&req("GET", "/assets/x/y.js", html)).is_none());
     }
 
     fn header_of(res: &Response, name: header::HeaderName) -> &str {

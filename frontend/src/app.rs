@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use leptos::prelude::*;
-use leptos_router::components::{Route, Router, Routes};
+use leptos_router::components::{ParentRoute, Route, Router, Routes};
 use leptos_router::hooks::use_location;
 use leptos_router::path;
 
@@ -36,7 +36,12 @@ pub fn App() -> impl IntoView {
             <main id="main">
                 <Routes fallback=NotFound>
                     <Route path=path!("/") view=BinsPage/>
-                    <Route path=path!("/bins/:bin") view=BinPage/>
+                    // One page for the bin and its selected request: choosing another request
+                    // changes the URL, not the page (the list and its live stream stay).
+                    <ParentRoute path=path!("/bins/:bin") view=BinPage>
+                        <Route path=path!("") view=|| ()/>
+                        <Route path=path!("requests/:seq") view=|| ()/>
+                    </ParentRoute>
                     <Route path=path!("/webhooks") view=WebhooksPage/>
                 </Routes>
             </main>
@@ -109,10 +114,13 @@ fn ThemeToggle() -> impl IntoView {
 
 #[component]
 fn NotFound() -> impl IntoView {
+    set_title(|| "Page not found".to_owned());
+    let path = use_location().pathname.get_untracked();
     view! {
-        <section class="page">
+        <section class="page not-found">
             <h1>"Page not found"</h1>
-            <p><a href="/">"Back to your bins"</a></p>
+            <p>"Nothing lives at " <code class="break">{path}</code> "."</p>
+            <p><a href="/">"Back to your bins"</a> " · " <a href="/webhooks">"Webhooks"</a></p>
         </section>
     }
 }

@@ -3,8 +3,10 @@
 //!
 //! On a server started with `--auth-token`, the first call answered `401` asks for the token
 //! (once, however many calls were refused at the same time), trades it for the session cookie
-//! (`POST /api/session`; the token itself is not kept), retries the call, and tells the live
-//! streams to reconnect now.
+//! (`POST /api/session`), retries the call, and tells the live streams to reconnect now. The
+//! token is kept in the tab's `sessionStorage` (gone when the tab closes): when the cookie is
+//! refused later (it expired, the server restarted), the tab trades the kept token again without
+//! asking; only a token the server refuses is forgotten and asked for again.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -70,6 +72,9 @@ pub fn enc(s: &str) -> String {
     String::from(js_sys::encode_uri_component(s))
 }
 
+/// Where the tab keeps the token for its session.
+const TOKEN_KEY: &str = "hookbin-token";
+
 /// Fired on `window` when the browser got a session: streams refused before reconnect at once.
 const SESSION_EVENT: &str = "hookbin-session";
 
@@ -105,14 +110,36 @@ async fn log_in(sessions_before: u32) -> bool {
             .unwrap_or(false);
     }
     let window = leptos::prelude::window();
-    let token = match window
-        .prompt_with_message("This Hookbin server needs its access token (its --auth-token):")
-    {
-        Ok(Some(token)) if !token.trim().is_empty() => token.trim().to_owned(),
-        _ => return false,
-    };
+    let storage = window.session_storage().ok().flatten();
+    let kept = storage
+        .as_ref()
+        .and_then(|s| s.get_item(TOKEN_KEY).ok().flatten())
+        .filter(|t| !t.is_empty());
     let login = wasm_bindgen_futures::future_to_promise(async move {
-        let ok = start_session(&token).await;
+        let window = leptos::prelude::window();
+        let storage = window.session_storage().ok().flatten();
+        let mut ok = false;
+        if let Some(token) = kept {
+            ok = start_session(&token).await;
+            if !ok && let Some(s) = &storage {
+                let _ = s.remove_item(TOKEN_KEY);
+            }
+        }
+        if !ok {
+            let token = match window.prompt_with_message(
+                "This Hookbin server needs its access token (its --auth-token):",
+            ) {
+                Ok(Some(token)) if !token.trim().is_empty() => token.trim().to_owned(),
+                _ => {
+                    LOGIN.with(|l| l.borrow_mut().take());
+                    return Ok(JsValue::from_bool(false));
+                }
+            };
+            ok = start_session(&token).await;
+            if ok && let Some(s) = &storage {
+                let _ = s.set_item(TOKEN_KEY, &token);
+            }
+        }
         LOGIN.with(|l| l.borrow_mut().take());
         if ok {
             SESSIONS.with(|s| s.set(s.get() + 1));

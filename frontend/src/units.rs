@@ -17,21 +17,83 @@ pub fn size(bytes: u64) -> String {
     format!("{}.{} {}", tenths / 10, tenths % 10, UNITS[unit])
 }
 
-/// How long ago `then_ms` was at `now_ms` (milliseconds since the epoch).
+/// How long ago `then_ms` was at `now_ms` (milliseconds since the epoch), or how soon it comes
+/// when it is in the future ("in 30 s").
 pub fn ago(then_ms: f64, now_ms: f64) -> String {
-    let s = ((now_ms - then_ms) / 1000.0).max(0.0) as u64;
-    match s {
-        0..=4 => "just now".to_owned(),
-        5..=59 => format!("{s} s ago"),
-        60..=3599 => format!("{} min ago", s / 60),
-        3600..=86_399 => format!("{} h ago", s / 3600),
-        _ => format!("{} d ago", s / 86_400),
+    let future = then_ms - now_ms >= 5000.0;
+    let s = ((now_ms - then_ms).abs() / 1000.0) as u64;
+    let span = match s {
+        0..=4 => return "just now".to_owned(),
+        5..=59 => format!("{s} s"),
+        60..=3599 => format!("{} min", s / 60),
+        3600..=86_399 => format!("{} h", s / 3600),
+        _ => format!("{} d", s / 86_400),
+    };
+    if future {
+        format!("in {span}")
+    } else {
+        format!("{span} ago")
     }
+}
+
+/// `1 request`, `2 requests`: the count with the right noun.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// A duration in milliseconds as measured: `< 1 ms` when it rounded down to nothing.
+pub fn millis(ms: u64) -> String {
+    if ms == 0 {
+        "< 1 ms".to_owned()
+    } else {
+        format!("{ms} ms")
+    }
+}
+
+/// Splits Markdown-ish text on backticks: `(true, code)` for the parts between a pair, `(false,
+/// text)` for the rest. An unpaired backtick stays as text.
+pub fn backticks(text: &str) -> Vec<(bool, String)> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('`') {
+        let Some(close) = rest[open + 1..].find('`') else {
+            break;
+        };
+        if open > 0 {
+            out.push((false, rest[..open].to_owned()));
+        }
+        let code = &rest[open + 1..open + 1 + close];
+        if !code.is_empty() {
+            out.push((true, code.to_owned()));
+        }
+        rest = &rest[open + close + 2..];
+    }
+    if !rest.is_empty() {
+        out.push((false, rest.to_owned()));
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_millis_and_backticks() {
+        assert_eq!(count(1, "request", "requests"), "1 request");
+        assert_eq!(count(0, "request", "requests"), "0 requests");
+        assert_eq!(millis(0), "< 1 ms");
+        assert_eq!(millis(12), "12 ms");
+        assert_eq!(
+            backticks("Sent when `payment.id` is set, `x"),
+            vec![
+                (false, "Sent when ".to_owned()),
+                (true, "payment.id".to_owned()),
+                (false, " is set, `x".to_owned())
+            ]
+        );
+        assert_eq!(backticks("plain"), vec![(false, "plain".to_owned())]);
+    }
 
     #[test]
     fn sizes() {
@@ -48,6 +110,7 @@ mod tests {
         assert_eq!(ago(0.0, 125_000.0), "2 min ago");
         assert_eq!(ago(0.0, 7_200_000.0), "2 h ago");
         assert_eq!(ago(0.0, 3.0 * 86_400_000.0), "3 d ago");
-        assert_eq!(ago(10_000.0, 0.0), "just now");
+        assert_eq!(ago(3_000.0, 0.0), "just now");
+        assert_eq!(ago(30_000.0, 0.0), "in 30 s");
     }
 }

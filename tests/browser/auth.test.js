@@ -1,7 +1,8 @@
 // A server started with --auth-token: the UI asks for the token once (however many calls were
-// refused), trades it for the session cookie (HttpOnly, SameSite=Strict; the token is not kept),
-// loads what was refused, and the live streams work with the cookie. A wrong token gets the
-// server's error and no cookie.
+// refused), trades it for the session cookie (HttpOnly, SameSite=Strict), keeps the token in the
+// tab's sessionStorage so a lost cookie is replaced without asking again, loads what was refused,
+// and the live streams work with the cookie. A wrong token gets the server's error and no cookie;
+// nothing is shown before the token is given.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -93,4 +94,45 @@ test('a wrong token gets the server error and no session', { timeout: 60_000 }, 
   const cookies = await browser.context.cookies(server.base);
   assert.equal(cookies.find((c) => c.name === 'hookbin_session'), undefined);
   assert.deepEqual(page.errors, []);
+});
+
+test('the tab keeps the token for its session: a lost cookie is replaced without asking again', { timeout: 60_000 }, async (t) => {
+  browser ??= await launchBrowser(t);
+  if (!browser) return;
+  await browser.context.clearCookies();
+  await adminCall('PUT', '/api/bins/kept-token-bin', {});
+  const page = await pageAnswering(browser.context, TOKEN);
+  await page.goto(server.base + '/');
+  await page.getByRole('link', { name: 'kept-token-bin' }).waitFor();
+  assert.equal(page.prompts.length, 1);
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('hookbin-token')), TOKEN);
+  // The session cookie is gone (expired, or the server forgot it): the tab trades its token again.
+  await browser.context.clearCookies();
+  await page.reload();
+  await page.getByRole('link', { name: 'kept-token-bin' }).waitFor();
+  assert.equal(page.prompts.length, 1, 'not asked a second time');
+  assert.ok((await browser.context.cookies(server.base)).some((c) => c.name === 'hookbin_session'));
+  assert.deepEqual(page.errors, []);
+  await page.close();
+});
+
+test('nothing is shown before the token is given', { timeout: 60_000 }, async (t) => {
+  browser ??= await launchBrowser(t);
+  if (!browser) return;
+  await browser.context.clearCookies();
+  await adminCall('PUT', '/api/bins/secret-bin-name', {});
+  const page = await browser.context.newPage();
+  page.errors = [];
+  page.on('pageerror', (e) => page.errors.push(e.message));
+  let asked = 0;
+  page.on('dialog', async (d) => {
+    asked++;
+    await d.dismiss().catch(() => {});
+  });
+  await page.goto(server.base + '/');
+  await page.getByRole('alert').first().waitFor();
+  assert.ok(asked >= 1);
+  assert.equal(await page.getByText('secret-bin-name').count(), 0);
+  assert.deepEqual(page.errors, []);
+  await page.close();
 });

@@ -159,15 +159,20 @@ test('keyboard: j/k and arrows move the selection, / searches', { timeout: 60_00
   }
   const rows = rowsOf(page);
   await rows.nth(2).waitFor();
+  // The first request that arrived was selected on its own (none was): it is the oldest now.
+  const selected = () => rowsOf(page).and(page.getByRole('option', { selected: true }));
+  await selected().getByText('/one').waitFor();
   await page.locator('body').click({ position: { x: 5, y: 300 } });
-  await page.keyboard.press('j');
-  await rowsOf(page).and(page.getByRole('option', { selected: true })).getByText('/three').waitFor();
-  await page.keyboard.press('j');
-  await rowsOf(page).and(page.getByRole('option', { selected: true })).getByText('/two').waitFor();
-  await page.keyboard.press('ArrowDown');
-  await rowsOf(page).and(page.getByRole('option', { selected: true })).getByText('/one').waitFor();
   await page.keyboard.press('k');
-  await rowsOf(page).and(page.getByRole('option', { selected: true })).getByText('/two').waitFor();
+  await selected().getByText('/two').waitFor();
+  await page.keyboard.press('ArrowUp');
+  await selected().getByText('/three').waitFor();
+  await page.keyboard.press('j');
+  await selected().getByText('/two').waitFor();
+  await page.keyboard.press('ArrowDown');
+  await selected().getByText('/one').waitFor();
+  await page.keyboard.press('k');
+  await selected().getByText('/two').waitFor();
   await detailOf(page).getByText('body of /two').waitFor();
 
   await page.keyboard.press('/');

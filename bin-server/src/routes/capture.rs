@@ -29,10 +29,13 @@ pub fn is_capture(path: &str) -> bool {
     path.starts_with("/b/")
 }
 
-/// The router's fallback: captures under `/b/`, the JSON 404 anywhere else.
+/// The router's fallback: captures under `/b/`, the UI's "Page not found" for a browser asking
+/// for a page ([`crate::ui::not_found_page`]), the JSON 404 anywhere else.
 pub async fn fallback(State(state): State<AppState>, req: Request) -> Response {
     if is_capture(req.uri().path()) {
         answer(&state, req).await
+    } else if let Some(page) = crate::ui::not_found_page(&req) {
+        page
     } else {
         ApiError::not_found("not_found", format!("no route for {}", req.uri().path()))
             .into_response()

@@ -15,19 +15,32 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use api::{BinIn, BinOut, BinResponse, CapturedRequestOut, DeletedEvent, Header, RequestPage};
+use api::{
+    BinIn, BinOut, BinResponse, CapturedRequestOut, DeletedEvent, Header, ReplayIn, ReplayOut,
+    RequestPage,
+};
 use leptos::html::{Div, Input};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use leptos_router::hooks::{use_navigate, use_params_map};
+use leptos_router::NavigateOptions;
+use leptos_router::hooks::{use_location, use_navigate, use_params_map};
 use send_wrapper::SendWrapper;
 use wasm_bindgen::JsCast;
 
 use crate::app::{now, set_title};
 use crate::body::{self, View};
-use crate::components::{CopyButton, JsonView, copy_text};
+use crate::components::{Ago, CopyButton, JsonView, copy_text, exact};
 use crate::server::{self, ApiError, Connection, LiveStream, StreamEvent, enc};
 use crate::{curl, units};
+
+/// A touch screen without a keyboard in sight: keyboard hints are left out.
+fn touch_screen() -> bool {
+    window()
+        .match_media("(hover: none) and (pointer: coarse)")
+        .ok()
+        .flatten()
+        .is_some_and(|m| m.matches())
+}
 
 /// Height of one row of the list, in CSS pixels (the stylesheet's `--row`).
 const ROW_HEIGHT: i32 = 56;
@@ -45,18 +58,31 @@ type Row = Arc<CapturedRequestOut>;
 pub fn BinPage() -> impl IntoView {
     let params = use_params_map();
     let bin_id = Memo::new(move |_| params.read().get("bin").unwrap_or_default());
-    // A new view per bin: state, stream and listeners start fresh when the id changes.
+    // The selected request is in the URL (`/bins/{bin}/requests/{seq}`), so it can be shared.
+    // A new view per bin: state, stream and listeners start fresh when the id changes (or when
+    // a missing bin has just been created).
+    let remount = RwSignal::new(0u32);
+    provide_context(Remount(remount));
     move || {
+        remount.track();
         let id = bin_id.get();
         view! { <BinView id=id/> }
     }
 }
+
+/// Starts the bin's page afresh.
+#[derive(Clone, Copy)]
+struct Remount(RwSignal<u32>);
 
 /// The list's filters, mirrored on the client for live requests (same rules as the server).
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Filter {
     method: String,
     text: String,
+    /// `valid`, `invalid` or `missing`: the signature check's outcome. The server's list has no
+    /// such filter, so it is applied here, to every page as it loads and to live requests (the
+    /// list holds the whole bin up to its cap, so nothing is missed).
+    signature: String,
 }
 
 impl Filter {
@@ -71,7 +97,17 @@ impl Filter {
         q
     }
 
+    fn signature_matches(&self, r: &CapturedRequestOut) -> bool {
+        self.signature.is_empty()
+            || r.signature
+                .as_ref()
+                .is_some_and(|s| s.status == self.signature)
+    }
+
     fn matches(&self, r: &CapturedRequestOut) -> bool {
+        if !self.signature_matches(r) {
+            return false;
+        }
         if !self.method.is_empty() && !r.method.eq_ignore_ascii_case(&self.method) {
             return false;
         }
@@ -106,10 +142,17 @@ struct BinState {
     loaded_all: RwSignal<bool>,
     load_error: RwSignal<Option<String>>,
     filter: RwSignal<Filter>,
-    selected: RwSignal<Option<String>>,
+    /// The selected request's sequence number: follows the URL (see [`BinState::select`]).
+    selected: RwSignal<Option<u64>>,
+    /// Puts a selection in the URL (replacing the history entry); the URL sets `selected`.
+    navigate: Callback<Option<u64>>,
+    /// A webhook message to select when it arrives (`?message=` from "View in bin").
+    pending_message: StoredValue<Option<String>>,
     conn: RwSignal<Connection>,
     /// Set by the `deleted` event without an id: the bin is gone.
     gone: RwSignal<bool>,
+    /// The bin was not there when the page opened: it never existed (or expired before).
+    missing: RwSignal<bool>,
     /// Bumped by every load; a load whose number is stale stops.
     load_gen: StoredValue<u64>,
     /// Whether bin counters may have changed since the last refresh.
@@ -130,6 +173,11 @@ impl BinState {
         format!("/api/bins/{}{rest}", enc(&self.id.get_value()))
     }
 
+    /// Selects a request (or none) through the URL.
+    fn select(self, seq: Option<u64>) {
+        self.navigate.run(seq);
+    }
+
     fn refresh_bin(self) {
         self.bin_dirty.set_value(false);
         let url = self.api("");
@@ -138,6 +186,10 @@ impl BinState {
             if let Err(e) = &res
                 && e.status == Some(404)
             {
+                // Never seen on this page: it is not there at all (rather than deleted now).
+                if self.bin.with_untracked(|b| !matches!(b, Some(Ok(_)))) {
+                    self.missing.set(true);
+                }
                 self.gone.set(true);
             }
             self.bin.set(Some(res));
@@ -151,7 +203,9 @@ impl BinState {
         self.list.set(Vec::new());
         self.loaded_all.set(false);
         self.load_error.set(None);
-        let filter = self.filter.get_untracked().query();
+        let full_filter = self.filter.get_untracked();
+        let filter = full_filter.query();
+        let by_signature = !full_filter.signature.is_empty();
         spawn_local(async move {
             let mut before: Option<u64> = None;
             let mut limit = FIRST_PAGE;
@@ -177,7 +231,7 @@ impl BinState {
                 let cap = self.cap();
                 // `matched` counts the whole bin on the first page (later pages count below
                 // their cursor).
-                if before.is_none() {
+                if before.is_none() && !by_signature {
                     self.matched.set(page.matched);
                 }
                 self.list.update(|list| {
@@ -186,11 +240,16 @@ impl BinState {
                     list.extend(
                         page.requests
                             .into_iter()
-                            .filter(|r| r.seq < oldest)
+                            .filter(|r| r.seq < oldest && full_filter.signature_matches(r))
                             .map(summary),
                     );
                     list.truncate(cap);
                 });
+                if by_signature {
+                    // Counted here: the server's count knows nothing of signatures.
+                    self.matched
+                        .set(self.list.with_untracked(|l| l.len() as u64));
+                }
                 before = page.next_before;
                 if before.is_none() || self.list.with_untracked(|l| l.len()) >= cap {
                     self.loaded_all.set(true);
@@ -236,6 +295,14 @@ impl BinState {
         match ev.name.as_str() {
             "request" => {
                 if let Ok(r) = serde_json::from_str::<CapturedRequestOut>(&ev.data) {
+                    if let Some(msg) = self.pending_message.get_value()
+                        && r.headers
+                            .iter()
+                            .any(|h| h.name.eq_ignore_ascii_case("webhook-id") && h.value == msg)
+                    {
+                        self.pending_message.set_value(None);
+                        self.select(Some(r.seq));
+                    }
                     queue.push(r, self.cap(), move |batch| self.apply_live(batch));
                 }
             }
@@ -254,15 +321,18 @@ impl BinState {
                 };
                 match d.id {
                     Some(id) => {
+                        let gone = self
+                            .list
+                            .with_untracked(|l| l.iter().find(|r| r.id == id).map(|r| r.seq));
                         self.list.update(|l| l.retain(|r| r.id != id));
-                        if self.selected.get_untracked().as_deref() == Some(id.as_str()) {
-                            self.selected.set(None);
+                        if gone.is_some() && self.selected.get_untracked() == gone {
+                            self.select(None);
                         }
                     }
                     None => {
                         queue.clear();
                         self.list.set(Vec::new());
-                        self.selected.set(None);
+                        self.select(None);
                         self.matched.set(0);
                     }
                 }
@@ -280,15 +350,15 @@ impl BinState {
             }
             let current = self
                 .selected
-                .with_untracked(|s| s.as_ref().and_then(|id| l.iter().position(|r| &r.id == id)));
+                .with_untracked(|s| s.and_then(|seq| l.iter().position(|r| r.seq == seq)));
             let idx = match current {
                 Some(i) => (i as isize + delta).clamp(0, l.len() as isize - 1) as usize,
                 None => 0,
             };
-            Some((idx, l[idx].id.clone()))
+            Some((idx, l[idx].seq))
         });
-        let Some((idx, id)) = target else { return };
-        self.selected.set(Some(id));
+        let Some((idx, seq)) = target else { return };
+        self.select(Some(seq));
         if let Some(el) = self.viewport.get_untracked() {
             let top = idx as i32 * ROW_HEIGHT;
             let view_top = el.scroll_top();
@@ -345,6 +415,26 @@ impl LiveQueue {
 fn BinView(id: String) -> impl IntoView {
     let title_id = id.clone();
     set_title(move || format!("Bin {title_id}"));
+    let location = use_location();
+    let navigate = SendWrapper::new(use_navigate());
+    let base = format!("/bins/{}", enc(&id));
+    let navigate = Callback::new(move |seq: Option<u64>| {
+        let path = match seq {
+            Some(seq) => format!("{base}/requests/{seq}"),
+            None => base.clone(),
+        };
+        let here = location.pathname.get_untracked();
+        if here != path {
+            navigate(
+                &path,
+                NavigateOptions {
+                    replace: true,
+                    scroll: false,
+                    ..Default::default()
+                },
+            );
+        }
+    });
     let state = BinState {
         id: StoredValue::new(id.clone()),
         bin: RwSignal::new(None),
@@ -354,14 +444,53 @@ fn BinView(id: String) -> impl IntoView {
         load_error: RwSignal::new(None),
         filter: RwSignal::new(Filter::default()),
         selected: RwSignal::new(None),
+        navigate,
+        pending_message: StoredValue::new(None),
         conn: RwSignal::new(Connection::Connecting),
         gone: RwSignal::new(false),
+        missing: RwSignal::new(false),
         load_gen: StoredValue::new(0),
         bin_dirty: StoredValue::new(false),
         viewport: NodeRef::new(),
     };
     state.refresh_bin();
     state.load();
+
+    // The URL says which request is selected; without one, the newest is.
+    let url_seq = Memo::new(move |_| {
+        let path = location.pathname.get();
+        path.split_once("/requests/")
+            .and_then(|(_, seq)| seq.trim_end_matches('/').parse::<u64>().ok())
+    });
+    Effect::new(move |_| state.selected.set(url_seq.get()));
+    Effect::new(move |_| {
+        let newest = state.list.with(|l| l.first().map(|r| r.seq));
+        if url_seq.get().is_none()
+            && state.pending_message.with_value(Option::is_none)
+            && let Some(seq) = newest
+        {
+            state.select(Some(seq));
+        }
+    });
+    // "View in bin" from a webhook: `?message=msg_…` selects the request that carried it (its
+    // `webhook-id` header), now if it is stored, else when it arrives.
+    let message = location
+        .query
+        .with_untracked(|q| q.get("message"))
+        .filter(|m| !m.is_empty());
+    if let Some(msg) = message {
+        state.pending_message.set_value(Some(msg.clone()));
+        let url = state.api(&format!("/requests?summary=true&limit=1&q={}", enc(&msg)));
+        spawn_local(async move {
+            if let Ok(page) = server::get::<RequestPage>(&url).await
+                && let Some(r) = page.requests.first()
+                && state.pending_message.get_value().as_deref() == Some(msg.as_str())
+            {
+                state.pending_message.set_value(None);
+                state.select(Some(r.seq));
+            }
+        });
+    }
 
     // Counters (stored, captured, evicted) follow the live stream, a refresh every 3 s at most.
     let refresher = set_interval_with_handle(
@@ -468,9 +597,10 @@ fn BinView(id: String) -> impl IntoView {
     on_cleanup(move || keys.remove());
 
     view! {
-        <section class="page bin-page">
+        {move || state.missing.get().then(|| view! { <MissingBin name=state.id.get_value()/> })}
+        <section class="page bin-page" hidden=move || state.missing.get()>
             <BinHeader state=state/>
-            {move || state.gone.get().then(|| view! {
+            {move || (state.gone.get() && !state.missing.get()).then(|| view! {
                 <p class="banner error" role="alert">
                     "This bin no longer exists (deleted or expired). "
                     <a href="/">"Back to your bins"</a>
@@ -493,12 +623,53 @@ fn BinView(id: String) -> impl IntoView {
                 </div>
                 <div class="detail-pane">
                     {move || match state.selected.get() {
-                        Some(id) => view! { <RequestDetail state=state id=id/> }.into_any(),
+                        Some(seq) => view! { <RequestDetail state=state id=seq.to_string()/> }.into_any(),
                         None => view! { <EmptyDetail state=state/> }.into_any(),
                     }}
                 </div>
             </div>
             <BinSettings state=state/>
+        </section>
+    }
+}
+
+/// `/bins/{name}` for a bin that does not exist: say so, and offer to create it.
+#[component]
+fn MissingBin(name: String) -> impl IntoView {
+    let remount = use_context::<Remount>();
+    let (creating, set_creating) = signal(false);
+    let (error, set_error) = signal(None::<String>);
+    let create = {
+        let name = name.clone();
+        move |_| {
+            set_creating.set(true);
+            let url = format!("/api/bins/{}", enc(&name));
+            spawn_local(async move {
+                match server::send::<_, BinOut>("PUT", &url, &BinIn::default()).await {
+                    Ok(_) => {
+                        if let Some(Remount(r)) = remount {
+                            r.update(|n| *n += 1);
+                        }
+                    }
+                    Err(e) => {
+                        let _ = set_error.try_set(Some(e.message));
+                        let _ = set_creating.try_set(false);
+                    }
+                }
+            });
+        }
+    };
+    view! {
+        <section class="page bin-missing">
+            <h1>"No bin named " <span class="mono break">{name.clone()}</span></h1>
+            <p>"This bin does not exist on this server: it was never created, or it expired or was deleted."</p>
+            <div class="row">
+                <button type="button" class="primary" on:click=create disabled=creating>
+                    {move || if creating.get() { "Creating…".to_owned() } else { "Create this bin".to_owned() }}
+                </button>
+                <a class="button" href="/">"Back to your bins"</a>
+            </div>
+            {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
         </section>
     }
 }
@@ -563,11 +734,22 @@ fn Filters(state: BinState, search_ref: NodeRef<Input>) -> impl IntoView {
         state.filter.update(|f| f.method = method);
         state.load();
     };
+    let on_signature = move |ev: leptos::ev::Event| {
+        let signature = event_target_value(&ev);
+        state.filter.update(|f| f.signature = signature);
+        state.load();
+    };
+    let signed = move || {
+        state
+            .bin
+            .with(|b| matches!(b, Some(Ok(b)) if b.signature_scheme.is_some()))
+            || state.filter.with(|f| !f.signature.is_empty())
+    };
     view! {
         <div class="filters" role="search">
             <label for="req-search" class="visually-hidden">"Search requests"</label>
             <input id="req-search" type="search" node_ref=search_ref
-                placeholder="Search path, headers, body  ( / )" on:input=on_search
+                placeholder=if touch_screen() { "Search path, headers, body" } else { "Search path, headers, body  ( / )" } on:input=on_search
                 autocomplete="off" spellcheck="false"/>
             <label for="req-method" class="visually-hidden">"Method"</label>
             <select id="req-method" on:change=on_method>
@@ -577,6 +759,15 @@ fn Filters(state: BinState, search_ref: NodeRef<Input>) -> impl IntoView {
                     .map(|m| view! { <option value=m>{m}</option> })
                     .collect_view()}
             </select>
+            {move || signed().then(|| view! {
+                <label for="req-signature" class="visually-hidden">"Signature"</label>
+                <select id="req-signature" on:change=on_signature>
+                    <option value="">"Any signature"</option>
+                    <option value="valid">"Valid signature"</option>
+                    <option value="invalid">"Invalid signature"</option>
+                    <option value="missing">"Missing signature"</option>
+                </select>
+            })}
         </div>
     }
 }
@@ -590,7 +781,7 @@ fn ListSummary(state: BinState) -> impl IntoView {
         let mut s = if filtered {
             format!("{matched} matching")
         } else {
-            format!("{matched} requests")
+            units::count(matched, "request", "requests")
         };
         if !state.loaded_all.get() && shown > 0 {
             s.push_str(&format!(" · loading {shown}…"));
@@ -658,7 +849,7 @@ fn RequestList(state: BinState) -> impl IntoView {
             set_scroll_top.set(el.scroll_top());
         }
     };
-    let active = move || state.selected.get().map(|id| format!("req-{id}"));
+    let active = move || state.selected.get().map(|seq| format!("req-{seq}"));
 
     view! {
         <div
@@ -696,11 +887,10 @@ fn RequestList(state: BinState) -> impl IntoView {
 fn RequestRow(r: Row, state: BinState) -> impl IntoView {
     let now = now();
     let id = r.id.clone();
-    let selected = {
-        let id = id.clone();
-        move || state.selected.with(|s| s.as_deref() == Some(id.as_str()))
-    };
+    let seq = r.seq;
+    let selected = move || state.selected.with(|s| *s == Some(seq));
     let received = js_sys::Date::parse(&r.received_at);
+    let exact_time = exact(&r.received_at);
     let mut target = r.path.clone();
     if let Some(q) = &r.query {
         target.push('?');
@@ -716,16 +906,14 @@ fn RequestRow(r: Row, state: BinState) -> impl IntoView {
             .unwrap_or_default(),
         if r.truncated { " · truncated" } else { "" },
     );
-    let select = {
-        let id = id.clone();
-        move |_| state.selected.set(Some(id.clone()))
-    };
+    let select = move |_| state.select(Some(seq));
     view! {
         <div
             class="req-row"
-            class:selected=selected.clone()
+            class:selected=selected
             role="option"
-            id=format!("req-{id}")
+            id=format!("req-{seq}")
+            data-id=id
             aria-selected=move || selected().to_string()
             on:click=select
         >
@@ -735,7 +923,7 @@ fn RequestRow(r: Row, state: BinState) -> impl IntoView {
                 <span class="seq">"#"{r.seq}</span>
             </div>
             <div class="line2">
-                <span class="time">{move || units::ago(received, now.get())}</span>
+                <span class="time" title=exact_time>{move || units::ago(received, now.get())}</span>
                 <span class="meta">{meta}</span>
                 <Badges r=r.clone()/>
             </div>
@@ -748,14 +936,30 @@ fn RequestRow(r: Row, state: BinState) -> impl IntoView {
 fn Badges(r: Row) -> impl IntoView {
     let schema = r.validation.as_ref().map(|v| {
         if v.valid {
-            view! { <span class="badge ok">"schema ✓"</span> }.into_any()
+            let why = "Schema ✓: the body is valid against the bin's JSON Schema.";
+            view! { <span class="badge ok" tabindex="0" title=why aria-label=why>"schema ✓"</span> }.into_any()
         } else {
-            view! { <span class="badge bad" title=format!("{} violation(s)", v.errors.len())>"schema ✗"</span> }.into_any()
+            let first = v.errors.first().map(|e| format!(" First: {} {}", if e.path.is_empty() { "/" } else { &e.path }, e.message)).unwrap_or_default();
+            let why = format!(
+                "Schema ✗: the body breaks the bin's JSON Schema ({}).{first}",
+                units::count(v.errors.len() as u64, "violation", "violations")
+            );
+            view! { <span class="badge bad" tabindex="0" title=why.clone() aria-label=why>"schema ✗"</span> }.into_any()
         }
     });
     let signature = r.signature.as_ref().map(|s| {
         let class = if s.status == "valid" { "badge ok" } else { "badge bad" };
-        view! { <span class=class title=s.reason.clone().unwrap_or_default()>{format!("signature {}", s.status)}</span> }
+        let what = match s.status.as_str() {
+            "valid" => "Signature valid: it matches the bin's secret.".to_owned(),
+            "missing" => "Signature missing: the request carries no signature for the bin's scheme.".to_owned(),
+            "invalid" => "Signature invalid: it does not match the bin's secret.".to_owned(),
+            other => format!("Signature {other}."),
+        };
+        let why = match &s.reason {
+            Some(r) => format!("{what} {r}"),
+            None => what,
+        };
+        view! { <span class=class tabindex="0" title=why.clone() aria-label=why>{format!("signature {}", s.status)}</span> }
     });
     view! { {schema}{signature} }
 }
@@ -767,7 +971,7 @@ fn EmptyDetail(state: BinState) -> impl IntoView {
             {move || if state.list.with(|l| l.is_empty()) {
                 "Waiting for the first request…"
             } else {
-                "Select a request (click, or j / k)."
+                if touch_screen() { "Select a request." } else { "Select a request (click, or j / k)." }
             }}
         </div>
     }
@@ -828,7 +1032,7 @@ fn RequestView(state: BinState, r: CapturedRequestOut, api_url: String) -> impl 
                 match server::delete(&url).await {
                     Ok(()) => {
                         state.list.update(|l| l.retain(|x| x.id != id));
-                        state.selected.set(None);
+                        state.select(None);
                         state.bin_dirty.set_value(true);
                     }
                     Err(e) => {
@@ -839,13 +1043,27 @@ fn RequestView(state: BinState, r: CapturedRequestOut, api_url: String) -> impl 
             });
         }
     };
-    let received = js_sys::Date::parse(&r.received_at);
-    let now = now();
     let bytes = body::bytes(&r);
     let headers = r.headers.clone();
     let query = r.query.as_deref().map(body::query_params);
     let download = format!("{api_url}/raw?download=true");
     let validation = r.validation.clone();
+    let truncation = r.truncated.then(|| {
+        let kept = units::size(r.body_size);
+        let limit = state.bin.with_untracked(|b| match b {
+            Some(Ok(b)) => format!(" (this bin keeps at most {} of a body)", units::size(b.limits.max_body_bytes)),
+            _ => String::new(),
+        });
+        let arrived = r
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+            .and_then(|h| h.value.trim().parse::<u64>().ok());
+        match arrived {
+            Some(n) => format!("Truncated: {} arrived, the first {kept} were kept{limit}.", units::size(n)),
+            None => format!("Truncated: more than {kept} arrived (sent without a Content-Length); the first {kept} were kept{limit}."),
+        }
+    });
 
     view! {
         <article class="request" aria-label="Selected request">
@@ -870,6 +1088,7 @@ fn RequestView(state: BinState, r: CapturedRequestOut, api_url: String) -> impl 
             {move || curl_shown.get().then(|| view! {
                 <pre class="code mono curl" aria-label="cURL command">{curl_cmd.clone()}</pre>
             })}
+            <ReplayForm api_url=api_url.clone()/>
             <h3>"Overview"</h3>
             <dl class="overview">
                 <dt>"Method"</dt><dd>{r.method.clone()}</dd>
@@ -877,8 +1096,8 @@ fn RequestView(state: BinState, r: CapturedRequestOut, api_url: String) -> impl 
                 <dt>"Remote address"</dt><dd class="mono">{r.remote_addr.clone()}</dd>
                 <dt>"Received"</dt>
                 <dd>
-                    <time datetime=r.received_at.clone()>{r.received_at.clone()}</time>
-                    " (" {move || units::ago(received, now.get())} ")"
+                    <Ago at=r.received_at.clone()/>
+                    " · " <span class="muted">{exact(&r.received_at)}</span>
                 </dd>
                 <dt>"Size"</dt>
                 <dd>
@@ -915,8 +1134,102 @@ fn RequestView(state: BinState, r: CapturedRequestOut, api_url: String) -> impl 
                 <KeyValueTable rows=q label="Query parameters"/>
             })}
             <h3>"Body"</h3>
-            <BodyView content_type=r.content_type.clone() bytes=bytes truncated=r.truncated/>
+            <BodyView content_type=r.content_type.clone() bytes=bytes truncation=truncation/>
         </article>
+    }
+}
+
+/// Replay to URL: the server sends the request again, byte-exact, and says what came back.
+#[component]
+fn ReplayForm(api_url: String) -> impl IntoView {
+    const KEY: &str = "hookbin-replay-url";
+    // The last target is remembered for the session: replays usually go to one place.
+    let storage = window().session_storage().ok().flatten();
+    let target = RwSignal::new(
+        storage
+            .as_ref()
+            .and_then(|s| s.get_item(KEY).ok().flatten())
+            .unwrap_or_default(),
+    );
+    let append = RwSignal::new(true);
+    let (result, set_result) = signal(None::<Result<ReplayOut, ApiError>>);
+    let (sending, set_sending) = signal(false);
+    let (error, set_error) = signal(None::<String>);
+    let url = format!("{api_url}/replay");
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let t = target.get_untracked().trim().to_owned();
+        if !(t.starts_with("http://") || t.starts_with("https://")) {
+            set_error.set(Some("A URL starting with http:// or https://.".to_owned()));
+            if let Some(el) = document().get_element_by_id("replay-url")
+                && let Ok(el) = el.dyn_into::<web_sys::HtmlElement>()
+            {
+                let _ = el.focus();
+            }
+            return;
+        }
+        set_error.set(None);
+        if let Ok(Some(s)) = window().session_storage() {
+            let _ = s.set_item(KEY, &t);
+        }
+        set_sending.set(true);
+        set_result.set(None);
+        let url = url.clone();
+        let input = ReplayIn {
+            url: t,
+            append_path: append.get_untracked(),
+        };
+        spawn_local(async move {
+            let res = server::send::<_, ReplayOut>("POST", &url, &input).await;
+            let _ = set_result.try_set(Some(res));
+            let _ = set_sending.try_set(false);
+        });
+    };
+    view! {
+        <details class="replay">
+            <summary>"Replay to URL"</summary>
+            <form on:submit=submit novalidate aria-label="Replay to URL">
+                <div class="field">
+                    <label for="replay-url">"Send this request again to"</label>
+                    <input id="replay-url" type="url" class="mono" spellcheck="false" autocomplete="url"
+                        placeholder="http://localhost:3000/webhooks"
+                        prop:value=target on:input=move |ev| target.set(event_target_value(&ev))
+                        aria-invalid=move || error.get().is_some().to_string()
+                        aria-describedby="replay-url-error"/>
+                    <p id="replay-url-error" class="error field-error">{move || error.get()}</p>
+                </div>
+                <div class="field check">
+                    <input id="replay-append" type="checkbox" prop:checked=append
+                        on:change=move |ev| append.set(event_target_checked(&ev))/>
+                    <label for="replay-append">"Append the path it had below the bin"</label>
+                </div>
+                <div class="row">
+                    <button type="submit" class="primary small" disabled=sending>
+                        {move || if sending.get() { "Replaying…" } else { "Replay" }}
+                    </button>
+                    <span class="muted small">"Sent by the server, byte-exact: the URL must be reachable from it."</span>
+                </div>
+            </form>
+            {move || result.get().map(|r| match r {
+                Err(e) => view! { <div class="result bad" role="alert"><p>{e.message}</p></div> }.into_any(),
+                Ok(o) => {
+                    let ok = o.status.is_some_and(|s| (200..300).contains(&s));
+                    let line = match o.status {
+                        Some(s) => format!("HTTP {s} in {}", units::millis(o.duration_ms)),
+                        None => format!("No answer after {}", units::millis(o.duration_ms)),
+                    };
+                    view! {
+                        <div class=if ok { "result ok" } else { "result bad" } role="status">
+                            <p class="status-line">{line}" · "<span class="mono break">{o.url}</span></p>
+                            {o.error.map(|e| view! { <p class="error-text"><strong>"Error: "</strong>{e}</p> })}
+                            {o.response_excerpt.filter(|b| !b.is_empty()).map(|b| view! {
+                                <pre class="code mono response">{b}</pre>
+                            })}
+                        </div>
+                    }.into_any()
+                }
+            })}
+        </details>
     }
 }
 
@@ -941,7 +1254,12 @@ fn KeyValueTable(rows: Vec<(String, String)>, label: &'static str) -> impl IntoV
 
 /// The body in every view that fits it, as tabs.
 #[component]
-fn BodyView(content_type: Option<String>, bytes: Vec<u8>, truncated: bool) -> impl IntoView {
+fn BodyView(
+    content_type: Option<String>,
+    bytes: Vec<u8>,
+    /// What the truncation banner says, when the body was cut.
+    truncation: Option<String>,
+) -> impl IntoView {
     if bytes.is_empty() {
         return view! { <p class="muted">"Empty body."</p> }.into_any();
     }
@@ -988,7 +1306,7 @@ fn BodyView(content_type: Option<String>, bytes: Vec<u8>, truncated: bool) -> im
         }
     };
     view! {
-        {truncated.then(|| view! { <p class="badge warn">"Truncated: only the first bytes were kept."</p> })}
+        {truncation.map(|t| view! { <p class="banner warn truncated" role="note">{t}</p> })}
         <div class="tabs" role="tablist" aria-label="Body views">{tabs}</div>
         <div class="tab-panel" role="tabpanel">{panel}</div>
     }
@@ -1052,7 +1370,7 @@ fn BinSettings(state: BinState) -> impl IntoView {
             match server::delete(&url).await {
                 Ok(()) => {
                     state.list.set(Vec::new());
-                    state.selected.set(None);
+                    state.select(None);
                     state.matched.set(0);
                     state.refresh_bin();
                 }
@@ -1086,8 +1404,19 @@ fn BinSettings(state: BinState) -> impl IntoView {
             // what the user is typing.
             {move || loaded.get().then(|| {
                 let bin = state.bin.with_untracked(|b| b.clone().and_then(Result::ok));
-                bin.map(|bin| view! { <ResponseEditor state=state bin=bin/> })
+                bin.map(|bin| view! {
+                    <ResponseEditor state=state bin=bin.clone()/>
+                    <ChecksPanel state=state bin=bin/>
+                })
             })}
+            <div class="export card">
+                <h3>"Export"</h3>
+                <p class="muted">"Every stored request, oldest first."</p>
+                <div class="row">
+                    <a class="button" href=state.api("/export?format=har") download=format!("{}.har", state.id.get_value())>"Export HAR"</a>
+                    <a class="button" href=state.api("/export?format=ndjson") download=format!("{}.ndjson", state.id.get_value())>"Export NDJSON"</a>
+                </div>
+            </div>
             <div class="danger-zone">
                 <button type="button" class="danger" on:click=clear disabled=move || clearing.get() == 2>
                     {move || match clearing.get() { 0 => "Clear all requests", 1 => "Confirm: clear all requests", _ => "Clearing…" }}
@@ -1098,6 +1427,175 @@ fn BinSettings(state: BinState) -> impl IntoView {
                 {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
             </div>
         </section>
+    }
+}
+
+/// The bin's checks: a JSON Schema every body is validated against, and a signature secret and
+/// scheme every request is verified with. The secret is never returned by the API: the panel
+/// says whether one is set, and a new one can be given.
+#[component]
+fn ChecksPanel(state: BinState, bin: BinOut) -> impl IntoView {
+    let schema = RwSignal::new(
+        bin.schema
+            .as_ref()
+            .and_then(|s| serde_json::to_string_pretty(s).ok())
+            .unwrap_or_default(),
+    );
+    let scheme = RwSignal::new(bin.signature_scheme.clone().unwrap_or_default());
+    let secret = RwSignal::new(String::new());
+    let current = StoredValue::new(bin);
+    let errors = RwSignal::new(Vec::<(&'static str, String)>::new());
+    let (saving, set_saving) = signal(false);
+    let (saved, set_saved) = signal(false);
+    let error_of = move |field: &'static str| {
+        move || errors.with(|e| e.iter().find(|(f, _)| *f == field).map(|(_, m)| m.clone()))
+    };
+    let secret_field = secret;
+    let save = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        set_saved.set(false);
+        let mut errs = Vec::new();
+        let text = schema.get_untracked();
+        let schema_v = if text.trim().is_empty() {
+            None
+        } else {
+            match serde_json::from_str::<serde_json::Value>(&text) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    errs.push(("schema", format!("Not JSON: {e}")));
+                    None
+                }
+            }
+        };
+        let scheme_v = scheme.get_untracked();
+        let secret_v = secret.get_untracked().trim().to_owned();
+        let bin = current.get_value();
+        let had_signature = bin.signature_scheme.is_some();
+        if !scheme_v.is_empty() && secret_v.is_empty() && !had_signature {
+            errs.push((
+                "secret",
+                "Give the secret the sender signs with.".to_owned(),
+            ));
+        }
+        // Removing a check replaces every setting (PUT): the secret, which the API never
+        // returns, must then be given again to be kept.
+        let removing =
+            (schema_v.is_none() && bin.schema.is_some()) || (scheme_v.is_empty() && had_signature);
+        if removing && !scheme_v.is_empty() && secret_v.is_empty() {
+            errs.push((
+                "secret",
+                "Removing the schema replaces every setting: give the secret again to keep the signature check.".to_owned(),
+            ));
+        }
+        if !errs.is_empty() {
+            errors.set(errs);
+            return;
+        }
+        errors.set(Vec::new());
+        let signature = (!scheme_v.is_empty()).then_some(scheme_v);
+        let secret = (!secret_v.is_empty()).then_some(secret_v);
+        let (method, input) = if removing {
+            (
+                "PUT",
+                BinIn {
+                    response: Some(bin.response.clone()),
+                    limits: Some(api::BinLimitsIn {
+                        max_requests: Some(bin.limits.max_requests),
+                        max_body_bytes: Some(bin.limits.max_body_bytes),
+                    }),
+                    schema: schema_v,
+                    secret: signature.as_ref().and(secret),
+                    signature_scheme: signature,
+                    ..BinIn::default()
+                },
+            )
+        } else {
+            (
+                "PATCH",
+                BinIn {
+                    schema: schema_v,
+                    secret,
+                    signature_scheme: signature,
+                    ..BinIn::default()
+                },
+            )
+        };
+        set_saving.set(true);
+        let url = state.api("");
+        spawn_local(async move {
+            match server::send::<_, BinOut>(method, &url, &input).await {
+                Ok(b) => {
+                    current.set_value(b.clone());
+                    state.bin.set(Some(Ok(b)));
+                    // The secret typed is not kept on screen once saved.
+                    let _ = secret_field.try_set(String::new());
+                    set_saved.set(true);
+                }
+                Err(e) => {
+                    let field = if e.code.contains("schema") {
+                        "schema"
+                    } else if e.code.contains("signature") || e.message.contains("secret") {
+                        "secret"
+                    } else {
+                        "form"
+                    };
+                    errors.set(vec![(field, e.message)]);
+                }
+            }
+            let _ = set_saving.try_set(false);
+        });
+    };
+    let secret_state = move || {
+        if scheme.get().is_empty() {
+            "No signature check.".to_owned()
+        } else if current.with_value(|b| b.signature_scheme.is_some()) {
+            "A secret is set (the server never shows it). Type a new one to replace it.".to_owned()
+        } else {
+            "Type the secret the sender signs with.".to_owned()
+        }
+    };
+    view! {
+        <details class="card checks" open=current.with_value(|b| b.schema.is_some() || b.signature_scheme.is_some())>
+            <summary>"Checks"</summary>
+            <form on:submit=save novalidate aria-label="Checks">
+                <p class="muted">"Run on every captured request: the list shows a badge for each, and can be filtered by signature."</p>
+                <div class="field">
+                    <label for="checks-schema">"JSON Schema"</label>
+                    <textarea id="checks-schema" class="mono" rows="6" spellcheck="false"
+                        placeholder="{\"type\": \"object\", \"required\": [\"event\"]}"
+                        prop:value=schema on:input=move |ev| schema.set(event_target_value(&ev))
+                        aria-invalid=move || error_of("schema")().is_some().to_string()
+                        aria-describedby="checks-schema-error"></textarea>
+                    <p id="checks-schema-error" class="error field-error">{error_of("schema")}</p>
+                </div>
+                <div class="field small-field">
+                    <label for="checks-scheme">"Signature scheme"</label>
+                    <select id="checks-scheme" on:change=move |ev| scheme.set(event_target_value(&ev))>
+                        {[("", "None"), ("standard", "Standard Webhooks"), ("github", "GitHub"), ("stripe", "Stripe")]
+                            .into_iter()
+                            .map(|(v, label)| view! { <option value=v prop:selected=move || scheme.with(|s| s == v)>{label}</option> })
+                            .collect_view()}
+                    </select>
+                </div>
+                <div class="field">
+                    <label for="checks-secret">"Secret"</label>
+                    <input id="checks-secret" class="mono" type="password" autocomplete="off" spellcheck="false"
+                        disabled=move || scheme.with(String::is_empty)
+                        prop:value=secret on:input=move |ev| secret.set(event_target_value(&ev))
+                        aria-invalid=move || error_of("secret")().is_some().to_string()
+                        aria-describedby="checks-secret-hint checks-secret-error"/>
+                    <p id="checks-secret-hint" class="muted small">{secret_state}</p>
+                    <p id="checks-secret-error" class="error field-error">{error_of("secret")}</p>
+                </div>
+                <div class="row">
+                    <button type="submit" class="primary" disabled=saving>
+                        {move || if saving.get() { "Saving…" } else { "Save checks" }}
+                    </button>
+                    {move || saved.get().then(|| view! { <span class="ok" role="status">"Saved: new requests are checked."</span> })}
+                    <p class="error" role="alert">{error_of("form")}</p>
+                </div>
+            </form>
+        </details>
     }
 }
 

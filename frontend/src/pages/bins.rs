@@ -9,9 +9,9 @@ use leptos::task::spawn_local;
 use leptos_router::hooks::use_navigate;
 use send_wrapper::SendWrapper;
 
-use crate::app::{now, set_title};
+use crate::app::set_title;
+use crate::components::Ago;
 use crate::server::{self, ApiError, LiveStream};
-use crate::units;
 
 #[component]
 pub fn BinsPage() -> impl IntoView {
@@ -219,7 +219,6 @@ fn BinRow(
     id: String,
     reload: impl Fn() + Copy + Send + Sync + 'static,
 ) -> impl IntoView {
-    let now = now();
     let bin = {
         let id = id.clone();
         Memo::new(move |_| {
@@ -261,8 +260,8 @@ fn BinRow(
         })
     };
     let last = move || {
-        let at = bin.with(|b| b.as_ref().map(|b| js_sys::Date::parse(&b.last_activity)));
-        at.map(|at| units::ago(at, now.get())).unwrap_or_default()
+        bin.with(|b| b.as_ref().map(|b| b.last_activity.clone()))
+            .map(|at| view! { <Ago at=at/> })
     };
     view! {
         <tr>

@@ -7,16 +7,18 @@
 //! at the bottom, every event of the catalog with its description and example payload.
 
 use api::{
-    AttemptOut, BinIn, BinOut, DeliveryLog, EventList, EventOut, MessageOut, MessageRef,
-    MessageState, TestOutcome, WebhookIn, WebhookList, WebhookOut, WebhookPatch,
+    AttemptOut, BinIn, BinList, BinOut, DeliveryLog, EmitIn, EmitOut, EventList, EventOut,
+    MessageOut, MessageRef, MessageState, TestOutcome, WebhookIn, WebhookList, WebhookOut,
+    WebhookPatch,
 };
 use leptos::html::Dialog;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use send_wrapper::SendWrapper;
+use wasm_bindgen::JsCast;
 
-use crate::app::{now, set_title};
-use crate::components::JsonView;
+use crate::app::set_title;
+use crate::components::{Ago, CopyButton, JsonView};
 use crate::server::{self, ApiError, LiveStream, enc};
 use crate::units;
 
@@ -27,9 +29,30 @@ struct Data {
     webhooks: RwSignal<Option<Result<Vec<WebhookOut>, ApiError>>>,
     /// Bumped when the server says a webhook or a delivery log changed: open logs reload.
     changes: RwSignal<u64>,
+    /// The webhook just saved: its card is scrolled to and highlighted.
+    highlight: RwSignal<Option<String>>,
+    /// Where this server's bins live (`{origin}/b/`, and the prefix of the bins' own URLs when
+    /// the server has a public URL of its own): a webhook URL under one is a bin of this server.
+    bin_prefixes: RwSignal<Vec<String>>,
 }
 
 impl Data {
+    /// The bin of this server a URL points to, if it does.
+    fn bin_of(self, url: &str) -> Option<String> {
+        self.bin_prefixes.with(|prefixes| {
+            prefixes.iter().find_map(|p| {
+                let rest = url.strip_prefix(p.as_str())?;
+                let name = rest.split(['/', '?', '#']).next().unwrap_or("");
+                (!name.is_empty()).then(|| {
+                    js_sys::decode_uri_component(name)
+                        .ok()
+                        .and_then(|n| n.as_string())
+                        .unwrap_or_else(|| name.to_owned())
+                })
+            })
+        })
+    }
+
     fn reload_webhooks(self) {
         spawn_local(async move {
             let res = server::get::<WebhookList>("/api/webhooks")
@@ -72,7 +95,28 @@ pub fn WebhooksPage() -> impl IntoView {
         events: RwSignal::new(None),
         webhooks: RwSignal::new(None),
         changes: RwSignal::new(0),
+        highlight: RwSignal::new(None),
+        bin_prefixes: RwSignal::new(
+            window()
+                .location()
+                .origin()
+                .map(|o| vec![format!("{o}/b/")])
+                .unwrap_or_default(),
+        ),
     };
+    spawn_local(async move {
+        if let Ok(list) = server::get::<BinList>("/api/bins").await {
+            let mut prefixes = data.bin_prefixes.get_untracked();
+            for bin in list.bins {
+                if let Some(p) = bin.url.strip_suffix(&bin.id)
+                    && !prefixes.iter().any(|q| q == p)
+                {
+                    prefixes.push(p.to_owned());
+                }
+            }
+            data.bin_prefixes.set(prefixes);
+        }
+    });
     spawn_local(async move {
         let res = server::get::<EventList>("/api/events")
             .await
@@ -133,8 +177,15 @@ pub fn WebhooksPage() -> impl IntoView {
     }
 }
 
-/// Where a server error belongs in the form.
+/// Where a server error belongs in the form: the API names the field first (`url: ...`).
 fn error_field(e: &ApiError) -> &'static str {
+    let field = e.message.split_once(':').map_or("", |(f, _)| f.trim());
+    match field {
+        "name" => return "name",
+        "url" => return "url",
+        "event" | "events" => return "event",
+        _ => {}
+    }
     let text = format!("{} {}", e.code, e.message).to_ascii_lowercase();
     if text.contains("url") {
         "url"
@@ -144,6 +195,16 @@ fn error_field(e: &ApiError) -> &'static str {
         "event"
     } else {
         "form"
+    }
+}
+
+/// Scrolls to and focuses the element with this id.
+fn focus_id(id: &str) {
+    if let Some(el) = document().get_element_by_id(id) {
+        el.scroll_into_view_with_bool(false);
+        if let Ok(el) = el.dyn_into::<web_sys::HtmlElement>() {
+            let _ = el.focus();
+        }
     }
 }
 
@@ -162,19 +223,20 @@ fn WebhookForm(
         .map_or_else(|| "wh".to_owned(), |id| format!("wh-{id}"));
     let name = RwSignal::new(editing.as_ref().map(|w| w.name.clone()).unwrap_or_default());
     let url = RwSignal::new(editing.as_ref().map(|w| w.url.clone()).unwrap_or_default());
-    let event = RwSignal::new(
+    // Every event the webhook listens to (a multi-select).
+    let events = RwSignal::new(
         editing
             .as_ref()
-            .and_then(|w| w.events.first().cloned())
+            .map(|w| w.events.clone())
             .unwrap_or_default(),
     );
     // A new webhook starts on the catalog's first event.
     Effect::new(move |_| {
-        if event.get_untracked().is_empty()
+        if events.with_untracked(Vec::is_empty)
             && let Some(Ok(list)) = data.events.get()
             && let Some(first) = list.first()
         {
-            event.set(first.slug.clone());
+            events.set(vec![first.slug.clone()]);
         }
     });
     let errors = RwSignal::new(Vec::<(&'static str, String)>::new());
@@ -184,20 +246,62 @@ fn WebhookForm(
     let (saving, set_saving) = signal(false);
     let (making_bin, set_making_bin) = signal(false);
     let (new_bin, set_new_bin) = signal(None::<BinOut>);
+    // A bin made by "Use a new bin" lives only if the webhook is saved with its URL: a Cancel
+    // (or leaving the form any other way) deletes it, so no empty bin is left behind.
+    let kept_bin = StoredValue::new(None::<String>);
+    let drop_bin = move |bin: Option<BinOut>| {
+        if let Some(bin) = bin
+            && kept_bin.get_value().as_deref() != Some(bin.id.as_str())
+        {
+            spawn_local(async move {
+                let _ = server::delete(&format!("/api/bins/{}", enc(&bin.id))).await;
+            });
+        }
+    };
+    on_cleanup(move || drop_bin(new_bin.try_get_untracked().flatten()));
 
     let use_new_bin = move |_| {
         set_making_bin.set(true);
         spawn_local(async move {
             match server::send::<_, BinOut>("POST", "/api/bins", &BinIn::default()).await {
                 Ok(bin) => {
+                    if new_bin.try_get_untracked().is_none() {
+                        // The form is gone already: nobody will use this bin.
+                        drop_bin(Some(bin));
+                        return;
+                    }
                     url.set(bin.url.clone());
                     errors.update(|e| e.retain(|(f, _)| *f != "url"));
+                    // The previous new bin (clicked twice) is not needed either.
+                    drop_bin(new_bin.get_untracked());
                     set_new_bin.set(Some(bin));
                 }
                 Err(e) => errors.update(|errs| errs.push(("url", e.message))),
             }
-            set_making_bin.set(false);
+            let _ = set_making_bin.try_set(false);
         });
+    };
+
+    let id_name = format!("{prefix}-name");
+    let id_url = format!("{prefix}-url");
+    let id_event = format!("{prefix}-event");
+    let field_ids = StoredValue::new([
+        ("name", id_name.clone()),
+        ("url", id_url.clone()),
+        ("event", id_event.clone()),
+    ]);
+    // Shows the errors next to their fields, and takes the user to the first one.
+    let show_errors = move |errs: Vec<(&'static str, String)>| {
+        errors.set(errs);
+        let first = field_ids.with_value(|ids| {
+            ids.iter()
+                .find(|(f, _)| errors.with_untracked(|e| e.iter().any(|(ef, _)| ef == f)))
+                .map(|(_, id)| id.clone())
+        });
+        if let Some(id) = first {
+            // After the error texts are in the DOM.
+            request_animation_frame(move || focus_id(&id));
+        }
     };
 
     let is_edit = edit_id.is_some();
@@ -205,7 +309,7 @@ fn WebhookForm(
         ev.prevent_default();
         let n = name.get_untracked().trim().to_owned();
         let u = url.get_untracked().trim().to_owned();
-        let e = event.get_untracked();
+        let e = events.get_untracked();
         let mut errs = Vec::new();
         if n.chars().count() < 2 {
             errs.push(("name", "Name must be at least 2 characters.".to_owned()));
@@ -214,10 +318,10 @@ fn WebhookForm(
             errs.push(("url", "URL must start with http:// or https://.".to_owned()));
         }
         if e.is_empty() {
-            errs.push(("event", "Choose the event to send.".to_owned()));
+            errs.push(("event", "Choose at least one event to send.".to_owned()));
         }
         if !errs.is_empty() {
-            errors.set(errs);
+            show_errors(errs);
             return;
         }
         errors.set(Vec::new());
@@ -228,8 +332,8 @@ fn WebhookForm(
                 None => {
                     let input = WebhookIn {
                         name: n,
-                        url: u,
-                        event: Some(e),
+                        url: u.clone(),
+                        events: Some(e),
                         ..Default::default()
                     };
                     server::send::<_, WebhookOut>("POST", "/api/webhooks", &input).await
@@ -237,35 +341,50 @@ fn WebhookForm(
                 Some(id) => {
                     let patch = WebhookPatch {
                         name: Some(n),
-                        url: Some(u),
-                        event: Some(e),
+                        url: Some(u.clone()),
+                        events: Some(e),
                         ..Default::default()
                     };
                     let path = format!("/api/webhooks/{}", enc(id));
                     server::send::<_, WebhookOut>("PATCH", &path, &patch).await
                 }
             };
-            set_saving.set(false);
+            let _ = set_saving.try_set(false);
             match res {
-                Ok(_) => {
+                Ok(w) => {
+                    if let Some(bin) = new_bin.try_get_untracked().flatten()
+                        && bin.url == u
+                    {
+                        kept_bin.set_value(Some(bin.id));
+                    }
+                    data.highlight.set(Some(w.id.clone()));
                     data.reload_webhooks();
                     on_done();
                 }
-                Err(e) => errors.set(vec![(error_field(&e), e.message)]),
+                Err(e) => show_errors(vec![(error_field(&e), e.message)]),
             }
         });
     };
 
     let preview = move || {
-        let slug = event.get();
+        let chosen = events.get();
         data.events.with(|e| match e {
-            Some(Ok(list)) => list.iter().find(|e| e.slug == slug).map(|ev| {
-                let text = serde_json::to_string(&ev.example).unwrap_or_default();
-                view! {
-                    <p class="muted">{ev.description.clone()}</p>
-                    <JsonView text=text/>
-                }
-            }),
+            Some(Ok(list)) => Some(
+                list.iter()
+                    .filter(|e| chosen.contains(&e.slug))
+                    .enumerate()
+                    .map(|(i, ev)| {
+                        let text = serde_json::to_string(&ev.example).unwrap_or_default();
+                        view! {
+                            <details class="event-preview" open=i == 0>
+                                <summary>{ev.name.clone()}</summary>
+                                <p class="muted"><Described text=ev.description.clone()/></p>
+                                <JsonView text=text/>
+                            </details>
+                        }
+                    })
+                    .collect_view(),
+            ),
             _ => None,
         })
     };
@@ -277,9 +396,9 @@ fn WebhookForm(
                     let slug = ev.slug.clone();
                     let selected = {
                         let slug = slug.clone();
-                        move || event.with(|e| *e == slug)
+                        move || events.with(|e| e.contains(&slug))
                     };
-                    view! { <option value=slug selected=selected>{ev.name.clone()}</option> }
+                    view! { <option value=slug prop:selected=selected>{ev.name.clone()}</option> }
                 })
                 .collect_view()
                 .into_any(),
@@ -287,10 +406,32 @@ fn WebhookForm(
             None => view! { <option value="">"Loading events…"</option> }.into_any(),
         })
     };
+    let on_events = move |ev: leptos::ev::Event| {
+        let Some(select) = ev
+            .target()
+            .and_then(|t| t.dyn_into::<web_sys::HtmlSelectElement>().ok())
+        else {
+            return;
+        };
+        let chosen = select.selected_options();
+        let picked = (0..chosen.length())
+            .filter_map(|i| chosen.item(i))
+            .filter_map(|o| o.get_attribute("value"))
+            .filter(|v| !v.is_empty())
+            .collect::<Vec<_>>();
+        events.set(picked);
+        errors.update(|e| e.retain(|(f, _)| *f != "event"));
+    };
+    let rows = move || {
+        data.events
+            .with(|e| match e {
+                Some(Ok(list)) => list.len(),
+                _ => 1,
+            })
+            .clamp(2, 8)
+            .to_string()
+    };
 
-    let id_name = format!("{prefix}-name");
-    let id_url = format!("{prefix}-url");
-    let id_event = format!("{prefix}-event");
     view! {
         <form class="card webhook-form" on:submit=submit novalidate
             aria-label=if is_edit { "Edit webhook" } else { "Add New Webhook" }>
@@ -318,8 +459,8 @@ fn WebhookForm(
                 <p id=format!("{id_url}-hint") class="muted">
                     {move || match new_bin.get() {
                         Some(bin) => view! {
-                            "A new bin receives this webhook: "
-                            <a href=format!("/bins/{}", enc(&bin.id))>"open bin " {bin.id.clone()}</a>
+                            "A new bin receives this webhook (kept only if you save): "
+                            <a class="break" href=format!("/bins/{}", enc(&bin.id))>"open bin " {bin.id.clone()}</a>
                         }.into_any(),
                         None => view! { "The endpoint that receives the events. No endpoint yet? Use a new bin." }.into_any(),
                     }}
@@ -328,12 +469,18 @@ fn WebhookForm(
             </div>
             <div class="field">
                 <label for=id_event.clone()>"Event"</label>
-                <select id=id_event.clone() on:change=move |ev| event.set(event_target_value(&ev))
-                    prop:value=event
-                    aria-invalid=move || error_of("event")().is_some().to_string()>
+                <select id=id_event.clone() multiple size=rows on:change=on_events
+                    aria-invalid=move || error_of("event")().is_some().to_string()
+                    aria-describedby=format!("{id_event}-error {id_event}-hint")>
                     {options}
                 </select>
-                <p class="error field-error">{error_of("event")}</p>
+                <p id=format!("{id_event}-hint") class="muted small">
+                    {move || {
+                        let n = events.with(Vec::len);
+                        format!("{} selected. Ctrl-click (⌘-click) to pick several.", units::count(n as u64, "event", "events"))
+                    }}
+                </p>
+                <p id=format!("{id_event}-error") class="error field-error">{error_of("event")}</p>
             </div>
             <div class="field">
                 <span class="label">"Payload preview"</span>
@@ -343,7 +490,7 @@ fn WebhookForm(
                 <button type="submit" class="primary" disabled=saving aria-busy=move || saving.get().to_string()>
                     {move || match (saving.get(), is_edit) {
                         (true, _) => "Saving…",
-                        (false, false) => "Add Webhook",
+                        (false, false) => "Add New Webhook",
                         (false, true) => "Save changes",
                     }}
                 </button>
@@ -354,9 +501,23 @@ fn WebhookForm(
     }
 }
 
+/// An event's description, its `backticked` words shown as code.
+#[component]
+fn Described(text: String) -> impl IntoView {
+    crate::units::backticks(&text)
+        .into_iter()
+        .map(|(code, part)| {
+            if code {
+                view! { <code>{part}</code> }.into_any()
+            } else {
+                part.into_any()
+            }
+        })
+        .collect_view()
+}
+
 #[component]
 fn WebhookCard(data: Data, id: String) -> impl IntoView {
-    let now = now();
     let webhook = {
         let id = id.clone();
         Memo::new(move |_| data.webhook(&id))
@@ -367,21 +528,103 @@ fn WebhookCard(data: Data, id: String) -> impl IntoView {
     let (confirm_delete, set_confirm_delete) = signal(false);
     let (error, set_error) = signal(None::<String>);
     let dialog = NodeRef::<Dialog>::new();
-    let (outcome, set_outcome) = signal(None::<Result<TestOutcome, ApiError>>);
+    let (outcome, set_outcome) = signal(None::<Result<Sent, ApiError>>);
     let api_path = format!("/api/webhooks/{}", enc(&id));
-
+    // Composing: the event to send and its payload, before sending (a webhook with several
+    // events, or "Edit payload").
+    let composing = RwSignal::new(false);
+    let chosen = RwSignal::new(String::new());
+    let payload = RwSignal::new(String::new());
+    let example_of = move |slug: &str| {
+        data.events.with(|e| match e {
+            Some(Ok(list)) => list
+                .iter()
+                .find(|e| e.slug == slug)
+                .map(|e| e.example.clone()),
+            _ => None,
+        })
+    };
+    // Edited: the text is not the catalog's example any more (as JSON, whitespace aside).
+    let edited = move || {
+        let slug = chosen.get();
+        let text = payload.get();
+        match (
+            example_of(&slug),
+            serde_json::from_str::<serde_json::Value>(&text),
+        ) {
+            (Some(example), Ok(v)) => v != example,
+            _ => true,
+        }
+    };
+    let pick = move |slug: String| {
+        let text = example_of(&slug)
+            .and_then(|v| serde_json::to_string_pretty(&v).ok())
+            .unwrap_or_default();
+        payload.set(text);
+        chosen.set(slug);
+    };
+    let open_dialog = move || {
+        if let Some(d) = dialog.get_untracked()
+            && !d.open()
+        {
+            let _ = d.show_modal();
+        }
+    };
+    let compose = move || {
+        let first = webhook.with_untracked(|w| {
+            w.as_ref()
+                .and_then(|w| w.events.first().cloned())
+                .unwrap_or_default()
+        });
+        if chosen.get_untracked().is_empty()
+            || !webhook.with_untracked(|w| {
+                w.as_ref()
+                    .is_some_and(|w| w.events.contains(&chosen.get_untracked()))
+            })
+        {
+            pick(first);
+        }
+        set_outcome.set(None);
+        composing.set(true);
+        open_dialog();
+    };
+    // Sends the chosen event: its catalog example through the test route (the true outcome,
+    // at once), or an edited payload through emit (to every active webhook subscribed to it).
     let send_test = {
         let url = format!("{api_path}/test");
         move || {
+            let slug = chosen.get_untracked();
+            let url = if slug.is_empty() {
+                url.clone()
+            } else {
+                format!("{url}?event={}", enc(&slug))
+            };
+            let custom = composing.get_untracked() && edited();
+            let body = payload.get_untracked();
+            composing.set(false);
             set_outcome.set(None);
-            if let Some(d) = dialog.get_untracked()
-                && !d.open()
-            {
-                let _ = d.show_modal();
-            }
-            let url = url.clone();
+            open_dialog();
             spawn_local(async move {
-                let res = server::post_empty::<TestOutcome>(&url).await;
+                let res = if custom {
+                    match serde_json::from_str::<serde_json::Value>(&body) {
+                        Ok(v) => server::send::<_, EmitOut>(
+                            "POST",
+                            &format!("/api/events/{}/emit", enc(&slug)),
+                            &EmitIn { payload: Some(v) },
+                        )
+                        .await
+                        .map(Sent::Emitted),
+                        Err(e) => Err(ApiError {
+                            status: None,
+                            code: "invalid_json".to_owned(),
+                            message: format!("The payload is not JSON: {e}"),
+                        }),
+                    }
+                } else {
+                    server::post_empty::<TestOutcome>(&url)
+                        .await
+                        .map(Sent::Tested)
+                };
                 let _ = set_outcome.try_set(Some(res));
                 data.reload_webhooks();
             });
@@ -389,8 +632,23 @@ fn WebhookCard(data: Data, id: String) -> impl IntoView {
     };
     let send_test_click = {
         let send_test = send_test.clone();
-        move |_| send_test()
+        move |_| {
+            let several =
+                webhook.with_untracked(|w| w.as_ref().is_some_and(|w| w.events.len() > 1));
+            if several {
+                compose();
+            } else {
+                chosen.set(String::new());
+                send_test();
+            }
+        }
     };
+    let payload_error = move || {
+        serde_json::from_str::<serde_json::Value>(&payload.get())
+            .err()
+            .map(|e| format!("Not JSON: {e}"))
+    };
+    let bin_link = move || webhook.with(|w| w.as_ref().and_then(|w| data.bin_of(&w.url)));
     let toggle_active = {
         let url = api_path.clone();
         move |_| {
@@ -442,6 +700,31 @@ fn WebhookCard(data: Data, id: String) -> impl IntoView {
         }
     };
 
+    // Just saved: scroll to it and highlight it for a moment.
+    let card_ref = NodeRef::<leptos::html::Article>::new();
+    let highlighted = {
+        let id = id.clone();
+        Memo::new(move |_| data.highlight.with(|h| h.as_deref() == Some(id.as_str())))
+    };
+    Effect::new(move |_| {
+        if highlighted.get()
+            && let Some(el) = card_ref.get()
+        {
+            request_animation_frame(move || {
+                el.scroll_into_view_with_bool(true);
+                let _ = el.focus();
+            });
+            set_timeout(
+                move || {
+                    if data.highlight.get_untracked().is_some() {
+                        data.highlight.set(None);
+                    }
+                },
+                std::time::Duration::from_secs(4),
+            );
+        }
+    });
+
     let heading_id = format!("wh-title-{id}");
     let dialog_title = format!("dlg-title-{id}");
     let labelled_by = heading_id.clone();
@@ -456,22 +739,58 @@ fn WebhookCard(data: Data, id: String) -> impl IntoView {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let first_event = move || {
+    let sent_event = move || {
+        let slug = chosen.get();
+        if slug.is_empty() {
+            webhook.with(|w| {
+                w.as_ref()
+                    .and_then(|w| w.events.first())
+                    .map(|s| data.event_name(s))
+                    .unwrap_or_default()
+            })
+        } else {
+            data.event_name(&slug)
+        }
+    };
+    let event_options = move || {
         webhook.with(|w| {
             w.as_ref()
-                .and_then(|w| w.events.first())
-                .map(|s| data.event_name(s))
-                .unwrap_or_default()
+                .map(|w| {
+                    w.events
+                        .iter()
+                        .map(|slug| {
+                            let selected = {
+                                let slug = slug.clone();
+                                move || chosen.with(|c| *c == slug)
+                            };
+                            view! { <option value=slug.clone() prop:selected=selected>{data.event_name(slug)}</option> }
+                        })
+                        .collect_view()
+                })
         })
     };
+    let others = move || {
+        let slug = chosen.get();
+        let me = webhook.with(|w| w.as_ref().map(|w| w.id.clone()));
+        data.webhooks.with(|w| match w {
+            Some(Ok(list)) => list
+                .iter()
+                .filter(|w| w.active && w.events.contains(&slug) && Some(&w.id) != me.as_ref())
+                .map(|w| w.name.clone())
+                .collect::<Vec<_>>(),
+            _ => Vec::new(),
+        })
+    };
+    let dialog_id = format!("dlg-{id}");
+    let event_field = format!("{dialog_id}-event");
+    let payload_field = format!("{dialog_id}-payload");
     let active = move || webhook.with(|w| w.as_ref().is_some_and(|w| w.active));
     let facts = move || {
         webhook.get().map(|w| {
             let last_failure = w.last_failure.clone().map(|f| {
-                let at = js_sys::Date::parse(&f.at);
                 view! {
                     <span class="error-text">{f.reason}</span>
-                    " (" {move || units::ago(at, now.get())} ")"
+                    " (" <Ago at=f.at/> ")"
                 }
                 .into_any()
             });
@@ -479,6 +798,8 @@ fn WebhookCard(data: Data, id: String) -> impl IntoView {
                 <dt>"URL"</dt><dd class="mono break">{w.url.clone()}</dd>
                 <dt>"Event"</dt><dd>{events(&w)}</dd>
                 <dt>"Events sent"</dt><dd>{w.event_count}</dd>
+                <dt>"Signing secret"</dt>
+                <dd><SecretView secret=w.secret.clone()/></dd>
                 <dt>"Last failure"</dt>
                 <dd>{last_failure.unwrap_or_else(|| view! { <span class="muted">"Never"</span> }.into_any())}</dd>
                 {w.disabled_reason.clone().map(|why| view! {
@@ -488,9 +809,21 @@ fn WebhookCard(data: Data, id: String) -> impl IntoView {
         })
     };
     let log_id = id.clone();
+    let id_for_emit = id.clone();
+    // "Send again" repeats what was sent: the same event, the same (edited) payload.
+    let send_test_again = {
+        let send_test = send_test.clone();
+        move || {
+            if matches!(outcome.get_untracked(), Some(Ok(Sent::Emitted(_)))) {
+                composing.set(true);
+            }
+            send_test();
+        }
+    };
 
     view! {
-        <article class="card webhook" aria-labelledby=labelled_by>
+        <article class="card webhook" class:highlight=highlighted aria-labelledby=labelled_by
+            node_ref=card_ref tabindex="-1" data-highlighted=move || highlighted.get().to_string()>
             <div class="webhook-head">
                 <h3 id=heading_id>{field(|w| w.name.clone())}</h3>
                 {move || if active() {
@@ -500,6 +833,10 @@ fn WebhookCard(data: Data, id: String) -> impl IntoView {
                 }}
             </div>
             <dl class="webhook-facts">{facts}</dl>
+            {move || bin_link().map(|bin| view! {
+                <p class="small"><a href=format!("/bins/{}", enc(&bin))>"View in bin"</a>
+                    <span class="muted">" (this URL is a bin of this server)"</span></p>
+            })}
             <div class="actions">
                 <button type="button" class="primary" on:click=send_test_click>"Send Test Event"</button>
                 <button type="button" on:click=move |_| set_editing.update(|e| *e = !*e)
@@ -522,34 +859,141 @@ fn WebhookCard(data: Data, id: String) -> impl IntoView {
         <dialog node_ref=dialog class="outcome" aria-labelledby=dialog_labelled_by>
             <h2 id=dialog_title>"Send Test Event"</h2>
             <p class="muted">
-                {first_event} " → " <span class="mono break">{field(|w| w.url.clone())}</span>
+                {sent_event} " → " <span class="mono break">{field(|w| w.url.clone())}</span>
             </p>
-            {move || match outcome.get() {
-                None => view! { <p class="sending" role="status">"Sending…"</p> }.into_any(),
-                Some(Err(e)) => view! {
-                    <div class="result bad" role="alert">
-                        <p class="verdict">"Could not send the test event"</p>
-                        <p>{e.message}</p>
-                    </div>
-                }.into_any(),
-                Some(Ok(o)) => view! { <OutcomeView o=o/> }.into_any(),
+            {move || if composing.get() {
+                let send_test = send_test.clone();
+                view! {
+                    <form class="compose" aria-label="Event to send" on:submit=move |ev: leptos::ev::SubmitEvent| {
+                        ev.prevent_default();
+                        if payload_error().is_none() {
+                            send_test();
+                        }
+                    }>
+                        <div class="field">
+                            <label for=event_field.clone()>"Event"</label>
+                            <select id=event_field.clone() on:change=move |ev| pick(event_target_value(&ev))>
+                                {event_options}
+                            </select>
+                        </div>
+                        <div class="field">
+                            <label for=payload_field.clone()>"Payload"</label>
+                            <textarea id=payload_field.clone() class="mono payload" rows="10" spellcheck="false"
+                                prop:value=payload on:input=move |ev| payload.set(event_target_value(&ev))
+                                aria-invalid=move || payload_error().is_some().to_string()></textarea>
+                            <p class="error field-error">{payload_error}</p>
+                            <p class="muted small">
+                                {move || if edited() {
+                                    let others = others();
+                                    if others.is_empty() {
+                                        "Edited: sent with emit (as a real event, through the queue); the outcome shows in the delivery log.".to_owned()
+                                    } else {
+                                        format!("Edited: sent with emit, as a real event, so it also goes to {} (every active webhook subscribed to it); the outcome shows in the delivery log.", others.join(", "))
+                                    }
+                                } else {
+                                    "The event's example payload, sent as a test: you see the outcome at once. Edit it to send your own.".to_owned()
+                                }}
+                            </p>
+                        </div>
+                        <div class="row">
+                            <button type="submit" class="primary" disabled=move || payload_error().is_some()>
+                                {move || if edited() { "Send edited payload" } else { "Send test event" }}
+                            </button>
+                        </div>
+                    </form>
+                }.into_any()
+            } else {
+                match outcome.get() {
+                    None => view! { <p class="sending" role="status">"Sending…"</p> }.into_any(),
+                    Some(Err(e)) => view! {
+                        <div class="result bad" role="alert">
+                            <p class="verdict">"Could not send the test event"</p>
+                            <p>{e.message}</p>
+                        </div>
+                    }.into_any(),
+                    Some(Ok(Sent::Tested(o))) => {
+                        let link = bin_link().map(|b| format!("/bins/{}?message={}", enc(&b), enc(&o.message_id)));
+                        view! { <OutcomeView o=o bin_link=link/> }.into_any()
+                    }
+                    Some(Ok(Sent::Emitted(out))) => {
+                        let mine = out.messages.iter().find(|m| m.webhook_id == id_for_emit).map(|m| m.message_id.clone());
+                        let link = bin_link().zip(mine.clone()).map(|(b, m)| format!("/bins/{}?message={}", enc(&b), enc(&m)));
+                        view! {
+                            <div class="result ok" role="status">
+                                <p class="verdict">{format!("Queued: {} for this event.", units::count(out.messages.len() as u64, "message", "messages"))}</p>
+                                {mine.map(|m| view! { <p class="muted small">"This webhook's message " <span class="mono">{m}</span>": follow it in the delivery log."</p> })}
+                                {link.map(|l| view! { <p><a href=l>"View in bin"</a></p> })}
+                            </div>
+                        }.into_any()
+                    }
+                }
             }}
             <div class="row">
-                <button type="button" on:click=move |_| send_test() disabled=move || outcome.get().is_none()>"Send again"</button>
+                <button type="button" on:click=move |_| compose()
+                    disabled=move || composing.get() || outcome.get().is_none()>"Edit payload"</button>
+                <button type="button" on:click=move |_| send_test_again()
+                    disabled=move || composing.get() || outcome.get().is_none()>"Send again"</button>
                 <button type="button" class="primary" on:click=close_dialog>"Close"</button>
             </div>
         </dialog>
     }
 }
 
+/// The webhook's signing secret: hidden until asked for, copyable either way. The receiver
+/// verifies the `webhook-signature` header with it (Standard Webhooks).
+#[component]
+fn SecretView(secret: String) -> impl IntoView {
+    let (shown, set_shown) = signal(false);
+    let masked = {
+        let prefix = secret.split_once('_').map_or("", |(p, _)| p);
+        if prefix.is_empty() {
+            "••••••••••••".to_owned()
+        } else {
+            format!("{prefix}_••••••••••••")
+        }
+    };
+    let text = {
+        let secret = secret.clone();
+        move || {
+            if shown.get() {
+                secret.clone()
+            } else {
+                masked.clone()
+            }
+        }
+    };
+    let copy = Signal::derive(move || secret.clone());
+    view! {
+        <span class="secret">
+            <span class="mono break secret-value" aria-label="Signing secret">{text}</span>
+            <button type="button" class="small" on:click=move |_| set_shown.update(|s| *s = !*s)
+                aria-pressed=move || shown.get().to_string()>
+                {move || if shown.get() { "Hide" } else { "Show" }}
+            </button>
+            <CopyButton text=copy label="Copy" aria_label="Copy the signing secret"/>
+        </span>
+    }
+}
+
+/// What a send from the dialog gave: a test's outcome, or the messages an emit queued.
+#[derive(Clone)]
+enum Sent {
+    Tested(TestOutcome),
+    Emitted(EmitOut),
+}
+
 /// The true outcome of a test send: delivered only on a 2xx, with the status, the duration and
 /// the answer; otherwise the error.
 #[component]
-fn OutcomeView(o: TestOutcome) -> impl IntoView {
+fn OutcomeView(
+    o: TestOutcome,
+    /// The bin that received it, with the request selected, when the URL is a bin of this server.
+    bin_link: Option<String>,
+) -> impl IntoView {
     let status = o.status.map(|s| format!("HTTP {s}"));
     let summary = match (&status, o.delivered) {
-        (Some(s), _) => format!("{s} in {} ms", o.duration_ms),
-        (None, _) => format!("No answer after {} ms", o.duration_ms),
+        (Some(s), _) => format!("{s} in {}", units::millis(o.duration_ms)),
+        (None, _) => format!("No answer after {}", units::millis(o.duration_ms)),
     };
     let response = o.response_body.clone().filter(|b| !b.is_empty());
     let class = if o.delivered {
@@ -568,7 +1012,8 @@ fn OutcomeView(o: TestOutcome) -> impl IntoView {
                 <p class="label">"Response"</p>
                 <pre class="code mono response">{r}</pre>
             })}
-            <p class="muted small">"Message id " <span class="mono">{o.message_id}</span></p>
+            <p class="muted small">"Message id " <span class="mono message-id">{o.message_id}</span></p>
+            {bin_link.map(|l| view! { <p><a href=l>"View in bin"</a></p> })}
         </div>
     }
 }
@@ -704,11 +1149,11 @@ fn MessageRow(
     let resendable = matches!(m.state, MessageState::Failed | MessageState::Delivered);
     view! {
         <tr>
-            <td>{m.created_at.clone()}</td>
+            <td><Ago at=m.created_at.clone()/></td>
             <td>{data.event_name(&m.event)}</td>
             <td><span class=class>{label}</span></td>
             <td class="num">{m.attempts}</td>
-            <td>{m.next_attempt_at.clone().unwrap_or_default()}</td>
+            <td>{m.next_attempt_at.clone().map(|at| view! { <Ago at=at/> })}</td>
             <td class="error-text">{m.error.clone().unwrap_or_default()}</td>
             <td>
                 {resendable.then(|| view! {
@@ -744,14 +1189,14 @@ fn AttemptRow(data: Data, a: AttemptOut) -> impl IntoView {
     };
     view! {
         <tr>
-            <td>{a.started_at.clone()}</td>
+            <td><Ago at=a.started_at.clone()/></td>
             <td>{data.event_name(&a.event)}</td>
             <td class="num">{a.attempt}</td>
             <td>{trigger}</td>
             <td>{status}</td>
-            <td class="num">{format!("{} ms", a.duration_ms)}</td>
+            <td class="num">{units::millis(a.duration_ms)}</td>
             <td class="mono break small">{detail}</td>
-            <td>{a.next_attempt_at.clone().unwrap_or_default()}</td>
+            <td>{a.next_attempt_at.clone().map(|at| view! { <Ago at=at/> })}</td>
         </tr>
     }
 }
@@ -775,7 +1220,7 @@ fn EventCatalog(data: Data) -> impl IntoView {
                         view! {
                             <article class="event card" id=anchor>
                                 <h3>{ev.name}" "<code class="slug">{ev.slug}</code></h3>
-                                <p>{ev.description}</p>
+                                <p><Described text=ev.description/></p>
                                 <details>
                                     <summary>"Example payload"</summary>
                                     <JsonView text=text/>
