@@ -523,6 +523,7 @@ impl Store for RedisStore {
                     request.stored_bytes().to_string().as_bytes(),
                     if truncated { b"1" } else { b"0" },
                     self.limits.max_bytes.to_string().as_bytes(),
+                    self.limits.max_requests_per_bin.to_string().as_bytes(),
                 ],
             )
             .await?;

@@ -75,14 +75,15 @@ return {'created', snap(name)}
 /// Stores one request: the next sequence number, the request (its sequence number written into
 /// the encoded bytes at offset 17), the ledger entry, counters, both caps, the TTL and the live
 /// event, atomically. ARGV: 5 name, 6 encoded request (sequence number zero), 7 stored bytes,
-/// 8 truncated (0/1), 9 byte budget. Returns `{'ok', seq}` or `{'nobin'}`.
+/// 8 truncated (0/1), 9 byte budget, 10 the server's requests per bin. Returns `{'ok', seq}` or `{'nobin'}`.
 const CAPTURE: &str = r#"
 reap()
 local name = ARGV[5]
 if not alive(name) then return {'nobin'} end
 local bk = bkey(name)
 local b = redis.call('HMGET', bk, 'id', 'maxr')
-local id, maxr = b[1], tonumber(b[2])
+-- A bin's limit, within this instance's (one started with a lower limit applies it).
+local id, maxr = b[1], math.min(tonumber(b[2]), tonumber(ARGV[10]))
 local seq = redis.call('HINCRBY', bk, 'seq', 1)
 local raw = ARGV[6]
 local data = string.sub(raw, 1, 17) .. le64(seq) .. string.sub(raw, 26)
