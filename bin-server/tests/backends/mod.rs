@@ -107,10 +107,6 @@ impl RedisServer {
         s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
     }
 
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// `redis://127.0.0.1:PORT/?prefix=...`
     pub fn url(&self, prefix: &str) -> String {
         format!("redis://127.0.0.1:{}/?prefix={prefix}", self.port)
@@ -124,7 +120,8 @@ impl RedisServer {
         }
     }
 
-    /// Starts it again on the same port.
+    /// Starts it again on the same port (used by `redis_store.rs`, not by every test crate).
+    #[allow(dead_code)]
     pub fn restart(&mut self) {
         self.stop();
         self.run();

@@ -182,6 +182,7 @@ return {'ok', n}
 /// - `page` (7 after, 8 before, 9 limit; exclusive bounds, `-inf`/`+inf` for none): newest
 ///   first, with the count of the range; limit -1: the whole range;
 /// - `seq` (7 seq) / `uuid` (7 the id's 16 bytes): one request.
+///
 /// Returns `{'ok', n, evl, evb, matched, members...}` or `{'nobin'}`.
 const READ: &str = r#"
 local name = ARGV[5]
