@@ -319,3 +319,45 @@ async fn redis_down_answers_503_and_the_server_recovers_by_itself() {
     assert_eq!(ack["seq"], 1, "Redis came back empty");
     all.until("after").await;
 }
+
+/// The live feed's connection dropped (Redis itself stays up): the reader subscribes again by
+/// itself and every subscriber, of a bin and of all bins, hears `Resync` (so `wait` rereads the
+/// store from its cursor and SSE clients reload); events after that flow again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_live_feed_resubscribes_and_tells_subscribers_to_resync() {
+    use bin_server::store::{
+        BinName, BinSettings, LiveEvent, NewCapture, RawHeaders, RedisStore, Store, StoreLimits,
+    };
+    let redis = RedisServer::start();
+    let s = RedisStore::open(&redis.url("feed:"), StoreLimits::default())
+        .await
+        .unwrap();
+    let bin = BinName::parse("f").unwrap();
+    s.create_bin(Some(bin.clone()), BinSettings::default())
+        .await
+        .unwrap();
+    let mut rx = s.live().subscribe(&bin);
+    let mut all = s.live().subscribe_all();
+    let killed = redis.command(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    assert_eq!(
+        killed.trim(),
+        ":1",
+        "one pub/sub connection per instance: {killed}"
+    );
+    for r in [&mut rx, &mut all] {
+        let ev = within("a resync", r.recv()).await.unwrap();
+        assert!(matches!(ev, LiveEvent::Resync), "{ev:?}");
+    }
+    let c = NewCapture::new(
+        "GET",
+        "/",
+        None,
+        &RawHeaders::new(),
+        0,
+        "127.0.0.1:1".parse().unwrap(),
+    );
+    s.capture("f", c).await.unwrap();
+    let ev = within("the next capture", rx.recv()).await.unwrap();
+    assert!(matches!(ev, LiveEvent::Captured { request, .. } if request.seq == 1));
+    s.health().await.unwrap();
+}
