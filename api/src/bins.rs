@@ -273,7 +273,9 @@ pub struct ResyncEvent {
     /// How many live events this subscriber fell behind by (0 when unknown).
     pub missed: u64,
     /// Why, when it is not falling behind: `last_event_id_ahead` (the client's `Last-Event-ID`
-    /// is past anything the bin ever held: the bin was re-created, or a memory store restarted).
+    /// is past anything the bin ever held: the bin was re-created, or a memory store restarted),
+    /// `live_feed_restarted` (the server's live feed from a shared Redis reconnected: events
+    /// may have been missed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }

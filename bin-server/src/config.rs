@@ -57,8 +57,9 @@ pub struct ServeArgs {
     #[arg(long, env = "HOOKBIN_PORT", default_value_t = 8080)]
     pub port: u16,
     /// Where bins and requests live: `memory` (lost on restart), `sqlite:PATH` (one file on this
-    /// machine, created if missing; survives restarts and kill -9), or `redis://HOST:PORT[/DB]`
-    /// (several instances share bins, live streams and waits). See the README's "Storage".
+    /// machine, created if missing; survives restarts and kill -9), or
+    /// `redis://[:PASSWORD@]HOST:PORT[/DB][?prefix=P]` (several instances share bins, live
+    /// streams and waits; keys under P, default `hookbin:`). See the README's "Storage".
     #[arg(long, env = "HOOKBIN_STORE", default_value = "memory")]
     pub store: crate::store::StoreUrl,
     /// Base URL of this server as browsers and senders reach it (e.g. https://hooks.example.com):

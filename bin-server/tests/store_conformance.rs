@@ -1,5 +1,5 @@
 //! One conformance suite for the store seam: the same test functions run against every backend
-//! (`memory::`, `sqlite::`, `redis::`). A backend passes when it keeps every promise the API
+//! (`memory::`, `sqlite::`, `redis::`; the last starts its own `redis-server`). A backend passes when it keeps every promise the API
 //! makes about bins and requests: exact per-bin caps and eviction counters, the byte budget,
 //! `--max-bins`, TTL, named bins, settings, cursors and filters, live events, byte-exact
 //! requests, and unique increasing sequence numbers under concurrent captures.
@@ -800,3 +800,4 @@ macro_rules! conformance {
 
 conformance!(memory, backends::Memory);
 conformance!(sqlite, backends::Sqlite::new());
+conformance!(redis, backends::Redis::new());

@@ -309,20 +309,24 @@ fn write_live(
     all_bins: bool,
     metrics: &Metrics,
 ) -> Flow {
-    let ev = match incoming {
-        Incoming::Event(ev) => ev,
-        Incoming::Lagged(missed) => {
-            metrics.sse_resyncs.fetch_add(1, Relaxed);
-            out.put(json_frame(
-                "resync",
-                &api::ResyncEvent {
-                    missed,
-                    reason: None,
-                },
-            ));
-            return Flow::Continue;
-        }
+    let (missed, reason) = match incoming {
+        Incoming::Event(LiveEvent::Resync) => (0, Some("live_feed_restarted".to_owned())),
+        Incoming::Event(ev) => return write_event_of(ev, out, after_seq, all_bins, metrics),
+        Incoming::Lagged(missed) => (missed, None),
     };
+    metrics.sse_resyncs.fetch_add(1, Relaxed);
+    out.put(json_frame("resync", &api::ResyncEvent { missed, reason }));
+    Flow::Continue
+}
+
+/// [`write_live`] of one store event other than a resync.
+fn write_event_of(
+    ev: LiveEvent,
+    out: &mut BytesMut,
+    after_seq: u64,
+    all_bins: bool,
+    metrics: &Metrics,
+) -> Flow {
     let (name, bin, id, end) = match ev {
         LiveEvent::Captured {
             bin,
@@ -341,6 +345,7 @@ fn write_live(
         LiveEvent::Deleted { bin, id } => ("deleted", bin, Some(id.to_string()), false),
         LiveEvent::Cleared { bin } => ("cleared", bin, None, false),
         LiveEvent::BinDeleted { bin } => ("bin_deleted", bin, None, !all_bins),
+        LiveEvent::Resync => return Flow::Continue,
     };
     let data = api::DeletedEvent {
         bin: bin.to_string(),

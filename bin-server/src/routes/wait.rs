@@ -341,8 +341,9 @@ async fn wait(
                     return Err(gone(&bin));
                 }
                 Ok(LiveEvent::Deleted { .. } | LiveEvent::Cleared { .. }) => {}
-                // Missed events: what was captured meanwhile is in the store.
-                Err(RecvError::Lagged(_)) => {
+                // Missed events (fell behind, or the live feed reconnected): what was
+                // captured meanwhile is in the store.
+                Ok(LiveEvent::Resync) | Err(RecvError::Lagged(_)) => {
                     if let Some(r) = scan(&state, &bin, m, &mut seen).await? {
                         return Ok(Json(request_out(&bin, &r, true)));
                     }

@@ -90,6 +90,16 @@ impl LiveHub {
         }
     }
 
+    /// Tells every subscriber (of each bin and of all bins) that the live feed was interrupted
+    /// and events may have been missed ([`LiveEvent::Resync`]): each rereads the store from
+    /// its cursor. A backend whose feed comes from a server calls this after reconnecting.
+    pub fn resync_all(&self) {
+        for tx in self.bins.iter() {
+            let _ = tx.send(LiveEvent::Resync);
+        }
+        let _ = self.all.send(LiveEvent::Resync);
+    }
+
     /// Subscriptions open on this instance (each bin's and all bins').
     pub fn subscribers(&self) -> usize {
         self.all.receiver_count()

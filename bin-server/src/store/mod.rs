@@ -22,9 +22,11 @@ mod captured;
 pub mod codec;
 mod live;
 mod memory;
+mod redis;
 mod search;
 mod sqlite;
 
+pub use self::redis::RedisStore;
 /// Implementations of [`Store`] outside this crate use this attribute (no dependency of their
 /// own to keep in step).
 pub use async_trait::async_trait;
@@ -206,6 +208,10 @@ pub enum LiveEvent {
     BinDeleted {
         bin: BinName,
     },
+    /// This instance's live feed was interrupted (a Redis backend reconnected): events may
+    /// have been missed. Subscribers reread the store from their cursor (`wait`) or tell their
+    /// client to reload (SSE `resync`), as when they fall behind.
+    Resync,
 }
 
 /// A captured request's wire forms for live streams, each rendered at most once per event: the
@@ -367,7 +373,8 @@ pub enum StoreUrl {
     Memory,
     /// `sqlite:PATH`: one file, created if missing.
     Sqlite(std::path::PathBuf),
-    /// `redis://HOST:PORT[/DB]` (or `rediss://`): shared by every instance that names it.
+    /// `redis://[:PASSWORD@]HOST:PORT[/DB][?prefix=P]`: shared by every instance that names it
+    /// (keys under the prefix, `hookbin:` by default).
     Redis(String),
 }
 
@@ -383,8 +390,14 @@ impl std::str::FromStr for StoreUrl {
                 return Err("sqlite: needs a file path, e.g. sqlite:hookbin.db".into());
             }
             Ok(Self::Sqlite(path.into()))
-        } else if s.starts_with("redis://") || s.starts_with("rediss://") {
+        } else if s.starts_with("redis://") {
             Ok(Self::Redis(s.to_owned()))
+        } else if s.starts_with("rediss://") {
+            Err(
+                "rediss:// (Redis over TLS) is not built into this server: use redis:// on a \
+                 trusted network, or a TLS tunnel to the server"
+                    .into(),
+            )
         } else {
             Err(format!(
                 "unknown store {s:?}: use memory, sqlite:PATH or redis://HOST:PORT[/DB]"
@@ -415,8 +428,8 @@ pub async fn open(url: &StoreUrl, limits: StoreLimits) -> Result<Arc<dyn Store>,
                 .map_err(|e| StoreError::Unavailable(format!("{url}: {e}")))?
                 .map(|s| Arc::new(s) as Arc<dyn Store>)
         }
-        StoreUrl::Redis(_) => Err(StoreError::Unavailable(format!(
-            "{url}: this backend is not built yet"
-        ))),
+        StoreUrl::Redis(u) => RedisStore::open(u, limits)
+            .await
+            .map(|s| Arc::new(s) as Arc<dyn Store>),
     }
 }

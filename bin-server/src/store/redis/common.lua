@@ -1,0 +1,150 @@
+-- Shared by every script of the Redis store (prepended to each). All keys hang off the prefix
+-- in ARGV[1]; the layout is described in mod.rs. ARGV[2]: the caller's clock (ms since the
+-- epoch), ARGV[3]: the idle TTL in ms (0: none), ARGV[4]: extra ms a bin's keys outlive the TTL
+-- (Redis frees them by itself if no instance reaps the bin first). Script arguments start at 5.
+local P = ARGV[1]
+local NOW = tonumber(ARGV[2])
+local TTL = tonumber(ARGV[3])
+local GRACE = tonumber(ARGV[4])
+local STATS = P .. 'stats'
+local BINS = P .. 'bins'
+local LEDGER = P .. 'ledger'
+local ACCT = P .. 'acct'
+local LIVE = P .. 'live'
+
+local function bkey(name) return P .. 'b:' .. name end
+local function rkey(id) return P .. 'r:' .. id end
+local function ikey(id) return P .. 'i:' .. id end
+
+-- The snapshot fields of a bin, in the order mod.rs reads them.
+local SNAP = {'id', 'created', 'act', 'settings', 'tok', 'maxr', 'maxb', 'seq', 'n', 'bytes',
+  'evl', 'evb', 'sver'}
+
+local function snap(name)
+  return redis.call('HMGET', bkey(name), unpack(SNAP))
+end
+
+-- The bin's counters as the reaper needs them once its own keys may be gone.
+local function sync_acct(name)
+  local b = redis.call('HMGET', bkey(name), 'id', 'n', 'bytes')
+  if b[1] then
+    redis.call('HSET', ACCT, name, b[1] .. ':' .. b[2] .. ':' .. b[3])
+  end
+end
+
+-- Every key of a bin expires TTL + GRACE after its last activity.
+local function touch(name, id)
+  if TTL > 0 then
+    local ms = TTL + GRACE
+    redis.call('PEXPIRE', bkey(name), ms)
+    redis.call('PEXPIRE', rkey(id), ms)
+    redis.call('PEXPIRE', ikey(id), ms)
+  end
+end
+
+-- Removes a bin, its requests, their ledger entries and their weight in the totals. Its
+-- counters come from ACCT, so this is exact even when Redis already expired the bin's keys.
+local function drop_bin(name)
+  local bk = bkey(name)
+  local id = redis.call('HGET', bk, 'id')
+  if id then
+    local ms = redis.call('ZRANGE', rkey(id), 0, -1, 'WITHSCORES')
+    for i = 2, #ms, 2 do
+      redis.call('ZREM', LEDGER, id .. ':' .. ms[i] .. ':' .. name)
+    end
+    redis.call('DEL', bk, rkey(id), ikey(id))
+  end
+  local acct = redis.call('HGET', ACCT, name)
+  if acct then
+    local n, bytes = string.match(acct, '^%d+:(%-?%d+):(%-?%d+)$')
+    redis.call('HINCRBY', STATS, 'requests', 0 - tonumber(n))
+    redis.call('HINCRBY', STATS, 'bytes', 0 - tonumber(bytes))
+    redis.call('HDEL', ACCT, name)
+  end
+  redis.call('ZREM', BINS, name)
+end
+
+local function gone(name)
+  drop_bin(name)
+  redis.call('PUBLISH', LIVE, 'x' .. name)
+end
+
+-- Deletes up to 64 bins idle for longer than the TTL; returns how many.
+local function reap()
+  if TTL == 0 then return 0 end
+  local names = redis.call('ZRANGEBYSCORE', BINS, '-inf', '(' .. (NOW - TTL), 'LIMIT', 0, 64)
+  for _, name in ipairs(names) do gone(name) end
+  return #names
+end
+
+-- Whether the bin exists and is not past its TTL (one that is gets deleted now).
+local function alive(name)
+  local act = redis.call('HGET', bkey(name), 'act')
+  if not act then
+    if redis.call('ZSCORE', BINS, name) then gone(name) end
+    return false
+  end
+  if TTL > 0 and tonumber(act) < NOW - TTL then
+    gone(name)
+    return false
+  end
+  return true
+end
+
+-- Removes one stored request's weight (its member was already taken out of the bin's set) and
+-- counts it under `counter` ('evl', 'evb') when it was evicted.
+local function forget(name, id, member, seq, counter)
+  local uuid = string.sub(member, 2, 17)
+  local v = redis.call('HGET', ikey(id), uuid)
+  local size = 0
+  if v then size = tonumber(string.match(v, ':(%d+)$')) end
+  redis.call('HDEL', ikey(id), uuid)
+  redis.call('ZREM', LEDGER, id .. ':' .. seq .. ':' .. name)
+  local bk = bkey(name)
+  redis.call('HINCRBY', bk, 'n', -1)
+  redis.call('HINCRBY', bk, 'bytes', 0 - size)
+  redis.call('HINCRBY', STATS, 'requests', -1)
+  redis.call('HINCRBY', STATS, 'bytes', 0 - size)
+  if counter then
+    redis.call('HINCRBY', bk, counter, 1)
+    redis.call('HINCRBY', STATS, counter, 1)
+  end
+  sync_acct(name)
+end
+
+-- Evicts the oldest requests of the bin beyond `max`.
+local function trim(name, id, max)
+  local n = tonumber(redis.call('HGET', bkey(name), 'n'))
+  while n > max do
+    local popped = redis.call('ZPOPMIN', rkey(id))
+    if #popped == 0 then break end
+    forget(name, id, popped[1], popped[2], 'evl')
+    n = n - 1
+  end
+end
+
+-- Evicts the oldest requests across bins until the byte budget holds. Ledger entries of
+-- requests already gone (their bin expired in Redis before any instance reaped it) are skipped.
+local function enforce_budget(max)
+  local bytes = tonumber(redis.call('HGET', STATS, 'bytes') or '0')
+  while bytes > max do
+    local e = redis.call('ZPOPMIN', LEDGER)
+    if #e == 0 then break end
+    local id, seq, name = string.match(e[1], '^(%d+):(%d+):(.+)$')
+    local m = redis.call('ZRANGEBYSCORE', rkey(id), seq, seq)
+    if #m > 0 then
+      redis.call('ZREMRANGEBYSCORE', rkey(id), seq, seq)
+      forget(name, id, m[1], seq, 'evb')
+      bytes = tonumber(redis.call('HGET', STATS, 'bytes'))
+    end
+  end
+end
+
+local function le64(n)
+  local t = {}
+  for i = 1, 8 do
+    t[i] = string.char(n % 256)
+    n = math.floor(n / 256)
+  end
+  return table.concat(t)
+end

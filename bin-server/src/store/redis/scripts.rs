@@ -1,0 +1,223 @@
+//! The Lua scripts of the Redis store: each operation that changes more than one key is one
+//! script (atomic, one round trip). [`COMMON`] is prepended to each.
+
+use redis::Script;
+
+const COMMON: &str = include_str!("common.lua");
+
+/// Every script, loaded once per store (by SHA; reloaded by the client after `NOSCRIPT`).
+pub struct Scripts {
+    pub create: Script,
+    pub capture: Script,
+    pub get: Script,
+    pub list: Script,
+    pub delete_bin: Script,
+    pub delete_request: Script,
+    pub clear: Script,
+    pub read: Script,
+    pub stats: Script,
+    pub reap: Script,
+}
+
+impl Scripts {
+    pub fn new() -> Self {
+        let s = |body: &str| Script::new(&format!("{COMMON}\n{body}"));
+        Self {
+            create: s(CREATE),
+            capture: s(CAPTURE),
+            get: s(GET),
+            list: s(LIST),
+            delete_bin: s(DELETE_BIN),
+            delete_request: s(DELETE_REQUEST),
+            clear: s(CLEAR),
+            read: s(READ),
+            stats: s(STATS),
+            reap: s(REAP),
+        }
+    }
+}
+
+/// Creates (`create`) or creates-or-updates (`put`) a bin. ARGV: 5 name, 6 settings JSON
+/// (without the token hash), 7 token hash (hex, or empty), 8 max requests, 9 max body bytes,
+/// 10 max bins, 11 mode. Returns `{status, snapshot}` with status `created`, `updated`,
+/// `exists` or `full`.
+const CREATE: &str = r#"
+reap()
+local name = ARGV[5]
+local bk = bkey(name)
+local maxr = tonumber(ARGV[8])
+if alive(name) then
+  if ARGV[11] == 'create' then return {'exists'} end
+  -- Who may reach a bin is fixed when it is created: the token hash stays.
+  redis.call('HSET', bk, 'settings', ARGV[6], 'maxr', ARGV[8], 'maxb', ARGV[9], 'act', NOW)
+  redis.call('HINCRBY', bk, 'sver', 1)
+  local id = redis.call('HGET', bk, 'id')
+  trim(name, id, maxr)
+  redis.call('ZADD', BINS, NOW, name)
+  sync_acct(name)
+  touch(name, id)
+  redis.call('PUBLISH', LIVE, 's' .. name)
+  return {'updated', snap(name)}
+end
+if redis.call('ZCARD', BINS) >= tonumber(ARGV[10]) then return {'full'} end
+local id = redis.call('HINCRBY', STATS, 'ids', 1)
+redis.call('HSET', bk, 'id', id, 'created', NOW, 'act', NOW, 'settings', ARGV[6],
+  'tok', ARGV[7], 'maxr', ARGV[8], 'maxb', ARGV[9], 'seq', 0, 'n', 0, 'bytes', 0, 'evl', 0,
+  'evb', 0, 'sver', 1)
+redis.call('ZADD', BINS, NOW, name)
+sync_acct(name)
+touch(name, id)
+-- An instance that cached a bin of this name before it was deleted drops it.
+redis.call('PUBLISH', LIVE, 's' .. name)
+return {'created', snap(name)}
+"#;
+
+/// Stores one request: the next sequence number, the request (its sequence number written into
+/// the encoded bytes at offset 17), the ledger entry, counters, both caps, the TTL and the live
+/// event, atomically. ARGV: 5 name, 6 encoded request (sequence number zero), 7 stored bytes,
+/// 8 truncated (0/1), 9 byte budget, 10 the server's requests per bin. Returns `{'ok', seq}` or `{'nobin'}`.
+const CAPTURE: &str = r#"
+reap()
+local name = ARGV[5]
+if not alive(name) then return {'nobin'} end
+local bk = bkey(name)
+local b = redis.call('HMGET', bk, 'id', 'maxr')
+-- A bin's limit, within this instance's (one started with a lower limit applies it).
+local id, maxr = b[1], math.min(tonumber(b[2]), tonumber(ARGV[10]))
+local seq = redis.call('HINCRBY', bk, 'seq', 1)
+local raw = ARGV[6]
+local data = string.sub(raw, 1, 17) .. le64(seq) .. string.sub(raw, 26)
+local size = tonumber(ARGV[7])
+redis.call('ZADD', rkey(id), seq, data)
+redis.call('HSET', ikey(id), string.sub(data, 2, 17), seq .. ':' .. size)
+local arrival = redis.call('HINCRBY', STATS, 'arrivals', 1)
+redis.call('ZADD', LEDGER, arrival, id .. ':' .. seq .. ':' .. name)
+redis.call('HINCRBY', bk, 'n', 1)
+redis.call('HINCRBY', bk, 'bytes', size)
+redis.call('HINCRBY', STATS, 'captures', 1)
+redis.call('HINCRBY', STATS, 'requests', 1)
+redis.call('HINCRBY', STATS, 'bytes', size)
+if ARGV[8] == '1' then redis.call('HINCRBY', STATS, 'truncated', 1) end
+trim(name, id, maxr)
+enforce_budget(tonumber(ARGV[9]))
+redis.call('HSET', bk, 'act', NOW)
+redis.call('ZADD', BINS, NOW, name)
+sync_acct(name)
+touch(name, id)
+redis.call('PUBLISH', LIVE, 'c' .. name .. '\n' .. data)
+return {'ok', seq}
+"#;
+
+/// ARGV: 5 name. Returns `{'ok', snapshot}` or `{'nobin'}`.
+const GET: &str = r#"
+if not alive(ARGV[5]) then return {'nobin'} end
+return {'ok', snap(ARGV[5])}
+"#;
+
+/// Returns `{name, snapshot, ...}` of every bin.
+const LIST: &str = r#"
+while reap() == 64 do end
+local out = {}
+for _, name in ipairs(redis.call('ZRANGE', BINS, 0, -1)) do
+  local s = snap(name)
+  if s[1] then
+    out[#out + 1] = name
+    out[#out + 1] = s
+  end
+end
+return out
+"#;
+
+/// ARGV: 5 name. Returns `{'ok'}` or `{'nobin'}`.
+const DELETE_BIN: &str = r#"
+if not alive(ARGV[5]) then return {'nobin'} end
+gone(ARGV[5])
+return {'ok'}
+"#;
+
+/// ARGV: 5 name, 6 `seq` or `uuid`, 7 the sequence number or the 16 bytes of the id. Returns
+/// `{'ok'}`, `{'nobin'}` or `{'noreq'}`.
+const DELETE_REQUEST: &str = r#"
+local name = ARGV[5]
+if not alive(name) then return {'nobin'} end
+local id = redis.call('HGET', bkey(name), 'id')
+local seq
+if ARGV[6] == 'seq' then
+  seq = ARGV[7]
+else
+  local v = redis.call('HGET', ikey(id), ARGV[7])
+  if not v then return {'noreq'} end
+  seq = string.match(v, '^(%d+):')
+end
+local m = redis.call('ZRANGEBYSCORE', rkey(id), seq, seq)
+if #m == 0 then return {'noreq'} end
+redis.call('ZREMRANGEBYSCORE', rkey(id), seq, seq)
+forget(name, id, m[1], seq, nil)
+redis.call('PUBLISH', LIVE, 'd' .. name .. '\n' .. string.sub(m[1], 2, 17))
+return {'ok'}
+"#;
+
+/// ARGV: 5 name. Returns `{'ok', how many}` or `{'nobin'}`.
+const CLEAR: &str = r#"
+local name = ARGV[5]
+if not alive(name) then return {'nobin'} end
+local bk = bkey(name)
+local b = redis.call('HMGET', bk, 'id', 'n', 'bytes')
+local id, n, bytes = b[1], tonumber(b[2]), tonumber(b[3])
+local ms = redis.call('ZRANGE', rkey(id), 0, -1, 'WITHSCORES')
+for i = 2, #ms, 2 do
+  redis.call('ZREM', LEDGER, id .. ':' .. ms[i] .. ':' .. name)
+end
+redis.call('DEL', rkey(id), ikey(id))
+redis.call('HSET', bk, 'n', 0, 'bytes', 0)
+redis.call('HINCRBY', STATS, 'requests', 0 - n)
+redis.call('HINCRBY', STATS, 'bytes', 0 - bytes)
+sync_acct(name)
+redis.call('PUBLISH', LIVE, 'C' .. name)
+return {'ok', n}
+"#;
+
+/// Reads a bin's requests. ARGV: 5 name, 6 mode, then by mode:
+/// - `after` (7 seq, 8 limit): oldest first above seq;
+/// - `page` (7 after, 8 before, 9 limit; exclusive bounds, `-inf`/`+inf` for none): newest
+///   first, with the count of the range; limit -1: the whole range;
+/// - `seq` (7 seq) / `uuid` (7 the id's 16 bytes): one request.
+///
+/// Returns `{'ok', n, evl, evb, matched, members...}` or `{'nobin'}`.
+const READ: &str = r#"
+local name = ARGV[5]
+if not alive(name) then return {'nobin'} end
+local b = redis.call('HMGET', bkey(name), 'id', 'n', 'evl', 'evb')
+local r = rkey(b[1])
+local out = {'ok', b[2], b[3], b[4], 0}
+local ms
+local mode = ARGV[6]
+if mode == 'after' then
+  ms = redis.call('ZRANGEBYSCORE', r, '(' .. ARGV[7], '+inf', 'LIMIT', 0, ARGV[8])
+elseif mode == 'page' then
+  out[5] = redis.call('ZCOUNT', r, ARGV[7], ARGV[8])
+  ms = redis.call('ZREVRANGEBYSCORE', r, ARGV[8], ARGV[7], 'LIMIT', 0, ARGV[9])
+else
+  local seq = ARGV[7]
+  if mode == 'uuid' then
+    local v = redis.call('HGET', ikey(b[1]), ARGV[7])
+    if not v then return out end
+    seq = string.match(v, '^(%d+):')
+  end
+  ms = redis.call('ZRANGEBYSCORE', r, seq, seq)
+end
+for _, m in ipairs(ms) do out[#out + 1] = m end
+return out
+"#;
+
+/// Returns `{bins, requests, bytes, captures, evl, evb, truncated}`.
+const STATS: &str = r#"
+reap()
+local s = redis.call('HMGET', STATS, 'requests', 'bytes', 'captures', 'evl', 'evb', 'truncated')
+return {redis.call('ZCARD', BINS), s[1], s[2], s[3], s[4], s[5], s[6]}
+"#;
+
+/// Deletes idle bins; returns how many (at most 64 a call).
+const REAP: &str = r#"
+return reap()
+"#;
