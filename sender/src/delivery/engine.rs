@@ -1,439 +1,24 @@
-//! The delivery engine: sends signed messages, retries them, and logs every attempt.
-//!
-//! # How a message travels
-//! [`Delivery::enqueue`] records the message in its webhook's log and spawns one task for it.
-//! The task waits for a slot of its webhook (a per-webhook semaphore: that FIFO wait *is* the
-//! per-endpoint queue), then for a slot of the whole engine (a global semaphore bounding
-//! in-flight requests), then makes one attempt: a POST signed per Standard Webhooks with a
-//! fresh timestamp. The answer decides:
-//! - 2xx: delivered;
-//! - network error, timeout, 408, 429, 5xx: retried after the next delay of the schedule (plus
-//!   up to 20 % jitter, and no sooner than a `Retry-After` answer asks), until the schedule is
-//!   used up, then failed;
-//! - 410 Gone: failed, and the webhook is disabled;
-//! - anything else (3xx: redirects are not followed; other 4xx): failed, no retry;
-//! - refused by the outbound policy (see [`crate::outbound`]; the target is checked before
-//!   sending and its addresses when connecting): failed, no retry (the policy would refuse it
-//!   again), the refusal naming the address and the policy as the attempt's error.
-//!
-//! While a message waits for its retry it holds no slot, so a dead endpoint costs the others
-//! nothing but the slots its own in-flight attempts hold (at most `max_in_flight_per_webhook`).
-//! A message ends delivered or failed (kept in the log, resendable); on shutdown the messages
-//! still pending or scheduled are reported in [`ShutdownReport`].
-//!
-//! # Bounds (all in [`DeliveryConfig`])
-//! - `max_pending_per_webhook`: messages of one webhook not yet finished. At the bound a new
-//!   message is not queued: it is logged as failed ("queue full") at once and can be resent.
-//! - `max_messages_per_webhook`: messages kept in a webhook's log. Past it the oldest finished
-//!   message is dropped and counted in `evicted_messages` (it can no longer be resent).
-//! - `max_attempts_per_webhook`: attempts kept in a webhook's log; oldest dropped first and
-//!   counted in `evicted_attempts`.
-//! - `max_in_flight` and `max_in_flight_per_webhook`: concurrent requests.
-//! - Response excerpts are cut at 4 KiB.
+//! The engine: tasks that move each message through its webhook's queue, attempts, the
+//! [`decide`](super::decide) step and the logs.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::str::FromStr;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use rand::Rng;
 use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::outbound::{self, Outbound, OutboundClient};
+use super::DeliveryConfig;
+use super::attempt::{Verdict, checked_client, send_checked};
+use super::decision::{Attempted, Decision, RetryPolicy, decide};
+use super::log::{EndpointLog, Message, attempt_out, millis};
+use crate::outbound::{Outbound, OutboundClient};
 use crate::registry::{Registry, Webhook};
-use crate::signing::{SignedHeaders, unix_now};
-
-/// How much of a response body is kept in the log: enough to read an error page, bounded so a
-/// huge answer cannot fill memory.
-pub const RESPONSE_EXCERPT_BYTES: usize = 4096;
-
-/// The engine's settings.
-#[derive(Debug, Clone)]
-pub struct DeliveryConfig {
-    /// Delays before the 2nd, 3rd, ... attempt. Empty: no retries.
-    pub retry_schedule: Vec<Duration>,
-    pub connect_timeout: Duration,
-    /// Whole attempt: connect, send, answer headers and the excerpt of its body.
-    pub request_timeout: Duration,
-    pub max_in_flight: usize,
-    pub max_in_flight_per_webhook: usize,
-    pub max_pending_per_webhook: usize,
-    pub max_messages_per_webhook: usize,
-    pub max_attempts_per_webhook: usize,
-    /// Failed messages in a row that disable a webhook; 0 never disables.
-    pub disable_after_failures: u32,
-    /// The longest `Retry-After` honoured; longer asks are cut to it so one answer cannot park a
-    /// message forever.
-    pub max_retry_after: Duration,
-    pub user_agent: String,
-}
-
-impl Default for DeliveryConfig {
-    fn default() -> Self {
-        Self {
-            retry_schedule: default_schedule(),
-            connect_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(15),
-            max_in_flight: 256,
-            max_in_flight_per_webhook: 4,
-            max_pending_per_webhook: 1000,
-            max_messages_per_webhook: 1000,
-            max_attempts_per_webhook: 500,
-            disable_after_failures: 5,
-            max_retry_after: Duration::from_secs(24 * 3600),
-            user_agent: format!("hookbin-sender/{}", env!("CARGO_PKG_VERSION")),
-        }
-    }
-}
-
-/// 5s, 5m, 30m, 2h, 5h, 10h, 10h: about 28 hours in all, so a receiver down for a day still
-/// gets its messages.
-pub fn default_schedule() -> Vec<Duration> {
-    parse_schedule("5s,5m,30m,2h,5h,10h,10h").expect("valid default")
-}
-
-/// Why a retry schedule or a duration could not be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{text}`: {problem}")]
-pub struct DurationError {
-    pub text: String,
-    pub problem: &'static str,
-}
-
-/// Reads `500ms`, `5s`, `5m`, `2h`, `1d`.
-pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
-    let t = text.trim();
-    let fail = |problem| DurationError {
-        text: text.to_owned(),
-        problem,
-    };
-    let split = t
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or(fail("needs a unit: ms, s, m, h or d"))?;
-    let (digits, unit) = t.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| fail("must start with a number"))?;
-    let unit_ms: u64 = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return Err(fail("unit must be ms, s, m, h or d")),
-    };
-    n.checked_mul(unit_ms)
-        .map(Duration::from_millis)
-        .ok_or(fail("too long"))
-}
-
-/// Reads a comma-separated schedule such as `1s,1s,2s`. `none` (or an empty text) means no
-/// retries.
-pub fn parse_schedule(text: &str) -> Result<Vec<Duration>, DurationError> {
-    let t = text.trim();
-    if t.is_empty() || t == "none" {
-        return Ok(Vec::new());
-    }
-    t.split(',').map(parse_duration).collect()
-}
-
-/// The delay before the next attempt after `failed` failed attempts of a run (1 = the first
-/// attempt failed), or `None` when the schedule is used up.
-///
-/// Jitter adds up to 20 % so that messages failing together do not come back together; the
-/// delay never goes below the schedule's. A `Retry-After` longer than that wins, up to
-/// `max_retry_after`.
-pub fn retry_delay(
-    schedule: &[Duration],
-    failed: u32,
-    retry_after: Option<Duration>,
-    max_retry_after: Duration,
-    rng: &mut impl Rng,
-) -> Option<Duration> {
-    let base = *schedule.get(usize::try_from(failed).ok()?.checked_sub(1)?)?;
-    let jitter = base.mul_f64(rng.gen_range(0.0..=0.2));
-    let delay = base + jitter;
-    Some(match retry_after {
-        Some(asked) => delay.max(asked.min(max_retry_after)),
-        None => delay,
-    })
-}
-
-/// Reads a `Retry-After` value: seconds, or an HTTP date (then relative to `now`).
-pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
-    let v = value.trim();
-    if let Ok(secs) = u64::from_str(v) {
-        return Some(Duration::from_secs(secs));
-    }
-    let date = DateTime::parse_from_rfc2822(v).ok()?;
-    Some(
-        (date.with_timezone(&Utc) - now)
-            .to_std()
-            .unwrap_or(Duration::ZERO),
-    )
-}
-
-/// What one attempt found, before it is logged.
-#[derive(Debug, Clone)]
-pub struct AttemptResult {
-    pub started_at: DateTime<Utc>,
-    pub request_headers: Vec<api::Header>,
-    pub request_body_size: u64,
-    pub status: Option<u16>,
-    pub duration: Duration,
-    pub response_body: Option<String>,
-    pub error: Option<String>,
-    pub retry_after: Option<Duration>,
-    pub verdict: Verdict,
-}
-
-/// What an attempt means for its message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// 2xx.
-    Delivered,
-    /// Network error, timeout, 408, 429 or 5xx: worth another try.
-    Retry,
-    /// 410 Gone: the receiver asks us to stop; the webhook gets disabled.
-    Gone,
-    /// Any other answer (3xx, 4xx): retrying would get the same answer.
-    Fail,
-}
-
-fn verdict_for(status: u16) -> Verdict {
-    match status {
-        200..=299 => Verdict::Delivered,
-        408 | 429 | 500..=599 => Verdict::Retry,
-        410 => Verdict::Gone,
-        _ => Verdict::Fail,
-    }
-}
-
-fn status_error(status: u16) -> String {
-    let reason = reqwest::StatusCode::from_u16(status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-        .unwrap_or("");
-    match status {
-        300..=399 => format!("HTTP {status} {reason}: redirects are not followed"),
-        _ => format!("HTTP {status} {reason}").trim_end().to_owned(),
-    }
-}
-
-/// The sender CLI's HTTP client (`sender send`, a local tool: unrestricted, system proxies
-/// honoured): timeouts set, redirects never followed (a redirect is a failure per Standard
-/// Webhooks). The engine uses an [`OutboundClient`] instead, which adds the outbound policy.
-pub fn http_client(connect_timeout: Duration, user_agent: &str) -> reqwest::Client {
-    reqwest::Client::builder()
-        .connect_timeout(connect_timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .tcp_nodelay(true)
-        .user_agent(user_agent)
-        .build()
-        .expect("the TLS backend initialises")
-}
-
-/// The engine's HTTP clients: [`http_client`]'s settings, under the outbound policy.
-pub fn checked_client(
-    outbound: &Outbound,
-    connect_timeout: Duration,
-    user_agent: &str,
-) -> OutboundClient {
-    outbound.client(|b| b.connect_timeout(connect_timeout).user_agent(user_agent))
-}
-
-/// Describes a transport error with its causes ("connection refused", "operation timed out").
-fn describe(e: &reqwest::Error, timeout: Duration) -> String {
-    if e.is_timeout() {
-        return format!("timed out after {} ms", timeout.as_millis());
-    }
-    let kind = if e.is_connect() {
-        "connection failed"
-    } else if e.is_request() || e.is_body() {
-        "request failed"
-    } else {
-        "error"
-    };
-    let mut text = kind.to_owned();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        // hyper-util's "client error (Connect)" only repeats the kind.
-        if !text.contains(&s_text) && !s_text.starts_with("client error (") {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    if text == kind {
-        text = format!("{kind}: {e}");
-    }
-    text
-}
-
-/// Sends one signed POST and reads at most [`RESPONSE_EXCERPT_BYTES`] of the answer
-/// (unrestricted: the CLI's direct send).
-pub async fn send_attempt(
-    client: &reqwest::Client,
-    timeout: Duration,
-    url: &str,
-    secret: &crate::signing::Secret,
-    message_id: &str,
-    body: Bytes,
-) -> AttemptResult {
-    attempt(client.post(url), timeout, secret, message_id, body).await
-}
-
-/// [`send_attempt`] under the outbound policy: a refused target is an attempt that failed
-/// (verdict [`Verdict::Fail`]: the policy will refuse it again, so it is not retried), with the
-/// refusal, naming the address and the policy, as its error.
-pub async fn send_checked(
-    client: &OutboundClient,
-    timeout: Duration,
-    url: &str,
-    secret: &crate::signing::Secret,
-    message_id: &str,
-    body: Bytes,
-) -> AttemptResult {
-    // Saved URLs were parsed when saved, so a parse error cannot happen here; it would fail
-    // the same way every time.
-    let refused = match reqwest::Url::parse(url) {
-        Err(e) => format!("url {url:?} is not a URL: {e}"),
-        Ok(parsed) => match client.prepare(parsed).await {
-            Ok(prepared) => {
-                let request = prepared.request(reqwest::Method::POST);
-                return attempt(request, timeout, secret, message_id, body).await;
-            }
-            Err(refused) => refused.to_string(),
-        },
-    };
-    let mut result = attempt_result(secret, message_id, &body);
-    result.error = Some(refused);
-    result.verdict = Verdict::Fail;
-    result
-}
-
-/// The start of an attempt's record: when, and the headers it sends.
-fn attempt_result(
-    secret: &crate::signing::Secret,
-    message_id: &str,
-    body: &Bytes,
-) -> AttemptResult {
-    AttemptResult {
-        started_at: Utc::now(),
-        request_headers: signed_headers(secret, message_id, body),
-        request_body_size: body.len() as u64,
-        status: None,
-        duration: Duration::ZERO,
-        response_body: None,
-        error: None,
-        retry_after: None,
-        verdict: Verdict::Retry,
-    }
-}
-
-fn signed_headers(
-    secret: &crate::signing::Secret,
-    message_id: &str,
-    body: &Bytes,
-) -> Vec<api::Header> {
-    let signed = SignedHeaders::new(&[secret], message_id, unix_now(), body);
-    let mut headers = vec![api::Header {
-        name: "content-type".into(),
-        value: "application/json".into(),
-    }];
-    for (name, value) in signed.pairs() {
-        headers.push(api::Header {
-            name: name.into(),
-            value,
-        });
-    }
-    headers
-}
-
-async fn attempt(
-    request: reqwest::RequestBuilder,
-    timeout: Duration,
-    secret: &crate::signing::Secret,
-    message_id: &str,
-    body: Bytes,
-) -> AttemptResult {
-    let mut result = attempt_result(secret, message_id, &body);
-    let mut request = request.timeout(timeout);
-    for h in &result.request_headers {
-        request = request.header(h.name.as_str(), h.value.as_str());
-    }
-    let start = Instant::now();
-    match request.body(body).send().await {
-        Err(e) => match outbound::refusal(&e) {
-            Some(refused) => {
-                result.error = Some(refused.to_string());
-                result.verdict = Verdict::Fail;
-            }
-            None => result.error = Some(describe(&e, timeout)),
-        },
-        Ok(mut response) => {
-            let status = response.status().as_u16();
-            result.status = Some(status);
-            result.verdict = verdict_for(status);
-            result.retry_after = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| parse_retry_after(v, Utc::now()));
-            let mut excerpt: Vec<u8> = Vec::new();
-            let mut body_error = None;
-            while excerpt.len() < RESPONSE_EXCERPT_BYTES {
-                match response.chunk().await {
-                    Ok(Some(chunk)) => {
-                        let room = RESPONSE_EXCERPT_BYTES - excerpt.len();
-                        excerpt.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        body_error = Some(describe(&e, timeout));
-                        break;
-                    }
-                }
-            }
-            result.response_body = Some(String::from_utf8_lossy(&excerpt).into_owned());
-            if result.verdict != Verdict::Delivered {
-                result.error = Some(status_error(status));
-            } else if let Some(e) = body_error {
-                // The 2xx status counts; an answer cut short afterwards is noted, not failed.
-                result.error = Some(format!("delivered, but reading the answer failed: {e}"));
-            }
-        }
-    }
-    result.duration = start.elapsed();
-    result
-}
-
-/// Wraps a payload in the webhook's envelope.
-pub fn message_body(
-    envelope: api::Envelope,
-    event: &str,
-    payload: &serde_json::Value,
-    at: DateTime<Utc>,
-) -> Bytes {
-    let value = match envelope {
-        api::Envelope::Flat => serde_json::to_vec(payload),
-        api::Envelope::Standard => serde_json::to_vec(&serde_json::json!({
-            "type": event,
-            "timestamp": crate::rfc3339(at),
-            "data": payload,
-        })),
-    };
-    Bytes::from(value.expect("a JSON value serialises"))
-}
-
-// ---------------------------------------------------------------------------------------------
-// The engine.
+use rand::Rng;
 
 /// Why the engine refused a request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -527,95 +112,6 @@ struct Endpoint {
     changed: Notify,
     // std Mutex: every use is a short update with no `.await` inside.
     log: Mutex<EndpointLog>,
-}
-
-#[derive(Default)]
-struct EndpointLog {
-    /// Messages by creation sequence (oldest first), for listing and eviction.
-    messages: BTreeMap<u64, Message>,
-    by_id: HashMap<Arc<str>, u64>,
-    next_seq: u64,
-    /// Messages not finished (pending or scheduled).
-    pending: usize,
-    /// Oldest first.
-    attempts: VecDeque<api::AttemptOut>,
-    evicted_attempts: u64,
-    evicted_messages: u64,
-}
-
-struct Message {
-    id: Arc<str>,
-    event: Arc<str>,
-    body: Bytes,
-    created_at: DateTime<Utc>,
-    state: api::MessageState,
-    attempts: u32,
-    next_attempt_at: Option<DateTime<Utc>>,
-    error: Option<String>,
-}
-
-impl Message {
-    fn to_out(&self, webhook_id: &str) -> api::MessageOut {
-        api::MessageOut {
-            id: self.id.to_string(),
-            webhook_id: webhook_id.to_owned(),
-            event: self.event.to_string(),
-            state: self.state,
-            attempts: self.attempts,
-            created_at: crate::rfc3339(self.created_at),
-            next_attempt_at: self.next_attempt_at.map(crate::rfc3339),
-            error: self.error.clone(),
-            body_size: self.body.len() as u64,
-        }
-    }
-
-    fn finished(&self) -> bool {
-        matches!(
-            self.state,
-            api::MessageState::Delivered | api::MessageState::Failed
-        )
-    }
-}
-
-impl EndpointLog {
-    fn message_mut(&mut self, id: &str) -> Option<&mut Message> {
-        let seq = *self.by_id.get(id)?;
-        self.messages.get_mut(&seq)
-    }
-
-    /// Adds a message; returns the ids of finished messages evicted to stay in bound.
-    fn insert(&mut self, message: Message, max: usize) -> Vec<Arc<str>> {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.by_id.insert(message.id.clone(), seq);
-        self.messages.insert(seq, message);
-        let mut evicted = Vec::new();
-        while self.messages.len() > max {
-            let Some(oldest_finished) = self
-                .messages
-                .iter()
-                .find(|(_, m)| m.finished())
-                .map(|(&s, _)| s)
-            else {
-                // Only unfinished messages left; they are bounded by max_pending_per_webhook.
-                break;
-            };
-            if let Some(m) = self.messages.remove(&oldest_finished) {
-                self.by_id.remove(&m.id);
-                self.evicted_messages += 1;
-                evicted.push(m.id);
-            }
-        }
-        evicted
-    }
-
-    fn push_attempt(&mut self, attempt: api::AttemptOut, max: usize) {
-        self.attempts.push_back(attempt);
-        while self.attempts.len() > max {
-            self.attempts.pop_front();
-            self.evicted_attempts += 1;
-        }
-    }
 }
 
 impl Delivery {
@@ -1030,19 +526,25 @@ impl Delivery {
             drop(global);
             drop(slot);
 
-            let mut next = None;
-            if result.verdict == Verdict::Retry {
-                failed += 1;
-                next = retry_delay(
-                    &config.retry_schedule,
-                    failed,
-                    result.retry_after,
-                    config.max_retry_after,
-                    &mut rand::thread_rng(),
-                );
-            }
-            let next_at =
-                next.map(|d| Utc::now() + chrono::Duration::from_std(d).unwrap_or_default());
+            let decision = decide(
+                Attempted {
+                    verdict: result.verdict,
+                    error: result.error.as_deref(),
+                    retry_after: result.retry_after,
+                },
+                failed,
+                RetryPolicy {
+                    schedule: &config.retry_schedule,
+                    max_retry_after: config.max_retry_after,
+                },
+                rand::thread_rng().gen_range(0.0..=1.0),
+            );
+            let next_at = match &decision {
+                Decision::Retry { delay } => {
+                    Some(Utc::now() + chrono::Duration::from_std(*delay).unwrap_or_default())
+                }
+                _ => None,
+            };
             let attempt = attempt_out(&id, &webhook, &event, number, trigger, &result, next_at);
             {
                 let mut log = lock(&endpoint.log);
@@ -1058,18 +560,19 @@ impl Delivery {
                 registry
                     .note_failed_attempt(&webhook.id, result.error.as_deref().unwrap_or("failed"));
             }
-            match (result.verdict, next) {
-                (Verdict::Delivered, _) => {
+            match decision {
+                Decision::Deliver => {
                     self.finish(&endpoint, &id, None);
                     return;
                 }
-                (Verdict::Gone, _) => {
-                    registry.disable(&webhook.id, "the endpoint answered 410 Gone");
-                    self.finish(&endpoint, &id, result.error);
+                Decision::Disable { error, reason } => {
+                    registry.disable(&webhook.id, &reason);
+                    self.finish(&endpoint, &id, Some(error));
                     endpoint.changed.notify_waiters();
                     return;
                 }
-                (Verdict::Retry, Some(delay)) => {
+                Decision::Retry { delay } => {
+                    failed += 1;
                     if !self.sleep_before_retry(&endpoint, delay).await {
                         return;
                     }
@@ -1080,16 +583,8 @@ impl Delivery {
                     self.shared.registry.touch();
                     trigger = api::AttemptTrigger::Scheduled;
                 }
-                (Verdict::Retry, None) => {
-                    let error = format!(
-                        "gave up after {failed} failed attempts: {}",
-                        result.error.as_deref().unwrap_or("failed")
-                    );
+                Decision::Fail { error } => {
                     self.finish(&endpoint, &id, Some(error));
-                    return;
-                }
-                (Verdict::Fail, _) => {
-                    self.finish(&endpoint, &id, result.error);
                     return;
                 }
             }
@@ -1120,39 +615,6 @@ impl Delivery {
     }
 }
 
-fn attempt_out(
-    message_id: &str,
-    webhook: &Webhook,
-    event: &str,
-    number: u32,
-    trigger: api::AttemptTrigger,
-    result: &AttemptResult,
-    next_at: Option<DateTime<Utc>>,
-) -> api::AttemptOut {
-    api::AttemptOut {
-        id: crate::random_id("atm_"),
-        message_id: message_id.to_owned(),
-        webhook_id: webhook.id.clone(),
-        event: event.to_owned(),
-        attempt: number,
-        trigger,
-        started_at: crate::rfc3339(result.started_at),
-        url: webhook.url.clone(),
-        request_headers: result.request_headers.clone(),
-        request_body_size: result.request_body_size,
-        delivered: result.verdict == Verdict::Delivered,
-        status: result.status,
-        duration_ms: millis(result.duration),
-        response_body: result.response_body.clone(),
-        error: result.error.clone(),
-        next_attempt_at: next_at.map(crate::rfc3339),
-    }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
 /// Locks a std Mutex, going on after a panic elsewhere: every critical section here assigns
 /// whole values, so a poisoned lock holds consistent data.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -1166,119 +628,10 @@ mod tests {
     use axum::extract::State;
     use axum::http::{HeaderMap, StatusCode};
     use axum::response::{IntoResponse, Response};
-    use rand::SeedableRng;
-    use rand::rngs::StdRng;
+    use crate::signing::unix_now;
+    use std::collections::VecDeque;
 
     const SECOND: Duration = Duration::from_secs(1);
-
-    // -- Pure functions ------------------------------------------------------------------------
-
-    #[test]
-    fn schedules_and_durations_parse() {
-        assert_eq!(
-            default_schedule(),
-            [5, 300, 1800, 7200, 18000, 36000, 36000].map(Duration::from_secs)
-        );
-        assert_eq!(
-            parse_schedule(" 1s,1s,2s ").unwrap(),
-            [1, 1, 2].map(Duration::from_secs)
-        );
-        assert!(parse_schedule("none").unwrap().is_empty());
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("1d").unwrap(), Duration::from_secs(86400));
-        assert_eq!(parse_schedule("1s,,2s").unwrap_err().text, "");
-        assert_eq!(
-            parse_duration("5").unwrap_err().problem,
-            "needs a unit: ms, s, m, h or d"
-        );
-        assert_eq!(
-            parse_duration("5y").unwrap_err().to_string(),
-            "`5y`: unit must be ms, s, m, h or d"
-        );
-        assert!(parse_duration("s").is_err());
-        assert!(parse_duration("99999999999999999999h").is_err());
-    }
-
-    #[test]
-    fn retry_delays_stay_within_jitter_bounds() {
-        let schedule = [SECOND, 10 * SECOND];
-        let cap = Duration::from_secs(3600);
-        let mut rng = StdRng::seed_from_u64(7);
-        let (mut low, mut high) = (Duration::MAX, Duration::ZERO);
-        for _ in 0..2000 {
-            let d = retry_delay(&schedule, 2, None, cap, &mut rng).unwrap();
-            assert!(d >= 10 * SECOND && d <= 12 * SECOND, "{d:?}");
-            low = low.min(d);
-            high = high.max(d);
-        }
-        // The jitter really spreads the retries.
-        assert!(low < Duration::from_millis(10_200) && high > Duration::from_millis(11_800));
-        let first = retry_delay(&schedule, 1, None, cap, &mut rng).unwrap();
-        assert!(first >= SECOND && first <= Duration::from_millis(1200));
-        assert_eq!(retry_delay(&schedule, 3, None, cap, &mut rng), None);
-        assert_eq!(retry_delay(&[], 1, None, cap, &mut rng), None);
-        // Retry-After wins when longer, is capped, and never shortens the schedule.
-        assert_eq!(
-            retry_delay(&schedule, 1, Some(60 * SECOND), cap, &mut rng),
-            Some(60 * SECOND)
-        );
-        assert_eq!(
-            retry_delay(&schedule, 1, Some(cap * 10), cap, &mut rng),
-            Some(cap)
-        );
-        let d = retry_delay(&schedule, 2, Some(SECOND), cap, &mut rng).unwrap();
-        assert!(d >= 10 * SECOND);
-    }
-
-    #[test]
-    fn retry_after_reads_seconds_and_http_dates() {
-        let now = DateTime::parse_from_rfc3339("2015-10-21T07:27:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        assert_eq!(parse_retry_after("120", now), Some(120 * SECOND));
-        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now),
-            Some(60 * SECOND)
-        );
-        // A date in the past means "now".
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(parse_retry_after("soon", now), None);
-        assert_eq!(parse_retry_after("-5", now), None);
-    }
-
-    #[test]
-    fn verdicts_follow_the_spec() {
-        assert_eq!(verdict_for(204), Verdict::Delivered);
-        for s in [408, 429, 500, 502, 503, 504] {
-            assert_eq!(verdict_for(s), Verdict::Retry, "{s}");
-        }
-        assert_eq!(verdict_for(410), Verdict::Gone);
-        for s in [301, 302, 400, 401, 404, 422] {
-            assert_eq!(verdict_for(s), Verdict::Fail, "{s}");
-        }
-        assert_eq!(
-            status_error(302),
-            "HTTP 302 Found: redirects are not followed"
-        );
-        assert_eq!(status_error(503), "HTTP 503 Service Unavailable");
-    }
-
-    #[test]
-    fn envelopes_shape_the_body() {
-        let payload = serde_json::json!({"payment_id": 1});
-        let at = Utc::now();
-        let flat = message_body(api::Envelope::Flat, "payment_received", &payload, at);
-        assert_eq!(&flat[..], br#"{"payment_id":1}"#);
-        let std = message_body(api::Envelope::Standard, "payment_received", &payload, at);
-        let v: serde_json::Value = serde_json::from_slice(&std).unwrap();
-        assert_eq!(v["type"], "payment_received");
-        assert_eq!(v["data"], payload);
-        assert_eq!(v["timestamp"], crate::rfc3339(at));
-    }
 
     // -- A receiver whose answers are scripted -------------------------------------------------
 
