@@ -23,6 +23,7 @@ pub mod client;
 pub mod config;
 pub mod delivery;
 pub mod outbound;
+pub mod queue;
 pub mod registry;
 pub mod signing;
 

@@ -624,11 +624,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::signing::unix_now;
     use crate::{Hooks, HooksConfig};
     use axum::extract::State;
     use axum::http::{HeaderMap, StatusCode};
     use axum::response::{IntoResponse, Response};
-    use crate::signing::unix_now;
     use std::collections::VecDeque;
 
     const SECOND: Duration = Duration::from_secs(1);
