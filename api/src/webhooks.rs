@@ -251,6 +251,10 @@ pub struct AttemptOut {
     pub trigger: AttemptTrigger,
     /// RFC 3339, UTC.
     pub started_at: String,
+    /// When the attempt was due (RFC 3339, UTC): a retry's scheduled time. A `started_at` well
+    /// after it means the attempt went late (the server was down or busy); it is never dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_at: Option<String>,
     pub url: String,
     pub request_headers: Vec<Header>,
     pub request_body_size: u64,

@@ -129,6 +129,7 @@ async fn send(args: &[String]) {
     // Warm-up: connections opened, code paths hot.
     hooks
         .emit("payment_received", Some(payload.clone()))
+        .await
         .unwrap();
     wait_until(&hooks, webhooks as u64, &delivered).await;
 
@@ -138,6 +139,7 @@ async fn send(args: &[String]) {
     for _ in 0..rounds {
         hooks
             .emit("payment_received", Some(payload.clone()))
+            .await
             .unwrap();
     }
     let emitted = start.elapsed();

@@ -94,6 +94,7 @@ impl HooksError {
             HooksError::Delivery(DeliveryError::WebhookDisabled(_)) => 409,
             HooksError::Delivery(DeliveryError::QueueFull(..)) => 429,
             HooksError::Delivery(DeliveryError::ShuttingDown) => 503,
+            HooksError::Delivery(DeliveryError::QueueUnavailable(_)) => 503,
             HooksError::UnknownEvent(_) => 404,
             HooksError::NotSubscribed { .. } => 422,
             HooksError::PayloadTooLarge(..) => 413,
@@ -113,6 +114,7 @@ impl HooksError {
             HooksError::Delivery(DeliveryError::WebhookDisabled(_)) => "webhook_disabled",
             HooksError::Delivery(DeliveryError::QueueFull(..)) => "queue_full",
             HooksError::Delivery(DeliveryError::ShuttingDown) => "shutting_down",
+            HooksError::Delivery(DeliveryError::QueueUnavailable(_)) => "store_unavailable",
             HooksError::UnknownEvent(_) => "event_not_found",
             HooksError::NotSubscribed { .. } => "not_subscribed",
             HooksError::PayloadTooLarge(..) => "payload_too_large",
@@ -218,8 +220,9 @@ impl Hooks {
             .ok_or_else(|| RegistryError::NotFound(id_or_name.to_owned()).into())
     }
 
-    /// `PATCH /api/webhooks/{id}`.
-    pub fn update_webhook(
+    /// `PATCH /api/webhooks/{id}`. Switching a webhook off ends its queued messages before
+    /// this returns.
+    pub async fn update_webhook(
         &self,
         id_or_name: &str,
         patch: api::WebhookPatch,
@@ -229,15 +232,15 @@ impl Hooks {
             self.check_url(url)?;
         }
         let updated = self.registry.update(&id, patch)?;
-        self.delivery.webhook_changed(&id);
+        self.delivery.webhook_changed(&id).await;
         Ok(updated.to_out())
     }
 
     /// `DELETE /api/webhooks/{id}`: its unfinished messages end failed.
-    pub fn delete_webhook(&self, id_or_name: &str) -> Result<api::WebhookOut, HooksError> {
+    pub async fn delete_webhook(&self, id_or_name: &str) -> Result<api::WebhookOut, HooksError> {
         let id = self.find(id_or_name)?.id;
         let removed = self.registry.remove(&id)?;
-        self.delivery.webhook_removed(&id);
+        self.delivery.webhook_removed(&id).await;
         Ok(removed.to_out())
     }
 
@@ -271,7 +274,7 @@ impl Hooks {
     ///
     /// A given payload is sent as is, not checked against the event's schema: sending payloads
     /// a receiver does not expect is part of testing it.
-    pub fn emit(
+    pub async fn emit(
         &self,
         slug: &str,
         payload: Option<serde_json::Value>,
@@ -305,7 +308,7 @@ impl Hooks {
                     })
                     .clone(),
             };
-            let id = self.delivery.enqueue(&webhook, slug, body)?;
+            let id = self.delivery.enqueue(&webhook, slug, body).await?;
             out.message_ids.push(id.clone());
             out.messages.push(api::MessageRef {
                 message_id: id,
@@ -326,8 +329,14 @@ impl Hooks {
     }
 
     /// `POST /api/deliveries/{id}/resend` (`id` is a message id).
-    pub fn resend(&self, message_id: &str) -> Result<api::MessageRef, HooksError> {
-        Ok(self.delivery.resend(message_id)?)
+    pub async fn resend(&self, message_id: &str) -> Result<api::MessageRef, HooksError> {
+        Ok(self.delivery.resend(message_id).await?)
+    }
+
+    /// Starts the delivery engine (see [`Delivery::start`]); the server calls it when it
+    /// starts serving, so retries kept in a persistent store go out after a restart.
+    pub fn start(&self) {
+        self.delivery.start();
     }
 
     /// Stops deliveries; see [`Delivery::shutdown`].

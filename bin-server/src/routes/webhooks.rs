@@ -73,7 +73,7 @@ async fn update(
     Path(id): Path<String>,
     ApiJson(patch): ApiJson<api::WebhookPatch>,
 ) -> Result<Json<api::WebhookOut>, ApiError> {
-    Ok(Json(state.hooks.update_webhook(&id, patch)?))
+    Ok(Json(state.hooks.update_webhook(&id, patch).await?))
 }
 
 async fn remove(
@@ -81,7 +81,7 @@ async fn remove(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<api::WebhookOut>, ApiError> {
-    Ok(Json(state.hooks.delete_webhook(&id)?))
+    Ok(Json(state.hooks.delete_webhook(&id).await?))
 }
 
 #[derive(Deserialize)]
@@ -106,7 +106,7 @@ async fn emit(
 ) -> Result<(StatusCode, Json<api::EmitOut>), ApiError> {
     Ok((
         StatusCode::ACCEPTED,
-        Json(state.hooks.emit(&slug, input.payload)?),
+        Json(state.hooks.emit(&slug, input.payload).await?),
     ))
 }
 
@@ -140,7 +140,7 @@ async fn resend(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<api::MessageRef>), ApiError> {
-    Ok((StatusCode::ACCEPTED, Json(state.hooks.resend(&id)?)))
+    Ok((StatusCode::ACCEPTED, Json(state.hooks.resend(&id).await?)))
 }
 
 /// How often a client is told at most that something changed: each `changed` event makes it

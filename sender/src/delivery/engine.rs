@@ -1,13 +1,14 @@
 //! The engine: tasks that move each message through its webhook's queue, attempts, the
 //! [`decide`](super::decide) step and the logs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -15,8 +16,9 @@ use tokio_util::task::TaskTracker;
 use super::DeliveryConfig;
 use super::attempt::{Verdict, checked_client, send_checked};
 use super::decision::{Attempted, Decision, RetryPolicy, decide};
-use super::log::{EndpointLog, Message, attempt_out, millis};
+use super::log::{AttemptTimes, EndpointLog, Message, attempt_out, millis};
 use crate::outbound::{Outbound, OutboundClient};
+use crate::queue::{DeliveryQueue, Leased, MemoryQueue, Task};
 use crate::registry::{Registry, Webhook};
 use rand::Rng;
 
@@ -35,6 +37,8 @@ pub enum DeliveryError {
     QueueFull(usize, String),
     #[error("the sender is shutting down")]
     ShuttingDown,
+    #[error("the delivery queue is unavailable: {0}")]
+    QueueUnavailable(String),
 }
 
 /// A message that had not finished at shutdown.
@@ -78,6 +82,43 @@ impl std::fmt::Display for ShutdownReport {
     }
 }
 
+/// How long a claimed task stays leased beyond the request timeout: an instance that dies
+/// mid-attempt has its task claimed again this long after the attempt could have ended.
+const LEASE_MARGIN: Duration = Duration::from_secs(30);
+/// Tasks claimed at once (at most the free engine slots).
+const CLAIM_BATCH: usize = 64;
+/// The dispatcher looks at the queue at least this often even when nothing woke it (work
+/// another instance or a restart put there).
+const POLL: Duration = Duration::from_secs(1);
+
+/// The engine's clock: the wall clock when the engine started, moved on by tokio's monotonic
+/// clock (so due times stored in a queue are wall-clock times that survive restarts, and the
+/// paused clock of tests drives retries).
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    wall0_ms: i64,
+    mono0: Instant,
+}
+
+impl Clock {
+    fn new() -> Self {
+        Self {
+            wall0_ms: Utc::now().timestamp_millis(),
+            mono0: Instant::now(),
+        }
+    }
+
+    fn now_ms(&self) -> i64 {
+        let elapsed = i64::try_from(self.mono0.elapsed().as_millis()).unwrap_or(i64::MAX);
+        self.wall0_ms.saturating_add(elapsed)
+    }
+
+    fn instant_at(&self, ms: i64) -> Instant {
+        let after = u64::try_from(ms.saturating_sub(self.wall0_ms)).unwrap_or(0);
+        self.mono0 + Duration::from_millis(after)
+    }
+}
+
 /// Handle to the engine; clones share it.
 #[derive(Clone)]
 pub struct Delivery {
@@ -89,33 +130,67 @@ struct Shared {
     /// Under the outbound policy (see [`crate::outbound`]).
     client: OutboundClient,
     registry: Registry,
+    /// What is due when: the engine's only schedule (see [`crate::queue`]).
+    queue: Arc<dyn DeliveryQueue>,
+    clock: Clock,
     /// Bounds concurrent requests across all webhooks (sockets, memory).
     global: Arc<Semaphore>,
+    /// Requests in flight per webhook (bounded by `max_in_flight_per_webhook`).
+    in_flight: Mutex<HashMap<String, usize>>,
+    /// Wakes the dispatcher: something was queued, a slot came free.
+    wake: Notify,
+    started: AtomicBool,
     // std Mutex: short map lookups, never held across `.await`.
     endpoints: Mutex<HashMap<String, Arc<Endpoint>>>,
     /// Message id -> webhook id, for resend. Entries leave with their message (eviction,
     /// webhook deletion), so it is bounded like the logs.
     message_index: Mutex<HashMap<Arc<str>, String>>,
-    /// Cancelled by shutdown: waiting and sleeping tasks stop at once.
+    /// Cancelled by shutdown: the dispatcher stops claiming at once.
     shutdown: CancellationToken,
-    /// Tracks every message task so shutdown can wait for in-flight attempts.
+    /// Tracks the dispatcher and every attempt so shutdown can wait for in-flight attempts.
     tasks: TaskTracker,
 }
 
-/// One webhook's side of the engine: its queue and its logs.
+/// One webhook's logs.
 struct Endpoint {
     webhook_id: String,
-    /// Bounds this webhook's concurrent requests; its FIFO wait list is the webhook's queue.
-    slots: Arc<Semaphore>,
-    /// Woken when the webhook is disabled or deleted, so messages sleeping before a retry end
-    /// at once instead of hours later.
-    changed: Notify,
     // std Mutex: every use is a short update with no `.await` inside.
     log: Mutex<EndpointLog>,
 }
 
+/// Gives a webhook's slot back (and wakes the dispatcher) however the attempt ends.
+struct SlotGuard {
+    shared: Arc<Shared>,
+    webhook_id: String,
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        let mut in_flight = lock(&self.shared.in_flight);
+        if let Some(n) = in_flight.get_mut(&self.webhook_id) {
+            *n -= 1;
+            if *n == 0 {
+                in_flight.remove(&self.webhook_id);
+            }
+        }
+        drop(in_flight);
+        self.shared.wake.notify_one();
+    }
+}
+
 impl Delivery {
+    /// An engine over a fresh in-memory queue.
     pub fn new(config: DeliveryConfig, registry: Registry, outbound: &Outbound) -> Self {
+        Self::with_queue(config, registry, outbound, Arc::new(MemoryQueue::new()))
+    }
+
+    /// An engine over `queue`. Nothing runs until [`Delivery::start`] (or the first message).
+    pub fn with_queue(
+        config: DeliveryConfig,
+        registry: Registry,
+        outbound: &Outbound,
+        queue: Arc<dyn DeliveryQueue>,
+    ) -> Self {
         let client = checked_client(outbound, config.connect_timeout, &config.user_agent);
         Self {
             shared: Arc::new(Shared {
@@ -123,6 +198,11 @@ impl Delivery {
                 config,
                 client,
                 registry,
+                queue,
+                clock: Clock::new(),
+                in_flight: Mutex::new(HashMap::new()),
+                wake: Notify::new(),
+                started: AtomicBool::new(false),
                 endpoints: Mutex::new(HashMap::new()),
                 message_index: Mutex::new(HashMap::new()),
                 shutdown: CancellationToken::new(),
@@ -139,6 +219,19 @@ impl Delivery {
         &self.shared.client
     }
 
+    /// Starts the dispatcher (once; later calls do nothing). Must run inside a tokio runtime.
+    /// Work already in a persistent queue (retries due while the server was down) goes out
+    /// from here on, late but not dropped.
+    pub fn start(&self) {
+        if self.shared.shutdown.is_cancelled() || self.shared.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = self.clone();
+        self.shared
+            .tasks
+            .spawn(async move { this.dispatch().await });
+    }
+
     fn endpoint(&self, webhook_id: &str) -> Arc<Endpoint> {
         let mut endpoints = lock(&self.shared.endpoints);
         endpoints
@@ -146,10 +239,6 @@ impl Delivery {
             .or_insert_with(|| {
                 Arc::new(Endpoint {
                     webhook_id: webhook_id.to_owned(),
-                    slots: Arc::new(Semaphore::new(
-                        self.shared.config.max_in_flight_per_webhook.max(1),
-                    )),
-                    changed: Notify::new(),
                     log: Mutex::new(EndpointLog::default()),
                 })
             })
@@ -168,9 +257,10 @@ impl Delivery {
         index.insert(id.clone(), webhook_id.to_owned());
     }
 
-    /// Queues one event for one webhook and returns the message id. At the webhook's pending
-    /// bound the message is logged as failed ("queue full") instead; it can be resent.
-    pub fn enqueue(
+    /// Queues one event for one webhook and returns the message id once the queue holds it
+    /// (committed, with a persistent queue). At the webhook's pending bound the message is
+    /// logged as failed ("queue full") instead; it can be resent.
+    pub async fn enqueue(
         &self,
         webhook: &Webhook,
         event: &str,
@@ -210,7 +300,13 @@ impl Delivery {
         self.index_add(&id, &webhook.id, evicted);
         self.shared.registry.touch();
         if queued {
-            self.spawn_run(endpoint, id.clone(), api::AttemptTrigger::Scheduled);
+            let task = Task {
+                id: id.to_string(),
+                webhook_id: webhook.id.clone(),
+                failed: 0,
+                trigger: api::AttemptTrigger::Scheduled,
+            };
+            self.queue_now(&endpoint, task).await?;
         } else {
             let reason = "queue full";
             self.shared
@@ -220,16 +316,31 @@ impl Delivery {
         Ok(id.to_string())
     }
 
-    fn spawn_run(&self, endpoint: Arc<Endpoint>, id: Arc<str>, trigger: api::AttemptTrigger) {
-        let this = self.clone();
-        self.shared
-            .tasks
-            .spawn(async move { this.run(endpoint, id, trigger).await });
+    /// Puts a task in the queue, due now, and wakes the dispatcher. A queue that cannot take
+    /// it ends the message failed (visible, resendable) and answers the error.
+    async fn queue_now(&self, endpoint: &Endpoint, task: Task) -> Result<(), DeliveryError> {
+        let id = task.id.clone();
+        match self
+            .shared
+            .queue
+            .send(task, self.shared.clock.now_ms())
+            .await
+        {
+            Ok(()) => {
+                self.start();
+                self.shared.wake.notify_one();
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.finish(endpoint, &id, Some(format!("not queued: {e}")));
+                Err(DeliveryError::QueueUnavailable(e.to_string()))
+            }
+        }
     }
 
     /// Sends a message again (after it was delivered or failed), with a fresh retry schedule.
     /// The message keeps its id so receivers can recognise a duplicate.
-    pub fn resend(&self, message_id: &str) -> Result<api::MessageRef, DeliveryError> {
+    pub async fn resend(&self, message_id: &str) -> Result<api::MessageRef, DeliveryError> {
         if self.shared.shutdown.is_cancelled() {
             return Err(DeliveryError::ShuttingDown);
         }
@@ -269,7 +380,13 @@ impl Delivery {
             id
         };
         self.shared.registry.touch();
-        self.spawn_run(endpoint, id.clone(), api::AttemptTrigger::Resend);
+        let task = Task {
+            id: id.to_string(),
+            webhook_id: webhook_id.clone(),
+            failed: 0,
+            trigger: api::AttemptTrigger::Resend,
+        };
+        self.queue_now(&endpoint, task).await?;
         Ok(api::MessageRef {
             message_id: id.to_string(),
             webhook_id,
@@ -307,7 +424,7 @@ impl Delivery {
             1,
             api::AttemptTrigger::Test,
             &result,
-            None,
+            AttemptTimes::default(),
         );
         let evicted = {
             let mut log = lock(&endpoint.log);
@@ -349,15 +466,27 @@ impl Delivery {
         })
     }
 
-    /// A webhook was disabled, re-enabled or edited: wake its sleeping messages so they see it.
-    pub fn webhook_changed(&self, webhook_id: &str) {
-        if let Some(endpoint) = self.existing_endpoint(webhook_id) {
-            endpoint.changed.notify_waiters();
+    /// A webhook was disabled, re-enabled or edited: when it is now off, its queued messages
+    /// (waiting for their turn or for a retry) end failed at once, not hours later.
+    pub async fn webhook_changed(&self, webhook_id: &str) {
+        match self.shared.registry.get(webhook_id) {
+            Some(w) if w.active => {}
+            Some(w) => {
+                let reason = w.disabled_reason.unwrap_or_else(|| "switched off".into());
+                self.end_webhook(webhook_id, &reason).await;
+            }
+            None => {
+                self.end_webhook(webhook_id, "the webhook was deleted")
+                    .await
+            }
         }
     }
 
-    /// A webhook was deleted: drop its logs; its unfinished messages end failed.
-    pub fn webhook_removed(&self, webhook_id: &str) {
+    /// A webhook was deleted: its queued messages leave the queue, its logs are dropped.
+    pub async fn webhook_removed(&self, webhook_id: &str) {
+        if let Err(e) = self.shared.queue.remove_webhook(webhook_id).await {
+            tracing::warn!("removing the queued messages of webhook {webhook_id}: {e}");
+        }
         let endpoint = lock(&self.shared.endpoints).remove(webhook_id);
         if let Some(endpoint) = endpoint {
             let ids: Vec<Arc<str>> = lock(&endpoint.log).by_id.keys().cloned().collect();
@@ -365,9 +494,24 @@ impl Delivery {
             for id in ids {
                 index.remove(&id);
             }
-            drop(index);
-            endpoint.changed.notify_waiters();
         }
+    }
+
+    /// Takes a webhook's messages out of the queue and ends them failed with `reason`.
+    async fn end_webhook(&self, webhook_id: &str, reason: &str) {
+        let ids = match self.shared.queue.remove_webhook(webhook_id).await {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::warn!("removing the queued messages of webhook {webhook_id}: {e}");
+                return;
+            }
+        };
+        if let Some(endpoint) = self.existing_endpoint(webhook_id) {
+            for id in ids {
+                let _ = self.finish(&endpoint, &id, Some(format!("webhook disabled: {reason}")));
+            }
+        }
+        self.shared.registry.touch();
     }
 
     /// The webhook's log, newest first (`limit` attempts and messages at most).
@@ -434,13 +578,17 @@ impl Delivery {
     }
 
     /// Ends a message: updates its state, the pending count and the webhook's counters.
-    fn finish(&self, endpoint: &Endpoint, id: &str, error: Option<String>) {
+    /// Returns the reason when this disabled the webhook (too many failed messages in a row):
+    /// the caller then ends the webhook's queue.
+    #[must_use]
+    fn finish(&self, endpoint: &Endpoint, id: &str, error: Option<String>) -> Option<String> {
         let delivered = error.is_none();
         {
             let mut log = lock(&endpoint.log);
-            let Some(message) = log.message_mut(id) else {
-                return;
-            };
+            let message = log.message_mut(id)?;
+            if message.finished() {
+                return None;
+            }
             message.state = if delivered {
                 api::MessageState::Delivered
             } else {
@@ -453,164 +601,259 @@ impl Delivery {
         let registry = &self.shared.registry;
         if delivered {
             registry.note_delivered(&endpoint.webhook_id);
-        } else if registry
-            .note_failed_message(
+            None
+        } else {
+            registry.note_failed_message(
                 &endpoint.webhook_id,
                 self.shared.config.disable_after_failures,
             )
-            .is_some()
-        {
-            endpoint.changed.notify_waiters();
         }
     }
 
-    /// The life of one message: wait for a slot, attempt, retry per the schedule, finish.
-    async fn run(&self, endpoint: Arc<Endpoint>, id: Arc<str>, trigger: api::AttemptTrigger) {
-        let config = &self.shared.config;
-        let shutdown = &self.shared.shutdown;
-        // Failed attempts of this run (a resend starts a fresh schedule).
-        let mut failed: u32 = 0;
-        let mut trigger = trigger;
-        loop {
-            // Our turn on this webhook, then a slot of the engine; shutdown leaves the message
-            // pending (it is reported).
-            let slot = tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => return,
-                slot = endpoint.slots.clone().acquire_owned() => slot,
-            };
-            let Ok(slot) = slot else { return };
-            let global = tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => return,
-                g = self.shared.global.clone().acquire_owned() => g,
-            };
-            let Ok(global) = global else { return };
+    /// Webhooks at their bound of requests in flight: the dispatcher skips their tasks.
+    fn saturated(&self) -> HashSet<String> {
+        let max = self.shared.config.max_in_flight_per_webhook.max(1);
+        lock(&self.shared.in_flight)
+            .iter()
+            .filter(|(_, n)| **n >= max)
+            .map(|(w, _)| w.clone())
+            .collect()
+    }
 
-            let Some(webhook) = self.shared.registry.get(&endpoint.webhook_id) else {
-                self.finish(&endpoint, &id, Some("the webhook was deleted".into()));
-                return;
-            };
-            if !webhook.active {
-                let reason = webhook
-                    .disabled_reason
-                    .clone()
-                    .unwrap_or_else(|| "switched off".into());
-                self.finish(&endpoint, &id, Some(format!("webhook disabled: {reason}")));
+    /// The stateless worker loop: claims due tasks while there are free slots, starts an
+    /// attempt for each, and otherwise sleeps until the next due time, a wake-up or [`POLL`].
+    async fn dispatch(self) {
+        let shared = &self.shared;
+        let lease = shared.config.request_timeout + LEASE_MARGIN;
+        loop {
+            if shared.shutdown.is_cancelled() {
                 return;
             }
-            let (event, body, number) = {
-                let mut log = lock(&endpoint.log);
-                let Some(message) = log.message_mut(&id) else {
-                    // Evicted while pending cannot happen (only finished messages are
-                    // evicted); nothing to send.
-                    return;
+            let now = shared.clock.now_ms();
+            let mut next = None;
+            let free = shared.global.available_permits();
+            if free > 0 {
+                let skip = self.saturated();
+                match shared
+                    .queue
+                    .claim(now, lease, free.min(CLAIM_BATCH), &skip)
+                    .await
+                {
+                    Ok(claimed) if !claimed.is_empty() => {
+                        for leased in claimed {
+                            self.start_attempt(leased).await;
+                        }
+                        continue;
+                    }
+                    Ok(_) => match shared.queue.next_due().await {
+                        Ok(due) => next = due,
+                        Err(e) => tracing::warn!("delivery queue: {e}"),
+                    },
+                    Err(e) => tracing::warn!("delivery queue: {e}"),
+                }
+            }
+            // Due now but skipped (its webhook is busy): a freed slot wakes us.
+            let poll = Instant::now() + POLL;
+            let deadline = match next {
+                Some(at) if at > now => shared.clock.instant_at(at).min(poll),
+                _ => poll,
+            };
+            tokio::select! {
+                biased;
+                _ = shared.shutdown.cancelled() => return,
+                _ = shared.wake.notified() => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    }
+
+    /// Takes the webhook's slot and an engine slot for a claimed task and runs its attempt; a
+    /// task whose webhook is at its bound goes back to the queue unchanged (due as it was).
+    async fn start_attempt(&self, leased: Leased) {
+        let shared = &self.shared;
+        let max = shared.config.max_in_flight_per_webhook.max(1);
+        let permit = {
+            let mut in_flight = lock(&shared.in_flight);
+            let n = in_flight.entry(leased.task.webhook_id.clone()).or_default();
+            if *n >= max {
+                None
+            } else {
+                let permit = shared.global.clone().try_acquire_owned().ok();
+                if permit.is_some() {
+                    *n += 1;
+                }
+                permit
+            }
+        };
+        let Some(permit) = permit else {
+            if let Err(e) = shared
+                .queue
+                .retry(&leased, leased.due_ms, leased.task.failed)
+                .await
+            {
+                tracing::warn!("delivery queue: giving back {}: {e}", leased.task.id);
+            }
+            return;
+        };
+        let guard = SlotGuard {
+            shared: Arc::clone(shared),
+            webhook_id: leased.task.webhook_id.clone(),
+        };
+        let this = self.clone();
+        shared.tasks.spawn(async move {
+            this.attempt(leased, permit, guard).await;
+        });
+    }
+
+    /// One attempt of a claimed task, then the step [`decide`] picks, carried out on the
+    /// queue (ack or retry), the logs and the registry.
+    async fn attempt(&self, leased: Leased, permit: OwnedSemaphorePermit, guard: SlotGuard) {
+        let shared = &self.shared;
+        let config = &shared.config;
+        let id = leased.task.id.as_str();
+        let queue = &shared.queue;
+        let ack = || async {
+            if let Err(e) = queue.ack(&leased).await {
+                tracing::warn!("delivery queue: finishing {id}: {e}");
+            }
+        };
+        let Some(endpoint) = self.existing_endpoint(&leased.task.webhook_id) else {
+            // The webhook and its logs are gone.
+            ack().await;
+            return;
+        };
+        let webhook = match shared.registry.get(&endpoint.webhook_id) {
+            Some(w) if w.active => w,
+            other => {
+                let error = match other {
+                    None => "the webhook was deleted".to_owned(),
+                    Some(w) => format!(
+                        "webhook disabled: {}",
+                        w.disabled_reason.as_deref().unwrap_or("switched off")
+                    ),
                 };
+                ack().await;
+                let _ = self.finish(&endpoint, id, Some(error));
+                return;
+            }
+        };
+        let taken = {
+            let mut log = lock(&endpoint.log);
+            log.message_mut(id).map(|message| {
                 message.attempts += 1;
+                message.state = api::MessageState::Pending;
+                message.next_attempt_at = None;
                 (
                     message.event.clone(),
                     message.body.clone(),
                     message.attempts,
                 )
-            };
-            let result = send_checked(
-                &self.shared.client,
-                config.request_timeout,
-                &webhook.url,
-                &webhook.secret,
-                &id,
-                body,
-            )
-            .await;
-            // Slots are held for the request only, never while sleeping before a retry.
-            drop(global);
-            drop(slot);
+            })
+        };
+        let Some((event, body, number)) = taken else {
+            // Evicted while pending cannot happen (only finished messages are evicted).
+            ack().await;
+            return;
+        };
+        let result = send_checked(
+            &shared.client,
+            config.request_timeout,
+            &webhook.url,
+            &webhook.secret,
+            id,
+            body,
+        )
+        .await;
+        // Slots are held for the request only, never while a retry waits.
+        drop(permit);
+        drop(guard);
 
-            let decision = decide(
-                Attempted {
-                    verdict: result.verdict,
-                    error: result.error.as_deref(),
-                    retry_after: result.retry_after,
-                },
-                failed,
-                RetryPolicy {
-                    schedule: &config.retry_schedule,
-                    max_retry_after: config.max_retry_after,
-                },
-                rand::thread_rng().gen_range(0.0..=1.0),
-            );
-            let next_at = match &decision {
-                Decision::Retry { delay } => {
-                    Some(Utc::now() + chrono::Duration::from_std(*delay).unwrap_or_default())
-                }
-                _ => None,
-            };
-            let attempt = attempt_out(&id, &webhook, &event, number, trigger, &result, next_at);
-            {
-                let mut log = lock(&endpoint.log);
-                log.push_attempt(attempt, config.max_attempts_per_webhook);
-                if let (Some(at), Some(m)) = (next_at, log.message_mut(&id)) {
-                    m.state = api::MessageState::Scheduled;
-                    m.next_attempt_at = Some(at);
-                    m.error = result.error.clone();
-                }
+        let decision = decide(
+            Attempted {
+                verdict: result.verdict,
+                error: result.error.as_deref(),
+                retry_after: result.retry_after,
+            },
+            leased.task.failed,
+            RetryPolicy {
+                schedule: &config.retry_schedule,
+                max_retry_after: config.max_retry_after,
+            },
+            rand::thread_rng().gen_range(0.0..=1.0),
+        );
+        let now = shared.clock.now_ms();
+        let next_ms = match &decision {
+            Decision::Retry { delay } => {
+                Some(now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)))
             }
-            let registry = &self.shared.registry;
-            if result.verdict != Verdict::Delivered {
-                registry
-                    .note_failed_attempt(&webhook.id, result.error.as_deref().unwrap_or("failed"));
-            }
-            match decision {
-                Decision::Deliver => {
-                    self.finish(&endpoint, &id, None);
-                    return;
-                }
-                Decision::Disable { error, reason } => {
-                    registry.disable(&webhook.id, &reason);
-                    self.finish(&endpoint, &id, Some(error));
-                    endpoint.changed.notify_waiters();
-                    return;
-                }
-                Decision::Retry { delay } => {
-                    failed += 1;
-                    if !self.sleep_before_retry(&endpoint, delay).await {
-                        return;
-                    }
-                    if let Some(m) = lock(&endpoint.log).message_mut(&id) {
-                        m.state = api::MessageState::Pending;
-                        m.next_attempt_at = None;
-                    }
-                    self.shared.registry.touch();
-                    trigger = api::AttemptTrigger::Scheduled;
-                }
-                Decision::Fail { error } => {
-                    self.finish(&endpoint, &id, Some(error));
-                    return;
-                }
+            _ => None,
+        };
+        let next_at = next_ms.map(|ms| {
+            // Shown in wall-clock time: now plus the delay.
+            Utc::now() + chrono::Duration::milliseconds(ms - now)
+        });
+        let times = AttemptTimes {
+            scheduled_at: (leased.task.failed > 0).then(|| {
+                Utc::now() - chrono::Duration::milliseconds(now.saturating_sub(leased.due_ms))
+            }),
+            next_at,
+        };
+        let attempt = attempt_out(
+            id,
+            &webhook,
+            &event,
+            number,
+            leased.task.trigger,
+            &result,
+            times,
+        );
+        {
+            let mut log = lock(&endpoint.log);
+            log.push_attempt(attempt, config.max_attempts_per_webhook);
+            if let (Some(at), Some(m)) = (next_at, log.message_mut(id)) {
+                m.state = api::MessageState::Scheduled;
+                m.next_attempt_at = Some(at);
+                m.error = result.error.clone();
             }
         }
-    }
-
-    /// Sleeps until the retry is due. Wakes early when the webhook changes, to end the message
-    /// if the webhook was disabled or deleted. Returns false on shutdown (the message stays
-    /// scheduled and is reported).
-    async fn sleep_before_retry(&self, endpoint: &Endpoint, delay: Duration) -> bool {
-        let deadline = Instant::now() + delay;
-        loop {
-            // Registered before the check so a change between the check and the wait is seen.
-            let changed = endpoint.changed.notified();
-            match self.shared.registry.get(&endpoint.webhook_id) {
-                // Let the loop in `run` end the message with the right reason.
-                None => return true,
-                Some(w) if !w.active => return true,
-                Some(_) => {}
+        let registry = &shared.registry;
+        if result.verdict != Verdict::Delivered {
+            registry.note_failed_attempt(&webhook.id, result.error.as_deref().unwrap_or("failed"));
+        }
+        let disabled = match decision {
+            Decision::Deliver => {
+                ack().await;
+                self.finish(&endpoint, id, None)
             }
-            tokio::select! {
-                biased;
-                _ = self.shared.shutdown.cancelled() => return false,
-                _ = tokio::time::sleep_until(deadline) => return true,
-                _ = changed => continue,
+            Decision::Disable { error, reason } => {
+                registry.disable(&webhook.id, &reason);
+                ack().await;
+                let _ = self.finish(&endpoint, id, Some(error));
+                Some(reason)
             }
+            Decision::Retry { .. } => {
+                let due = next_ms.unwrap_or(now);
+                if let Err(e) = queue
+                    .retry(&leased, due, leased.task.failed.saturating_add(1))
+                    .await
+                {
+                    tracing::warn!("delivery queue: scheduling the retry of {id}: {e}");
+                }
+                registry.touch();
+                // Disabled or deleted while this attempt ran: the retry just queued ends too.
+                match registry.get(&webhook.id) {
+                    Some(w) if w.active => None,
+                    Some(w) => Some(w.disabled_reason.unwrap_or_else(|| "switched off".into())),
+                    None => Some("the webhook was deleted".into()),
+                }
+            }
+            Decision::Fail { error } => {
+                ack().await;
+                self.finish(&endpoint, id, Some(error))
+            }
+        };
+        if let Some(reason) = disabled {
+            self.end_webhook(&webhook.id, &reason).await;
         }
     }
 }
@@ -735,8 +978,8 @@ mod tests {
             .unwrap()
     }
 
-    fn emit_one(hooks: &Hooks) -> String {
-        let out = hooks.emit("payment_received", None).unwrap();
+    async fn emit_one(hooks: &Hooks) -> String {
+        let out = hooks.emit("payment_received", None).await.unwrap();
         assert_eq!(out.message_ids.len(), 1);
         out.message_ids[0].clone()
     }
@@ -766,7 +1009,7 @@ mod tests {
         let (url, rx) = receiver().await;
         let hooks = hooks(|_| {});
         let wh = add(&hooks, "billing", &url);
-        let id = emit_one(&hooks);
+        let id = emit_one(&hooks).await;
         wait_for(&hooks, &id, api::MessageState::Delivered).await;
 
         let hit = rx.0.lock().unwrap().hits.pop().unwrap();
@@ -808,7 +1051,7 @@ mod tests {
         );
         let hooks = hooks(|c| c.retry_schedule = vec![SECOND, 10 * SECOND]);
         let wh = add(&hooks, "flaky", &url);
-        let id = emit_one(&hooks);
+        let id = emit_one(&hooks).await;
         let m = wait_for(&hooks, &id, api::MessageState::Delivered).await;
         assert_eq!(m.attempts, 3);
 
@@ -844,7 +1087,7 @@ mod tests {
         rx.script(&[Reply::RetryAfter(429, "30")], Reply::Status(200));
         let hooks = hooks(|c| c.retry_schedule = vec![SECOND]);
         add(&hooks, "busy", &url);
-        let id = emit_one(&hooks);
+        let id = emit_one(&hooks).await;
         wait_for(&hooks, &id, api::MessageState::Delivered).await;
         let gap = rx.gaps()[0];
         assert!(gap >= 30 * SECOND && gap < 31 * SECOND, "{gap:?}");
@@ -859,7 +1102,7 @@ mod tests {
             c.disable_after_failures = 2;
         });
         let wh = add(&hooks, "down", &url);
-        let first = emit_one(&hooks);
+        let first = emit_one(&hooks).await;
         let m = wait_for(&hooks, &first, api::MessageState::Failed).await;
         assert_eq!(m.attempts, 3);
         assert_eq!(
@@ -868,7 +1111,7 @@ mod tests {
         );
         assert!(hooks.get_webhook(&wh.id).unwrap().active);
 
-        let second = emit_one(&hooks);
+        let second = emit_one(&hooks).await;
         wait_for(&hooks, &second, api::MessageState::Failed).await;
         let w = hooks.get_webhook(&wh.id).unwrap();
         assert!(!w.active);
@@ -882,11 +1125,15 @@ mod tests {
         assert!(
             hooks
                 .emit("payment_received", None)
+                .await
                 .unwrap()
                 .message_ids
                 .is_empty()
         );
-        assert_eq!(hooks.resend(&first).unwrap_err().code(), "webhook_disabled");
+        assert_eq!(
+            hooks.resend(&first).await.unwrap_err().code(),
+            "webhook_disabled"
+        );
         assert_eq!(rx.hits(), 6);
 
         rx.script(&[], Reply::Status(200));
@@ -898,8 +1145,9 @@ mod tests {
                     ..Default::default()
                 },
             )
+            .await
             .unwrap();
-        hooks.resend(&first).unwrap();
+        hooks.resend(&first).await.unwrap();
         let m = wait_for(&hooks, &first, api::MessageState::Delivered).await;
         assert_eq!(m.attempts, 4);
         let log = hooks.deliveries(&wh.id, 1).unwrap();
@@ -913,8 +1161,8 @@ mod tests {
         // One request at a time, so the second message waits behind the 410.
         let hooks = hooks(|c| c.max_in_flight_per_webhook = 1);
         let wh = add(&hooks, "gone", &url);
-        let first = emit_one(&hooks);
-        let second = emit_one(&hooks);
+        let first = emit_one(&hooks).await;
+        let second = emit_one(&hooks).await;
         let m = wait_for(&hooks, &first, api::MessageState::Failed).await;
         assert_eq!((m.attempts, m.error.as_deref()), (1, Some("HTTP 410 Gone")));
         let m = wait_for(&hooks, &second, api::MessageState::Failed).await;
@@ -937,13 +1185,13 @@ mod tests {
         rx.script(&[Reply::Redirect, Reply::Status(422)], Reply::Status(200));
         let hooks = hooks(|c| c.max_in_flight_per_webhook = 1);
         let wh = add(&hooks, "moved", &url);
-        let first = emit_one(&hooks);
+        let first = emit_one(&hooks).await;
         let m = wait_for(&hooks, &first, api::MessageState::Failed).await;
         assert_eq!(
             (m.attempts, m.error.as_deref()),
             (1, Some("HTTP 302 Found: redirects are not followed"))
         );
-        let second = emit_one(&hooks);
+        let second = emit_one(&hooks).await;
         let m = wait_for(&hooks, &second, api::MessageState::Failed).await;
         assert_eq!(m.error.as_deref(), Some("HTTP 422 Unprocessable Entity"));
         assert_eq!(rx.hits(), 2);
@@ -968,7 +1216,7 @@ mod tests {
             "rebinding",
             &format!("http://rebind.test:{port}/hook"),
         );
-        let id = emit_one(&hooks);
+        let id = emit_one(&hooks).await;
         let m = wait_for(&hooks, &id, api::MessageState::Failed).await;
         let refusal = "refused by --outbound-policy public-only: rebind.test resolved to \
                        127.0.0.1 (a loopback address)";
@@ -1005,19 +1253,19 @@ mod tests {
             c.max_in_flight_per_webhook = 1;
         });
         let wh = add(&hooks, "slow", &url);
-        let a = emit_one(&hooks);
-        let b = emit_one(&hooks);
-        let c = emit_one(&hooks);
+        let a = emit_one(&hooks).await;
+        let b = emit_one(&hooks).await;
+        let c = emit_one(&hooks).await;
         let m = hooks.delivery().message(&c).unwrap();
         assert_eq!(m.state, api::MessageState::Failed);
         assert_eq!(
             m.error.as_deref(),
             Some("queue full: 2 messages were already pending for this webhook")
         );
-        assert_eq!(hooks.resend(&c).unwrap_err().code(), "queue_full");
+        assert_eq!(hooks.resend(&c).await.unwrap_err().code(), "queue_full");
         wait_for(&hooks, &a, api::MessageState::Delivered).await;
         wait_for(&hooks, &b, api::MessageState::Delivered).await;
-        hooks.resend(&c).unwrap();
+        hooks.resend(&c).await.unwrap();
         wait_for(&hooks, &c, api::MessageState::Delivered).await;
         assert_eq!(hooks.deliveries(&wh.id, 10).unwrap().attempts.len(), 3);
     }
@@ -1032,7 +1280,7 @@ mod tests {
         let wh = add(&hooks, "chatty", &url);
         let mut ids = Vec::new();
         for _ in 0..5 {
-            let id = emit_one(&hooks);
+            let id = emit_one(&hooks).await;
             wait_for(&hooks, &id, api::MessageState::Delivered).await;
             ids.push(id);
         }
@@ -1041,10 +1289,10 @@ mod tests {
         assert_eq!((log.messages.len(), log.evicted_messages), (2, 3));
         assert_eq!(log.messages[0].id, ids[4]);
         assert_eq!(
-            hooks.resend(&ids[0]).unwrap_err().code(),
+            hooks.resend(&ids[0]).await.unwrap_err().code(),
             "delivery_not_found"
         );
-        assert!(hooks.resend(&ids[4]).is_ok());
+        assert!(hooks.resend(&ids[4]).await.is_ok());
     }
 
     #[tokio::test(start_paused = true)]
@@ -1053,7 +1301,7 @@ mod tests {
         rx.script(&[], Reply::Status(503));
         let hooks = hooks(|c| c.retry_schedule = vec![Duration::from_secs(3600)]);
         add(&hooks, "down", &url);
-        let id = emit_one(&hooks);
+        let id = emit_one(&hooks).await;
         wait_for(&hooks, &id, api::MessageState::Scheduled).await;
         let start = Instant::now();
         let report = hooks.shutdown(5 * SECOND).await;
@@ -1068,7 +1316,11 @@ mod tests {
         assert!(u.next_attempt_at.is_some());
         assert!(report.to_string().contains(&id));
         assert_eq!(
-            hooks.emit("payment_received", None).unwrap_err().code(),
+            hooks
+                .emit("payment_received", None)
+                .await
+                .unwrap_err()
+                .code(),
             "shutting_down"
         );
     }
@@ -1079,7 +1331,7 @@ mod tests {
         rx.script(&[], Reply::Status(500));
         let hooks = hooks(|c| c.retry_schedule = vec![Duration::from_secs(3600)]);
         let wh = add(&hooks, "down", &url);
-        let id = emit_one(&hooks);
+        let id = emit_one(&hooks).await;
         wait_for(&hooks, &id, api::MessageState::Scheduled).await;
         let start = Instant::now();
         hooks
@@ -1090,6 +1342,7 @@ mod tests {
                     ..Default::default()
                 },
             )
+            .await
             .unwrap();
         let m = wait_for(&hooks, &id, api::MessageState::Failed).await;
         assert!(start.elapsed() < SECOND);
@@ -1158,8 +1411,9 @@ mod tests {
                     ..Default::default()
                 },
             )
+            .await
             .unwrap();
-        let id = emit_one(&hooks);
+        let id = emit_one(&hooks).await;
         wait_for(&hooks, &id, api::MessageState::Delivered).await;
         let hit = rx.0.lock().unwrap().hits.pop().unwrap();
         let v: serde_json::Value = serde_json::from_slice(&hit.body).unwrap();

@@ -107,7 +107,7 @@ pub(super) fn attempt_out(
     number: u32,
     trigger: api::AttemptTrigger,
     result: &AttemptResult,
-    next_at: Option<DateTime<Utc>>,
+    times: AttemptTimes,
 ) -> api::AttemptOut {
     api::AttemptOut {
         id: crate::random_id("atm_"),
@@ -117,6 +117,7 @@ pub(super) fn attempt_out(
         attempt: number,
         trigger,
         started_at: crate::rfc3339(result.started_at),
+        scheduled_at: times.scheduled_at.map(crate::rfc3339),
         url: webhook.url.clone(),
         request_headers: result.request_headers.clone(),
         request_body_size: result.request_body_size,
@@ -125,8 +126,15 @@ pub(super) fn attempt_out(
         duration_ms: millis(result.duration),
         response_body: result.response_body.clone(),
         error: result.error.clone(),
-        next_attempt_at: next_at.map(crate::rfc3339),
+        next_attempt_at: times.next_at.map(crate::rfc3339),
     }
+}
+
+/// When an attempt was due, and when the next one is.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct AttemptTimes {
+    pub(super) scheduled_at: Option<DateTime<Utc>>,
+    pub(super) next_at: Option<DateTime<Utc>>,
 }
 
 pub(super) fn millis(d: Duration) -> u64 {
