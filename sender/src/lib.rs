@@ -22,6 +22,7 @@ pub mod catalog;
 pub mod client;
 pub mod config;
 pub mod delivery;
+pub mod journal;
 pub mod outbound;
 pub mod queue;
 pub mod registry;
@@ -88,6 +89,7 @@ impl HooksError {
             HooksError::Registry(RegistryError::NotFound(_)) => 404,
             HooksError::Registry(RegistryError::NameTaken(_)) => 409,
             HooksError::Registry(RegistryError::Full(_)) => 409,
+            HooksError::Registry(RegistryError::Store(_)) => 503,
             HooksError::Delivery(DeliveryError::MessageNotFound(_)) => 404,
             HooksError::Delivery(DeliveryError::WebhookNotFound(_)) => 404,
             HooksError::Delivery(DeliveryError::InProgress(_)) => 409,
@@ -108,6 +110,7 @@ impl HooksError {
             HooksError::Registry(RegistryError::NotFound(_)) => "webhook_not_found",
             HooksError::Registry(RegistryError::NameTaken(_)) => "webhook_name_taken",
             HooksError::Registry(RegistryError::Full(_)) => "webhook_limit",
+            HooksError::Registry(RegistryError::Store(_)) => "store_unavailable",
             HooksError::Delivery(DeliveryError::MessageNotFound(_)) => "delivery_not_found",
             HooksError::Delivery(DeliveryError::WebhookNotFound(_)) => "webhook_not_found",
             HooksError::Delivery(DeliveryError::InProgress(_)) => "delivery_in_progress",
@@ -120,6 +123,15 @@ impl HooksError {
             HooksError::PayloadTooLarge(..) => "payload_too_large",
         }
     }
+}
+
+/// Why [`Hooks::open_sqlite`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("sender store {0}")]
+    Store(String),
 }
 
 /// Catalog + registry + delivery engine: the handle bin-server holds. Clones share it.
@@ -144,9 +156,63 @@ impl Hooks {
     }
 
     pub fn with_catalog(catalog: Arc<Catalog>, config: HooksConfig) -> Self {
-        let registry = Registry::new(catalog.clone(), config.max_webhooks);
+        let queue = Arc::new(queue::MemoryQueue::new());
+        Self::assemble(catalog, config, queue, None)
+    }
+
+    /// Webhooks, messages, attempt logs and the delivery queue in the SQLite file `path`
+    /// (created if missing, locked while open), loaded back as they were: retries that fell due
+    /// while the server was down go out once [`Hooks::start`] runs.
+    pub async fn open_sqlite(
+        config: HooksConfig,
+        path: &std::path::Path,
+    ) -> Result<Self, OpenError> {
+        let catalog = Arc::new(match &config.catalog_path {
+            Some(path) => Catalog::from_file(path)?,
+            None => Catalog::builtin(),
+        });
+        let store =
+            |e: &dyn std::fmt::Display| OpenError::Store(format!("{}: {e}", path.display()));
+        let path_owned = path.to_owned();
+        let (journal, snapshot) = tokio::task::spawn_blocking(move || {
+            let journal = journal::SqliteJournal::open(&path_owned)?;
+            let snapshot = journal::Journal::load(&journal)?;
+            Ok::<_, journal::JournalError>((journal, snapshot))
+        })
+        .await
+        .map_err(|e| store(&e))?
+        .map_err(|e| store(&e))?;
+        let queue = Arc::new(
+            queue::SqliteQueue::with_connection(journal.connection()).map_err(|e| store(&e))?,
+        );
+        let journal: Arc<dyn journal::Journal> = Arc::new(journal);
+        let mut snapshot = snapshot;
+        let webhooks = std::mem::take(&mut snapshot.webhooks);
+        let hooks = Self::assemble(catalog, config, queue, Some(journal));
+        let mut restored = Vec::with_capacity(webhooks.len());
+        for out in webhooks {
+            restored.push(Webhook::from_out(out).map_err(|e| store(&e))?);
+        }
+        hooks.registry.restore(restored);
+        hooks
+            .delivery
+            .restore(snapshot)
+            .await
+            .map_err(|e| store(&e))?;
+        Ok(hooks)
+    }
+
+    fn assemble(
+        catalog: Arc<Catalog>,
+        config: HooksConfig,
+        queue: Arc<dyn queue::DeliveryQueue>,
+        journal: Option<Arc<dyn journal::Journal>>,
+    ) -> Self {
+        let registry =
+            Registry::with_journal(catalog.clone(), config.max_webhooks, journal.clone());
         let outbound = Outbound::new(config.outbound);
-        let delivery = Delivery::new(config.delivery, registry.clone(), &outbound);
+        let delivery =
+            Delivery::with_store(config.delivery, registry.clone(), &outbound, queue, journal);
         Self {
             catalog,
             registry,

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 
 use crate::catalog::Catalog;
+use crate::journal::Journal;
 use crate::signing::Secret;
 
 /// Names shorter than this are refused (as in Ultimate Multisite).
@@ -35,6 +36,9 @@ pub enum RegistryError {
     NameTaken(String),
     #[error("the registry holds {0} webhooks, its limit; delete one first")]
     Full(usize),
+    /// The journal (the `--store` file) could not save the change; nothing changed.
+    #[error("{0}")]
+    Store(String),
 }
 
 fn invalid(field: &'static str, problem: impl Into<String>) -> RegistryError {
@@ -71,6 +75,36 @@ pub struct Webhook {
 }
 
 impl Webhook {
+    /// A webhook as the journal gave it back (see [`Webhook::to_out`]).
+    pub fn from_out(out: api::WebhookOut) -> Result<Self, String> {
+        let time = |t: &str| {
+            DateTime::parse_from_rfc3339(t)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| format!("webhook {}: bad time {t:?}: {e}", out.id))
+        };
+        Ok(Self {
+            secret: Secret::parse(&out.secret)
+                .map_err(|e| format!("webhook {}: bad secret: {e}", out.id))?,
+            created_at: time(&out.created_at)?,
+            last_failure: match &out.last_failure {
+                Some(f) => Some(Failure {
+                    at: time(&f.at)?,
+                    reason: f.reason.clone(),
+                }),
+                None => None,
+            },
+            id: out.id,
+            name: out.name,
+            url: out.url,
+            events: out.events,
+            active: out.active,
+            envelope: out.envelope,
+            event_count: out.event_count,
+            consecutive_failures: out.consecutive_failures,
+            disabled_reason: out.disabled_reason,
+        })
+    }
+
     pub fn subscribes_to(&self, slug: &str) -> bool {
         self.events.iter().any(|e| e == slug)
     }
@@ -108,6 +142,8 @@ struct Shared {
     // A std Mutex: every operation is a short map update with no `.await` inside, so an async
     // lock would only add cost (the tokio docs recommend this for such data).
     state: Mutex<State>,
+    /// Where changes are written through (none: memory only).
+    journal: Option<Arc<dyn Journal>>,
     /// Bumped on every change to a webhook or its delivery log, for live views. A watch
     /// channel keeps only the latest value: a slow watcher costs nothing and misses nothing but
     /// intermediate counts.
@@ -121,10 +157,20 @@ struct State {
 
 impl Registry {
     pub fn new(catalog: Arc<Catalog>, max_webhooks: usize) -> Self {
+        Self::with_journal(catalog, max_webhooks, None)
+    }
+
+    /// A registry whose changes are written through to `journal`.
+    pub fn with_journal(
+        catalog: Arc<Catalog>,
+        max_webhooks: usize,
+        journal: Option<Arc<dyn Journal>>,
+    ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 catalog,
                 max_webhooks,
+                journal,
                 state: Mutex::new(State::default()),
                 changes: tokio::sync::watch::Sender::new(0),
             }),
@@ -138,6 +184,33 @@ impl Registry {
             .state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Puts webhooks loaded from the journal back (at start, before anything else runs). The
+    /// bound does not drop any: a lowered `--max-webhooks` only refuses new ones.
+    pub fn restore(&self, webhooks: Vec<Webhook>) {
+        let mut state = self.state();
+        for w in webhooks {
+            state.webhooks.insert(w.id.clone(), w);
+        }
+    }
+
+    /// Writes a webhook through to the journal (called with the state lock held, so the
+    /// journal sees changes in the order they happened).
+    fn save(&self, w: &Webhook) -> Result<(), RegistryError> {
+        match &self.shared.journal {
+            Some(j) => j
+                .put_webhook(&w.to_out())
+                .map_err(|e| RegistryError::Store(e.to_string())),
+            None => Ok(()),
+        }
+    }
+
+    /// [`Registry::save`] for counters: a failure is logged (the count is still right here).
+    fn save_quietly(&self, w: &Webhook) {
+        if let Err(e) = self.save(w) {
+            tracing::warn!("saving webhook {}: {e}", w.id);
+        }
     }
 
     /// Tells watchers that a webhook or its delivery log changed.
@@ -187,6 +260,7 @@ impl Registry {
         if state.webhooks.values().any(|w| w.name == webhook.name) {
             return Err(RegistryError::NameTaken(webhook.name));
         }
+        self.save(&webhook)?;
         state.webhooks.insert(webhook.id.clone(), webhook.clone());
         drop(state);
         self.touch();
@@ -250,9 +324,10 @@ impl Registry {
         {
             return Err(RegistryError::NameTaken(name.clone()));
         }
-        let webhook = state
+        let mut webhook = state
             .webhooks
-            .get_mut(id)
+            .get(id)
+            .cloned()
             .ok_or_else(|| RegistryError::NotFound(id.to_owned()))?;
         if let Some(name) = name {
             webhook.name = name;
@@ -278,14 +353,25 @@ impl Registry {
             Some(false) => webhook.active = false,
             None => {}
         }
-        let updated = webhook.clone();
+        self.save(&webhook)?;
+        state.webhooks.insert(webhook.id.clone(), webhook.clone());
         drop(state);
         self.touch();
-        Ok(updated)
+        Ok(webhook)
     }
 
+    /// Removes a webhook; the journal drops it with its messages and attempts.
     pub fn remove(&self, id: &str) -> Result<Webhook, RegistryError> {
-        let removed = self.state().webhooks.remove(id);
+        let mut state = self.state();
+        if !state.webhooks.contains_key(id) {
+            return Err(RegistryError::NotFound(id.to_owned()));
+        }
+        if let Some(j) = &self.shared.journal {
+            j.delete_webhook(id)
+                .map_err(|e| RegistryError::Store(e.to_string()))?;
+        }
+        let removed = state.webhooks.remove(id);
+        drop(state);
         self.touch();
         removed.ok_or_else(|| RegistryError::NotFound(id.to_owned()))
     }
@@ -295,6 +381,7 @@ impl Registry {
         if let Some(w) = self.state().webhooks.get_mut(id) {
             w.event_count += 1;
             w.consecutive_failures = 0;
+            self.save_quietly(w);
         }
         self.touch();
     }
@@ -306,6 +393,7 @@ impl Registry {
                 at: Utc::now(),
                 reason: reason.to_owned(),
             });
+            self.save_quietly(w);
         }
         self.touch();
     }
@@ -322,6 +410,12 @@ impl Registry {
         let mut state = self.state();
         let w = state.webhooks.get_mut(id)?;
         w.consecutive_failures += 1;
+        let disabled = self.disable_after(w, disable_after);
+        self.save_quietly(w);
+        disabled
+    }
+
+    fn disable_after(&self, w: &mut Webhook, disable_after: u32) -> Option<String> {
         if disable_after > 0 && w.consecutive_failures >= disable_after && w.active {
             let last = w
                 .last_failure
@@ -344,6 +438,7 @@ impl Registry {
         if let Some(w) = self.state().webhooks.get_mut(id) {
             w.active = false;
             w.disabled_reason = Some(reason.to_owned());
+            self.save_quietly(w);
         }
         self.touch();
     }

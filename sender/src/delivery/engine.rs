@@ -17,8 +17,9 @@ use super::DeliveryConfig;
 use super::attempt::{Verdict, checked_client, send_checked};
 use super::decision::{Attempted, Decision, RetryPolicy, decide};
 use super::log::{AttemptTimes, EndpointLog, Message, attempt_out, millis};
+use crate::journal::Journal;
 use crate::outbound::{Outbound, OutboundClient};
-use crate::queue::{DeliveryQueue, Leased, MemoryQueue, Task};
+use crate::queue::{DeliveryQueue, Leased, MemoryQueue, QueueError, Task};
 use crate::registry::{Registry, Webhook};
 use rand::Rng;
 
@@ -132,6 +133,8 @@ struct Shared {
     registry: Registry,
     /// What is due when: the engine's only schedule (see [`crate::queue`]).
     queue: Arc<dyn DeliveryQueue>,
+    /// Where messages and attempts are written through (none: memory only).
+    journal: Option<Arc<dyn Journal>>,
     clock: Clock,
     /// Bounds concurrent requests across all webhooks (sockets, memory).
     global: Arc<Semaphore>,
@@ -191,6 +194,17 @@ impl Delivery {
         outbound: &Outbound,
         queue: Arc<dyn DeliveryQueue>,
     ) -> Self {
+        Self::with_store(config, registry, outbound, queue, None)
+    }
+
+    /// An engine over `queue` writing its logs through to `journal`.
+    pub fn with_store(
+        config: DeliveryConfig,
+        registry: Registry,
+        outbound: &Outbound,
+        queue: Arc<dyn DeliveryQueue>,
+        journal: Option<Arc<dyn Journal>>,
+    ) -> Self {
         let client = checked_client(outbound, config.connect_timeout, &config.user_agent);
         Self {
             shared: Arc::new(Shared {
@@ -199,6 +213,7 @@ impl Delivery {
                 client,
                 registry,
                 queue,
+                journal,
                 clock: Clock::new(),
                 in_flight: Mutex::new(HashMap::new()),
                 wake: Notify::new(),
@@ -230,6 +245,88 @@ impl Delivery {
         self.shared
             .tasks
             .spawn(async move { this.dispatch().await });
+    }
+
+    /// Puts back the logs a journal kept (at start, before [`Delivery::start`]). A message the
+    /// journal holds as pending or scheduled but the queue lacks (the process died between the
+    /// two writes) is queued again, due now, with a fresh schedule: late, never dropped.
+    pub async fn restore(&self, snapshot: crate::journal::Snapshot) -> Result<(), DeliveryError> {
+        let unavailable = |e: QueueError| DeliveryError::QueueUnavailable(e.to_string());
+        let queued: HashSet<String> = self
+            .shared
+            .queue
+            .tasks()
+            .await
+            .map_err(unavailable)?
+            .into_iter()
+            .map(|(t, _)| t.id)
+            .collect();
+        let mut requeue = Vec::new();
+        for record in snapshot.messages {
+            let webhook_id = record.webhook_id.clone();
+            let endpoint = self.endpoint(&webhook_id);
+            let message = Message::from_record(record);
+            let id = message.id.clone();
+            {
+                let mut log = lock(&endpoint.log);
+                if !message.finished() {
+                    log.pending += 1;
+                    if !queued.contains(&*id) {
+                        requeue.push(Task {
+                            id: id.to_string(),
+                            webhook_id: webhook_id.clone(),
+                            failed: 0,
+                            trigger: api::AttemptTrigger::Scheduled,
+                        });
+                    }
+                }
+                log.insert(message, usize::MAX);
+            }
+            self.index_add(&id, &webhook_id, Vec::new());
+        }
+        for attempt in snapshot.attempts {
+            let endpoint = self.endpoint(&attempt.webhook_id);
+            lock(&endpoint.log).push_attempt(attempt, usize::MAX);
+        }
+        for (webhook_id, (attempts, messages)) in snapshot.evicted {
+            let endpoint = self.endpoint(&webhook_id);
+            let mut log = lock(&endpoint.log);
+            log.evicted_attempts = attempts;
+            log.evicted_messages = messages;
+        }
+        let now = self.shared.clock.now_ms();
+        for task in requeue {
+            self.shared
+                .queue
+                .send(task, now)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    fn journal_state(&self, m: &Message) {
+        if let Some(j) = &self.shared.journal
+            && let Err(e) = j.update_message(&m.id, &m.state_record())
+        {
+            tracing::warn!("saving message {}: {e}", m.id);
+        }
+    }
+
+    fn journal_attempt(&self, a: &api::AttemptOut) {
+        if let Some(j) = &self.shared.journal
+            && let Err(e) = j.insert_attempt(a)
+        {
+            tracing::warn!("saving attempt {} of {}: {e}", a.id, a.message_id);
+        }
+    }
+
+    fn journal_evict(&self, webhook_id: &str, messages: &[Arc<str>], attempts: &[String]) {
+        if let Some(j) = &self.shared.journal
+            && let Err(e) = j.evict(webhook_id, messages, attempts)
+        {
+            tracing::warn!("dropping evicted log entries of webhook {webhook_id}: {e}");
+        }
     }
 
     fn endpoint(&self, webhook_id: &str) -> Arc<Endpoint> {
@@ -291,12 +388,19 @@ impl Delivery {
                     "queue full: {} messages were already pending for this webhook",
                     config.max_pending_per_webhook
                 ));
-            } else {
+            }
+            // In the journal before anything answers (and before the queue holds its task).
+            if let Some(j) = &self.shared.journal {
+                j.insert_message(&message.record(&webhook.id))
+                    .map_err(|e| DeliveryError::QueueUnavailable(e.to_string()))?;
+            }
+            if !full {
                 log.pending += 1;
             }
             let evicted = log.insert(message, config.max_messages_per_webhook);
             (!full, evicted)
         };
+        self.journal_evict(&webhook.id, &evicted, &[]);
         self.index_add(&id, &webhook.id, evicted);
         self.shared.registry.touch();
         if queued {
@@ -375,6 +479,7 @@ impl Delivery {
             message.state = api::MessageState::Pending;
             message.error = None;
             message.next_attempt_at = None;
+            self.journal_state(message);
             let id = message.id.clone();
             log.pending += 1;
             id
@@ -426,31 +531,39 @@ impl Delivery {
             &result,
             AttemptTimes::default(),
         );
-        let evicted = {
+        self.journal_attempt(&attempt);
+        let (evicted, evicted_attempts) = {
             let mut log = lock(&endpoint.log);
-            log.push_attempt(attempt, config.max_attempts_per_webhook);
-            log.insert(
-                Message {
-                    id: id.clone(),
-                    event: event.into(),
-                    body,
-                    created_at: result.started_at,
-                    state: if delivered {
-                        api::MessageState::Delivered
-                    } else {
-                        api::MessageState::Failed
-                    },
-                    attempts: 1,
-                    next_attempt_at: None,
-                    error: if delivered {
-                        None
-                    } else {
-                        result.error.clone()
-                    },
+            let evicted_attempts = log.push_attempt(attempt, config.max_attempts_per_webhook);
+            let message = Message {
+                id: id.clone(),
+                event: event.into(),
+                body,
+                created_at: result.started_at,
+                state: if delivered {
+                    api::MessageState::Delivered
+                } else {
+                    api::MessageState::Failed
                 },
-                config.max_messages_per_webhook,
+                attempts: 1,
+                next_attempt_at: None,
+                error: if delivered {
+                    None
+                } else {
+                    result.error.clone()
+                },
+            };
+            if let Some(j) = &self.shared.journal
+                && let Err(e) = j.insert_message(&message.record(&webhook.id))
+            {
+                tracing::warn!("saving test message {id}: {e}");
+            }
+            (
+                log.insert(message, config.max_messages_per_webhook),
+                evicted_attempts,
             )
         };
+        self.journal_evict(&webhook.id, &evicted, &evicted_attempts);
         self.index_add(&id, &webhook.id, evicted);
         self.shared.registry.touch();
         Ok(api::TestOutcome {
@@ -596,6 +709,7 @@ impl Delivery {
             };
             message.next_attempt_at = None;
             message.error = error;
+            self.journal_state(message);
             log.pending = log.pending.saturating_sub(1);
         }
         let registry = &self.shared.registry;
@@ -788,14 +902,11 @@ impl Delivery {
             }
             _ => None,
         };
-        let next_at = next_ms.map(|ms| {
-            // Shown in wall-clock time: now plus the delay.
-            Utc::now() + chrono::Duration::milliseconds(ms - now)
-        });
+        // In the engine's clock, the one due times are kept in.
+        let at = |ms: i64| DateTime::from_timestamp_millis(ms).unwrap_or_default();
+        let next_at = next_ms.map(at);
         let times = AttemptTimes {
-            scheduled_at: (leased.task.failed > 0).then(|| {
-                Utc::now() - chrono::Duration::milliseconds(now.saturating_sub(leased.due_ms))
-            }),
+            scheduled_at: (leased.task.failed > 0).then(|| at(leased.due_ms)),
             next_at,
         };
         let attempt = attempt_out(
@@ -807,15 +918,19 @@ impl Delivery {
             &result,
             times,
         );
-        {
+        self.journal_attempt(&attempt);
+        let evicted = {
             let mut log = lock(&endpoint.log);
-            log.push_attempt(attempt, config.max_attempts_per_webhook);
+            let evicted = log.push_attempt(attempt, config.max_attempts_per_webhook);
             if let (Some(at), Some(m)) = (next_at, log.message_mut(id)) {
                 m.state = api::MessageState::Scheduled;
                 m.next_attempt_at = Some(at);
                 m.error = result.error.clone();
+                self.journal_state(m);
             }
-        }
+            evicted
+        };
+        self.journal_evict(&webhook.id, &[], &evicted);
         let registry = &shared.registry;
         if result.verdict != Verdict::Delivered {
             registry.note_failed_attempt(&webhook.id, result.error.as_deref().unwrap_or("failed"));

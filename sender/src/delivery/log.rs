@@ -51,6 +51,43 @@ impl Message {
         }
     }
 
+    /// The journal's copy of the changing part.
+    pub(super) fn state_record(&self) -> crate::journal::MessageStateRecord {
+        crate::journal::MessageStateRecord {
+            state: self.state,
+            attempts: self.attempts,
+            next_attempt_at_ms: self.next_attempt_at.map(|t| t.timestamp_millis()),
+            error: self.error.clone(),
+        }
+    }
+
+    /// The journal's copy of the whole message.
+    pub(super) fn record(&self, webhook_id: &str) -> crate::journal::MessageRecord {
+        crate::journal::MessageRecord {
+            id: self.id.to_string(),
+            webhook_id: webhook_id.to_owned(),
+            event: self.event.to_string(),
+            body: self.body.clone(),
+            created_at_ms: self.created_at.timestamp_millis(),
+            state: self.state_record(),
+        }
+    }
+
+    /// A message as the journal gave it back.
+    pub(super) fn from_record(r: crate::journal::MessageRecord) -> Self {
+        let at = |ms: i64| DateTime::from_timestamp_millis(ms).unwrap_or_default();
+        Self {
+            id: r.id.into(),
+            event: r.event.into(),
+            body: r.body,
+            created_at: at(r.created_at_ms),
+            state: r.state.state,
+            attempts: r.state.attempts,
+            next_attempt_at: r.state.next_attempt_at_ms.map(at),
+            error: r.state.error,
+        }
+    }
+
     pub(super) fn finished(&self) -> bool {
         matches!(
             self.state,
@@ -91,12 +128,17 @@ impl EndpointLog {
         evicted
     }
 
-    pub(super) fn push_attempt(&mut self, attempt: api::AttemptOut, max: usize) {
+    /// Adds an attempt; returns the ids of the oldest attempts evicted to stay in bound.
+    pub(super) fn push_attempt(&mut self, attempt: api::AttemptOut, max: usize) -> Vec<String> {
         self.attempts.push_back(attempt);
+        let mut evicted = Vec::new();
         while self.attempts.len() > max {
-            self.attempts.pop_front();
+            if let Some(a) = self.attempts.pop_front() {
+                evicted.push(a.id);
+            }
             self.evicted_attempts += 1;
         }
+        evicted
     }
 }
 

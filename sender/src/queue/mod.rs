@@ -30,7 +30,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 pub use memory::MemoryQueue;
-pub use sqlite::SqliteQueue;
+pub use sqlite::{SqliteQueue, open_connection};
 
 /// One message to deliver to one webhook.
 #[derive(Debug, Clone, PartialEq, Eq)]

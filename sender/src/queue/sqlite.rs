@@ -49,7 +49,7 @@ pub(crate) fn unavailable(e: impl std::fmt::Display) -> QueueError {
 }
 
 /// Opens `path` (created if missing) with the settings every sender connection uses.
-pub(crate) fn open_connection(path: &Path) -> Result<Connection, rusqlite::Error> {
+pub fn open_connection(path: &Path) -> Result<Connection, rusqlite::Error> {
     let conn = Connection::open(path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
