@@ -500,6 +500,9 @@ impl Delivery {
 
     /// Sends one message now, outside the queues, with no retry, and returns the true outcome.
     /// The attempt is logged (trigger `test`) but does not touch the webhook's counters.
+    ///
+    /// The attempt runs in its own task: a caller that goes away (a browser dialog closed,
+    /// `curl -m 2`) does not stop it, and it is logged with its outcome all the same.
     pub async fn test(
         &self,
         webhook: &Webhook,
@@ -509,6 +512,17 @@ impl Delivery {
         if self.shared.shutdown.is_cancelled() {
             return Err(DeliveryError::ShuttingDown);
         }
+        let this = self.clone();
+        let webhook = webhook.clone();
+        let event = event.to_owned();
+        self.shared
+            .tasks
+            .spawn(async move { this.run_test(&webhook, &event, body).await })
+            .await
+            .map_err(|e| DeliveryError::QueueUnavailable(format!("the test attempt failed: {e}")))
+    }
+
+    async fn run_test(&self, webhook: &Webhook, event: &str, body: Bytes) -> api::TestOutcome {
         let config = &self.shared.config;
         let endpoint = self.endpoint(&webhook.id);
         let id: Arc<str> = crate::random_id("msg_").into();
@@ -566,7 +580,7 @@ impl Delivery {
         self.journal_evict(&webhook.id, &evicted, &evicted_attempts);
         self.index_add(&id, &webhook.id, evicted);
         self.shared.registry.touch();
-        Ok(api::TestOutcome {
+        api::TestOutcome {
             delivered,
             status: result.status,
             duration_ms: millis(result.duration),
@@ -576,7 +590,7 @@ impl Delivery {
             event: event.to_owned(),
             webhook_id: Some(webhook.id.clone()),
             request_headers: result.request_headers,
-        })
+        }
     }
 
     /// A webhook was disabled, re-enabled or edited: when it is now off, its queued messages
@@ -1462,6 +1476,35 @@ mod tests {
         let m = wait_for(&hooks, &id, api::MessageState::Failed).await;
         assert!(start.elapsed() < SECOND);
         assert_eq!(m.error.as_deref(), Some("webhook disabled: switched off"));
+        assert_eq!(rx.hits(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_test_event_whose_caller_goes_away_is_still_sent_and_logged() {
+        let (url, rx) = receiver().await;
+        rx.script(&[], Reply::Slow(Duration::from_millis(300)));
+        let hooks = hooks(|_| {});
+        let wh = add(&hooks, "slow", &url);
+        // The caller (a browser dialog closed, `curl -m`) gives up before the answer.
+        let gave_up =
+            tokio::time::timeout(Duration::from_millis(50), hooks.test_webhook(&wh.id, None))
+                .await;
+        assert!(gave_up.is_err());
+        let logged = async {
+            loop {
+                let log = hooks.deliveries(&wh.id, 10).unwrap();
+                if let Some(a) = log.attempts.first() {
+                    return (a.clone(), log.messages[0].clone());
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        let (attempt, message) = tokio::time::timeout(5 * SECOND, logged)
+            .await
+            .expect("the test event was logged");
+        assert_eq!(attempt.trigger, api::AttemptTrigger::Test);
+        assert_eq!((attempt.status, attempt.delivered), (Some(200), true));
+        assert_eq!(message.state, api::MessageState::Delivered);
         assert_eq!(rx.hits(), 1);
     }
 
