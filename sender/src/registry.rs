@@ -386,6 +386,16 @@ impl Registry {
         self.touch();
     }
 
+    /// A Send Test Event was delivered: it counts in "Events sent" like any delivered message,
+    /// but leaves the run of failures alone (a test neither disables nor heals a webhook).
+    pub fn note_test_delivered(&self, id: &str) {
+        if let Some(w) = self.state().webhooks.get_mut(id) {
+            w.event_count += 1;
+            self.save_quietly(w);
+        }
+        self.touch();
+    }
+
     /// An attempt failed (the message may still be retried).
     pub fn note_failed_attempt(&self, id: &str, reason: &str) {
         if let Some(w) = self.state().webhooks.get_mut(id) {

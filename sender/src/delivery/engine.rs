@@ -499,7 +499,8 @@ impl Delivery {
     }
 
     /// Sends one message now, outside the queues, with no retry, and returns the true outcome.
-    /// The attempt is logged (trigger `test`) but does not touch the webhook's counters.
+    /// The attempt is logged (trigger `test`); delivered, it counts in "Events sent" (as its
+    /// resends do), but a failed test does not count towards disabling the webhook.
     ///
     /// The attempt runs in its own task: a caller that goes away (a browser dialog closed,
     /// `curl -m 2`) does not stop it, and it is logged with its outcome all the same.
@@ -536,6 +537,9 @@ impl Delivery {
         )
         .await;
         let delivered = result.verdict == Verdict::Delivered;
+        if delivered {
+            self.shared.registry.note_test_delivered(&webhook.id);
+        }
         let attempt = attempt_out(
             &id,
             webhook,
@@ -1525,10 +1529,11 @@ mod tests {
             .unwrap();
         assert!(good.delivered && good.error.is_none());
         assert_eq!(good.status, Some(200));
-        // No retry of the failed test, and the counters are untouched.
+        // No retry of the failed test. "Events sent" counts the delivered test (every delivered
+        // message counts, whatever started it); a failed test does not count towards disabling.
         assert_eq!(rx.hits(), 2);
         let w = hooks.get_webhook(&wh.id).unwrap();
-        assert_eq!((w.event_count, w.consecutive_failures), (0, 0));
+        assert_eq!((w.event_count, w.consecutive_failures), (1, 0));
         let log = hooks.deliveries(&wh.id, 10).unwrap();
         assert!(
             log.attempts
@@ -1543,6 +1548,11 @@ mod tests {
                 .code(),
             "not_subscribed"
         );
+
+        // A resend of the test message counts the same way.
+        hooks.resend(&good.message_id).await.unwrap();
+        wait_for(&hooks, &good.message_id, api::MessageState::Delivered).await;
+        assert_eq!(hooks.get_webhook(&wh.id).unwrap().event_count, 2);
 
         // Nobody listening: a failure with the transport error, never a success.
         let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
