@@ -170,11 +170,13 @@ pub struct TestOutcome {
 }
 
 /// Body of `POST /api/events/{slug}/emit`; without `payload` the event's example is sent.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmitIn {
+    /// Sent byte for byte as given (key order, number spelling, escapes and inner whitespace
+    /// kept): the raw JSON text, not a re-serialised value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub payload: Option<serde_json::Value>,
+    pub payload: Option<Box<serde_json::value::RawValue>>,
 }
 
 /// One message created by an emit or a resend.

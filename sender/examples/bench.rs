@@ -116,8 +116,8 @@ async fn send(args: &[String]) {
         "padding".into(),
         serde_json::json!("x".repeat(1024 - size - 13)),
     );
-    let payload = serde_json::Value::Object(payload);
-    let size = serde_json::to_vec(&payload).unwrap().len();
+    let payload = serde_json::value::to_raw_value(&serde_json::Value::Object(payload)).unwrap();
+    let size = payload.get().len();
     assert_eq!(size, 1024);
 
     let delivered = |hooks: &sender::Hooks| -> u64 {

@@ -332,24 +332,24 @@ impl Hooks {
             .catalog
             .get(&slug)
             .ok_or_else(|| HooksError::UnknownEvent(slug.clone()))?;
-        let body = delivery::message_body(webhook.envelope, &slug, &event.example, Utc::now());
+        let body = delivery::message_body(webhook.envelope, &slug, &event.example_json, Utc::now());
         Ok(self.delivery.test(&webhook, &slug, body).await?)
     }
 
     /// `POST /api/events/{slug}/emit`: one message per active webhook subscribed to the event.
     ///
-    /// A given payload is sent as is, not checked against the event's schema: sending payloads
-    /// a receiver does not expect is part of testing it.
+    /// A given payload is sent as is, byte for byte, not checked against the event's schema:
+    /// sending payloads a receiver does not expect is part of testing it.
     pub async fn emit(
         &self,
         slug: &str,
-        payload: Option<serde_json::Value>,
+        payload: Option<Box<serde_json::value::RawValue>>,
     ) -> Result<api::EmitOut, HooksError> {
         let event = self
             .catalog
             .get(slug)
             .ok_or_else(|| HooksError::UnknownEvent(slug.to_owned()))?;
-        let payload = payload.unwrap_or_else(|| event.example.clone());
+        let payload = payload.unwrap_or_else(|| event.example_json.clone());
         let now = Utc::now();
         // One body per envelope kind, shared by every webhook that uses it.
         let flat = delivery::message_body(api::Envelope::Flat, slug, &payload, now);

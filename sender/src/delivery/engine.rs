@@ -1491,8 +1491,7 @@ mod tests {
         let wh = add(&hooks, "slow", &url);
         // The caller (a browser dialog closed, `curl -m`) gives up before the answer.
         let gave_up =
-            tokio::time::timeout(Duration::from_millis(50), hooks.test_webhook(&wh.id, None))
-                .await;
+            tokio::time::timeout(Duration::from_millis(50), hooks.test_webhook(&wh.id, None)).await;
         assert!(gave_up.is_err());
         let logged = async {
             loop {
@@ -1564,6 +1563,40 @@ mod tests {
         assert_eq!(out.status, None);
         let error = out.error.unwrap();
         assert!(error.starts_with("connection failed"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn emit_sends_the_payload_bytes_as_given() {
+        let (url, rx) = receiver().await;
+        let hooks = hooks(|_| {});
+        add(&hooks, "exact", &url);
+        let given = r#"{"z":1,"a":2,"n":1.50, "s":"\u00e9"}"#;
+        let out = hooks
+            .emit(
+                "payment_received",
+                Some(serde_json::value::RawValue::from_string(given.into()).unwrap()),
+            )
+            .await
+            .unwrap();
+        wait_for(&hooks, &out.message_ids[0], api::MessageState::Delivered).await;
+        let hit = rx.0.lock().unwrap().hits.pop().unwrap();
+        assert_eq!(std::str::from_utf8(&hit.body).unwrap(), given);
+    }
+
+    #[tokio::test]
+    async fn builtin_examples_go_out_in_the_plugin_key_order() {
+        let (url, rx) = receiver().await;
+        let hooks = hooks(|_| {});
+        let wh = add(&hooks, "order", &url);
+        assert!(hooks.test_webhook(&wh.id, None).await.unwrap().delivered);
+        let hit = rx.0.lock().unwrap().hits.pop().unwrap();
+        let body = std::str::from_utf8(&hit.body).unwrap();
+        // Payment, then membership, then customer fields, as Ultimate Multisite builds them.
+        assert!(body.starts_with(r#"{"payment_id":"#), "{body}");
+        let at = |key: &str| body.find(&format!("\"{key}\":")).unwrap();
+        assert!(at("payment_manage_url") < at("membership_id"), "{body}");
+        assert!(at("membership_manage_url") < at("customer_id"), "{body}");
+        assert!(at("customer_manage_url") < at("wu_version"), "{body}");
     }
 
     #[tokio::test]

@@ -1,8 +1,12 @@
 //! The sender's retry schedule survives `kill -9` of the real binary on `--store sqlite:PATH`:
-//! a webhook to a bin of the same server answering 500, schedule `1s,1s,2s`; the server is
-//! killed right after the first failed attempt and started again on the same file; the bin now
-//! answers 200; the retry arrives with the same `webhook-id`, and the attempt log shows both
-//! attempts (the second saying when it was due and when it went).
+//! a webhook to a bin answering 500, schedule `1s,1s,2s`; the server is killed right after the
+//! first failed attempt and started again on the same file; the bin now answers 200; the retry
+//! arrives with the same `webhook-id`, and the attempt log shows both attempts (the second
+//! saying when it was due and when it went).
+//!
+//! The bin lives on a second bin-server (in this process) so that it can be switched to 200
+//! while the killed one is down: switched on the restarted server itself, the retry (already
+//! due) could race the switch.
 //!
 //! It runs the `bin-server` binary built beside this test (`cargo test --workspace` builds it;
 //! with `-p hookbin-tests` alone, run `cargo build -p bin-server` first).
@@ -15,7 +19,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::support::within;
+use crate::support::{TestServer, within};
 
 fn bin_server_exe() -> PathBuf {
     // target/<profile>/deps/e2e-<hash> -> target/<profile>/bin-server
@@ -76,19 +80,15 @@ async fn get(http: &reqwest::Client, url: String) -> Value {
     r.json().await.unwrap()
 }
 
-async fn put_bin(http: &reqwest::Client, base: &str, status: u16) {
-    let r = http
-        .put(format!("{base}/api/bins/flaky"))
-        .json(&json!({"response": {"status": status}}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "PUT bin: {}", r.status());
+async fn put_bin(bins: &TestServer, status: u16) {
+    bins.put_bin("flaky", json!({"response": {"status": status}}))
+        .await;
 }
 
 /// The webhook-ids of the requests the bin captured, oldest first.
-async fn captured_ids(http: &reqwest::Client, base: &str) -> Vec<String> {
-    let page = get(http, format!("{base}/api/bins/flaky/requests?limit=100")).await;
+async fn captured_ids(bins: &TestServer) -> Vec<String> {
+    let (status, page) = bins.get_json("/api/bins/flaky/requests?limit=100").await;
+    assert_eq!(status, 200, "{page}");
     let mut ids: Vec<String> = page["requests"]
         .as_array()
         .unwrap()
@@ -133,13 +133,14 @@ async fn a_retry_survives_kill_9_and_goes_out_after_the_restart() {
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
 
+    let bins = TestServer::start().await;
+    put_bin(&bins, 500).await;
     let mut server = start(&db, port).await;
-    put_bin(&http, &base, 500).await;
     let r = http
         .post(format!("{base}/api/webhooks"))
         .json(&json!({
             "name": "to a flaky bin",
-            "url": format!("{base}/b/flaky"),
+            "url": bins.url("/b/flaky"),
             "event": "payment_received",
         }))
         .send()
@@ -169,10 +170,10 @@ async fn a_retry_survives_kill_9_and_goes_out_after_the_restart() {
         .await
         .unwrap();
 
-    // Down past the retry's due time; the bin answers 200 from now on.
+    // The bin answers 200 from now on; the server stays down past the retry's due time.
+    put_bin(&bins, 200).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let _server = start(&db, port).await;
-    put_bin(&http, &base, 200).await;
 
     let m = until("the retry to be delivered", async || {
         let m = get(&http, format!("{base}/api/deliveries/{msg}")).await;
@@ -180,7 +181,7 @@ async fn a_retry_survives_kill_9_and_goes_out_after_the_restart() {
     })
     .await;
     assert_eq!(m["attempts"], 2, "{m}");
-    assert_eq!(captured_ids(&http, &base).await, [msg.clone(), msg.clone()]);
+    assert_eq!(captured_ids(&bins).await, [msg.clone(), msg.clone()]);
 
     let log = get(&http, format!("{base}/api/webhooks/{wh_id}/deliveries")).await;
     let attempts = log["attempts"].as_array().unwrap();
