@@ -86,6 +86,7 @@ impl HooksError {
     pub fn status(&self) -> u16 {
         match self {
             HooksError::Registry(RegistryError::Invalid { .. }) => 422,
+            HooksError::Registry(RegistryError::InvalidFields(_)) => 422,
             HooksError::Registry(RegistryError::NotFound(_)) => 404,
             HooksError::Registry(RegistryError::NameTaken(_)) => 409,
             HooksError::Registry(RegistryError::Full(_)) => 409,
@@ -107,6 +108,7 @@ impl HooksError {
     pub fn code(&self) -> &'static str {
         match self {
             HooksError::Registry(RegistryError::Invalid { .. }) => "invalid_webhook",
+            HooksError::Registry(RegistryError::InvalidFields(_)) => "invalid_webhook",
             HooksError::Registry(RegistryError::NotFound(_)) => "webhook_not_found",
             HooksError::Registry(RegistryError::NameTaken(_)) => "webhook_name_taken",
             HooksError::Registry(RegistryError::Full(_)) => "webhook_limit",
@@ -240,11 +242,10 @@ impl Hooks {
         &self.outbound
     }
 
-    /// A URL's format first (the registry's errors), then where it points: a refusal is a
-    /// 422 on the `url` field naming the address and the policy.
-    fn check_url(&self, url: &str) -> Result<(), HooksError> {
-        let parsed = registry::parse_url(url)?;
-        let parsed = reqwest::Url::parse(&parsed).map_err(|e| RegistryError::Invalid {
+    /// Where a well-formed URL points: a refusal is a 422 on the `url` field naming the
+    /// address and the policy.
+    fn check_policy(&self, url: &str) -> Result<(), RegistryError> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| RegistryError::Invalid {
             field: "url",
             problem: format!("not a URL: {e}"),
         })?;
@@ -253,8 +254,7 @@ impl Hooks {
             .map_err(|refused| RegistryError::Invalid {
                 field: "url",
                 problem: refused.to_string(),
-            })?;
-        Ok(())
+            })
     }
 
     /// `GET /api/events`.
@@ -264,8 +264,10 @@ impl Hooks {
 
     /// `POST /api/webhooks`.
     pub fn create_webhook(&self, input: api::WebhookIn) -> Result<api::WebhookOut, HooksError> {
-        self.check_url(&input.url)?;
-        Ok(self.registry.create(input)?.to_out())
+        Ok(self
+            .registry
+            .create_with(input, |url| self.check_policy(url))?
+            .to_out())
     }
 
     /// `GET /api/webhooks`.
@@ -294,10 +296,9 @@ impl Hooks {
         patch: api::WebhookPatch,
     ) -> Result<api::WebhookOut, HooksError> {
         let id = self.find(id_or_name)?.id;
-        if let Some(url) = &patch.url {
-            self.check_url(url)?;
-        }
-        let updated = self.registry.update(&id, patch)?;
+        let updated = self
+            .registry
+            .update_with(&id, patch, |url| self.check_policy(url))?;
         self.delivery.webhook_changed(&id).await;
         Ok(updated.to_out())
     }

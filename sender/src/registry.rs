@@ -36,9 +36,52 @@ pub enum RegistryError {
     NameTaken(String),
     #[error("the registry holds {0} webhooks, its limit; delete one first")]
     Full(usize),
+    /// Several fields are invalid: every one of them, in the order of the input.
+    #[error("{}", .0.iter().map(|(f, p)| format!("{f}: {p}")).collect::<Vec<_>>().join("; "))]
+    InvalidFields(Vec<(&'static str, String)>),
     /// The journal (the `--store` file) could not save the change; nothing changed.
     #[error("{0}")]
     Store(String),
+}
+
+impl RegistryError {
+    /// The invalid fields and their problems (empty for other errors).
+    pub fn fields(&self) -> Vec<(&'static str, String)> {
+        match self {
+            RegistryError::Invalid { field, problem } => vec![(*field, problem.clone())],
+            RegistryError::InvalidFields(all) => all.clone(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Runs every check of an input, keeping each failure, so one answer names them all.
+#[derive(Default)]
+pub(crate) struct Checks(Vec<(&'static str, String)>);
+
+impl Checks {
+    /// The value, or `None` with its problems noted.
+    pub(crate) fn check<T>(&mut self, r: Result<T, RegistryError>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.0.extend(e.fields());
+                None
+            }
+        }
+    }
+
+    /// Ok when every check passed; else one error naming each problem.
+    pub(crate) fn finish(mut self) -> Result<(), RegistryError> {
+        match self.0.len() {
+            0 => Ok(()),
+            1 => {
+                let (field, problem) = self.0.remove(0);
+                Err(RegistryError::Invalid { field, problem })
+            }
+            _ => Err(RegistryError::InvalidFields(self.0)),
+        }
+    }
 }
 
 fn invalid(field: &'static str, problem: impl Into<String>) -> RegistryError {
@@ -232,12 +275,28 @@ impl Registry {
 
     /// Validates and adds a webhook.
     pub fn create(&self, input: api::WebhookIn) -> Result<Webhook, RegistryError> {
-        let name = parse_name(&input.name)?;
-        let url = parse_url(&input.url)?;
-        let events = self.parse_events(input.event, input.events)?;
-        let secret = match input.secret {
-            Some(s) => Secret::parse(&s).map_err(|e| invalid("secret", e.to_string()))?,
-            None => Secret::generate(),
+        self.create_with(input, |_| Ok(()))
+    }
+
+    /// [`Registry::create`] with one more check of a well-formed URL (the outbound policy);
+    /// every problem of the input is reported at once.
+    pub fn create_with(
+        &self,
+        input: api::WebhookIn,
+        check_url: impl FnOnce(&str) -> Result<(), RegistryError>,
+    ) -> Result<Webhook, RegistryError> {
+        let mut checks = Checks::default();
+        let name = checks.check(parse_name(&input.name));
+        let url = checks.check(parse_url(&input.url).and_then(|u| check_url(&u).map(|()| u)));
+        let events = checks.check(self.parse_events(input.event, input.events));
+        let secret = checks.check(match input.secret {
+            Some(s) => Secret::parse(&s).map_err(|e| invalid("secret", e.to_string())),
+            None => Ok(Secret::generate()),
+        });
+        checks.finish()?;
+        let (Some(name), Some(url), Some(events), Some(secret)) = (name, url, events, secret)
+        else {
+            unreachable!("every check passed");
         };
         let webhook = Webhook {
             id: crate::random_id("wh_"),
@@ -303,18 +362,45 @@ impl Registry {
 
     /// Applies the fields given; validation happens before anything changes.
     pub fn update(&self, id: &str, patch: api::WebhookPatch) -> Result<Webhook, RegistryError> {
-        let name = patch.name.as_deref().map(parse_name).transpose()?;
-        let url = patch.url.as_deref().map(parse_url).transpose()?;
+        self.update_with(id, patch, |_| Ok(()))
+    }
+
+    /// [`Registry::update`] with one more check of a well-formed URL (see
+    /// [`Registry::create_with`]); every problem of the patch is reported at once.
+    pub fn update_with(
+        &self,
+        id: &str,
+        patch: api::WebhookPatch,
+        check_url: impl FnOnce(&str) -> Result<(), RegistryError>,
+    ) -> Result<Webhook, RegistryError> {
+        let mut checks = Checks::default();
+        let name = checks
+            .check(patch.name.as_deref().map(parse_name).transpose())
+            .flatten();
+        let url = checks
+            .check(
+                patch
+                    .url
+                    .as_deref()
+                    .map(|u| parse_url(u).and_then(|u| check_url(&u).map(|()| u)))
+                    .transpose(),
+            )
+            .flatten();
         let events = if patch.event.is_some() || patch.events.is_some() {
-            Some(self.parse_events(patch.event, patch.events)?)
+            checks.check(self.parse_events(patch.event, patch.events))
         } else {
             None
         };
-        let secret = patch
-            .secret
-            .as_deref()
-            .map(|s| Secret::parse(s).map_err(|e| invalid("secret", e.to_string())))
-            .transpose()?;
+        let secret = checks
+            .check(
+                patch
+                    .secret
+                    .as_deref()
+                    .map(|s| Secret::parse(s).map_err(|e| invalid("secret", e.to_string())))
+                    .transpose(),
+            )
+            .flatten();
+        checks.finish()?;
         let mut state = self.state();
         if let Some(name) = &name
             && state
@@ -635,6 +721,43 @@ mod tests {
         assert_eq!(e.to_string(), "secret: is empty after `whsec_`");
         // Nothing was added by the refused calls.
         assert!(r.list().is_empty());
+    }
+
+    #[test]
+    fn every_invalid_field_is_reported_at_once() {
+        let r = registry(10);
+        let e = r
+            .create(api::WebhookIn {
+                name: "B".into(),
+                url: "ftp://x.example/".into(),
+                event: Some("nope".into()),
+                secret: Some("whsec_".into()),
+                ..Default::default()
+            })
+            .unwrap_err();
+        let fields: Vec<&str> = e.fields().iter().map(|(f, _)| *f).collect();
+        assert_eq!(fields, ["name", "url", "event", "secret"], "{e}");
+        assert_eq!(
+            e.to_string(),
+            "name: must be at least 2 characters; url: must start with http:// or https://; \
+             event: unknown event `nope` (GET /api/events lists the catalog); \
+             secret: is empty after `whsec_`"
+        );
+        let w = r
+            .create(input("ok", "http://a.example/", "payment_received"))
+            .unwrap();
+        let e = r
+            .update(
+                &w.id,
+                api::WebhookPatch {
+                    name: Some("".into()),
+                    url: Some("http://".into()),
+                    ..Default::default()
+                },
+            )
+            .unwrap_err();
+        assert_eq!(e.fields().len(), 2, "{e}");
+        assert!(r.list().len() == 1 && r.get(&w.id).unwrap().name == "ok");
     }
 
     #[test]
