@@ -1,8 +1,9 @@
 //! The delivery queue: which message is due for which webhook, and when.
 //!
 //! [`DeliveryQueue`] is the seam between the engine and where its schedule lives:
-//! [`MemoryQueue`] (this process, lost on restart) and [`SqliteQueue`] (a file: every answer
-//! is committed before it returns, so a retry scheduled before a crash is still due after it).
+//! [`MemoryQueue`] (this process, lost on restart), [`SqliteQueue`] (a file: every answer
+//! is committed before it returns, so a retry scheduled before a crash is still due after it)
+//! and [`RedisQueue`] (shared by several instances; every call one atomic Lua script).
 //!
 //! # The contract (checked on every backend by the same conformance tests)
 //! - [`send`](DeliveryQueue::send) queues a task due at a time (a delay is a due time in the
@@ -21,6 +22,7 @@
 //!   (paused in tests) is the only clock.
 
 mod memory;
+mod redis;
 mod sqlite;
 
 #[cfg(test)]
@@ -30,6 +32,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 pub use memory::MemoryQueue;
+pub use redis::RedisQueue;
 pub use sqlite::{SqliteQueue, open_connection};
 
 /// One message to deliver to one webhook.
