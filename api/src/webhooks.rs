@@ -260,13 +260,25 @@ pub struct AttemptOut {
     pub url: String,
     pub request_headers: Vec<Header>,
     pub request_body_size: u64,
+    /// The body sent (lossy UTF-8), its first 64 KiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_body: Option<String>,
+    /// True when `request_body` is cut (the body was longer than 64 KiB).
+    #[serde(default)]
+    pub request_body_truncated: bool,
     pub delivered: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
     pub duration_ms: u64,
-    /// The first 4 KiB of the answer's body (lossy UTF-8).
+    /// The answer's headers, in order (empty when there was no answer).
+    #[serde(default)]
+    pub response_headers: Vec<Header>,
+    /// The first 64 KiB of the answer's body (lossy UTF-8).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_body: Option<String>,
+    /// True when `response_body` is cut (the answer went on past 64 KiB).
+    #[serde(default)]
+    pub response_body_truncated: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// When the message will be tried again after this attempt; absent when it will not.

@@ -5,6 +5,7 @@
 //! ```text
 //! bench receive --port P --hole-port H   # answers every POST 200; H accepts and never answers
 //! bench send --url http://127.0.0.1:P --webhooks 100 --rounds 300 [--hole http://127.0.0.1:H]
+//!            [--sqlite PATH]                # the sender's SQLite store instead of memory
 //! ```
 //!
 //! `send` registers the webhooks with the real engine ([`sender::Hooks`], default settings but
@@ -82,7 +83,17 @@ async fn send(args: &[String]) {
     // Every message of the run is queued up front; the default bound (1,000) would fail the rest
     // as "queue full" by design.
     config.delivery.max_pending_per_webhook = rounds + 10;
-    let hooks = sender::Hooks::new(config).unwrap();
+    // `--sqlite PATH`: the sender's SQLite store (a fresh file) instead of memory.
+    let hooks = match arg(args, "--sqlite") {
+        Some(path) => {
+            let _ = std::fs::remove_file(&path);
+            sender::Hooks::open_sqlite(config, std::path::Path::new(&path))
+                .await
+                .unwrap()
+        }
+        None => sender::Hooks::new(config).unwrap(),
+    };
+    hooks.start();
     let add = |name: String, url: String| {
         hooks
             .create_webhook(api::WebhookIn {

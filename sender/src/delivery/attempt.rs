@@ -10,9 +10,13 @@ use super::schedule::parse_retry_after;
 use crate::outbound::{self, Outbound, OutboundClient};
 use crate::signing::{SignedHeaders, unix_now};
 
-/// How much of a response body is kept in the log: enough to read an error page, bounded so a
-/// huge answer cannot fill memory.
-pub const RESPONSE_EXCERPT_BYTES: usize = 4096;
+/// How much of a request or response body an attempt's log keeps (the rest is cut and
+/// flagged): enough to read any webhook payload or error page, bounded so a huge answer cannot
+/// fill memory.
+pub const LOGGED_BODY_BYTES: usize = 64 * 1024;
+
+/// Former name of [`LOGGED_BODY_BYTES`].
+pub const RESPONSE_EXCERPT_BYTES: usize = LOGGED_BODY_BYTES;
 
 /// What one attempt found, before it is logged.
 #[derive(Debug, Clone)]
@@ -20,9 +24,14 @@ pub struct AttemptResult {
     pub started_at: DateTime<Utc>,
     pub request_headers: Vec<api::Header>,
     pub request_body_size: u64,
+    /// The body sent (the log keeps its first [`LOGGED_BODY_BYTES`]).
+    pub request_body: Bytes,
     pub status: Option<u16>,
     pub duration: Duration,
+    pub response_headers: Vec<api::Header>,
     pub response_body: Option<String>,
+    /// The answer went on past [`LOGGED_BODY_BYTES`].
+    pub response_truncated: bool,
     pub error: Option<String>,
     pub retry_after: Option<Duration>,
     pub verdict: Verdict,
@@ -112,7 +121,7 @@ fn describe(e: &reqwest::Error, timeout: Duration) -> String {
     text
 }
 
-/// Sends one signed POST and reads at most [`RESPONSE_EXCERPT_BYTES`] of the answer
+/// Sends one signed POST and reads at most [`LOGGED_BODY_BYTES`] of the answer
 /// (unrestricted: the CLI's direct send).
 pub async fn send_attempt(
     client: &reqwest::Client,
@@ -164,9 +173,12 @@ fn attempt_result(
         started_at: Utc::now(),
         request_headers: signed_headers(secret, message_id, body),
         request_body_size: body.len() as u64,
+        request_body: body.clone(),
         status: None,
         duration: Duration::ZERO,
+        response_headers: Vec::new(),
         response_body: None,
+        response_truncated: false,
         error: None,
         retry_after: None,
         verdict: Verdict::Retry,
@@ -222,13 +234,30 @@ async fn attempt(
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| parse_retry_after(v, Utc::now()));
+            result.response_headers = response
+                .headers()
+                .iter()
+                .map(|(name, value)| api::Header {
+                    name: name.as_str().to_owned(),
+                    value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                })
+                .collect();
             let mut excerpt: Vec<u8> = Vec::new();
             let mut body_error = None;
-            while excerpt.len() < RESPONSE_EXCERPT_BYTES {
+            loop {
                 match response.chunk().await {
+                    Ok(Some(chunk)) if excerpt.len() >= LOGGED_BODY_BYTES => {
+                        // Full, and the answer goes on.
+                        result.response_truncated |= !chunk.is_empty();
+                        break;
+                    }
                     Ok(Some(chunk)) => {
-                        let room = RESPONSE_EXCERPT_BYTES - excerpt.len();
+                        let room = LOGGED_BODY_BYTES - excerpt.len();
                         excerpt.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                        if chunk.len() > room {
+                            result.response_truncated = true;
+                            break;
+                        }
                     }
                     Ok(None) => break,
                     Err(e) => {

@@ -1000,6 +1000,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::delivery::LOGGED_BODY_BYTES;
     use crate::signing::unix_now;
     use crate::{Hooks, HooksConfig};
     use axum::extract::State;
@@ -1018,6 +1019,8 @@ mod tests {
         Redirect,
         /// Waits, then answers 200.
         Slow(Duration),
+        /// 200 with a body of this many bytes and a header of its own.
+        Big(usize),
     }
 
     struct Hit {
@@ -1080,6 +1083,7 @@ mod tests {
                 tokio::time::sleep(d).await;
                 "slow ok".into_response()
             }
+            Reply::Big(n) => ([("x-receiver", "big")], "b".repeat(n)).into_response(),
         }
     }
 
@@ -1173,6 +1177,56 @@ mod tests {
         );
         assert_eq!((a.error.as_ref(), a.next_attempt_at.as_ref()), (None, None));
         assert_eq!(hooks.get_webhook(&wh.id).unwrap().event_count, 1);
+    }
+
+    #[tokio::test]
+    async fn the_log_keeps_what_went_out_and_what_came_back_bounded() {
+        let (url, rx) = receiver().await;
+        rx.script(&[Reply::Big(LOGGED_BODY_BYTES + 10)], Reply::Big(10));
+        let hooks = hooks(|c| c.max_in_flight_per_webhook = 1);
+        let wh = add(&hooks, "big", &url);
+        let big_payload = format!(r#"{{"pad":"{}"}}"#, "p".repeat(LOGGED_BODY_BYTES));
+        let out = hooks
+            .emit(
+                "payment_received",
+                Some(serde_json::value::RawValue::from_string(big_payload.clone()).unwrap()),
+            )
+            .await
+            .unwrap();
+        wait_for(&hooks, &out.message_ids[0], api::MessageState::Delivered).await;
+        let small = emit_one(&hooks).await;
+        wait_for(&hooks, &small, api::MessageState::Delivered).await;
+        let log = hooks.deliveries(&wh.id, 10).unwrap();
+        let (small, big) = (&log.attempts[0], &log.attempts[1]);
+        // What went out: the signed headers and the body, cut at 64 KiB with a flag.
+        assert_eq!(
+            big.request_body.as_deref(),
+            Some(&big_payload[..LOGGED_BODY_BYTES])
+        );
+        assert!(big.request_body_truncated);
+        assert_eq!(big.request_body_size, big_payload.len() as u64);
+        let sent = rx.0.lock().unwrap().hits[1].body.clone();
+        assert_eq!(
+            small.request_body.as_deref().map(str::as_bytes),
+            Some(&sent[..])
+        );
+        assert!(!small.request_body_truncated);
+        // What came back: status, headers, body cut the same way.
+        assert_eq!(
+            big.response_body.as_deref().map(str::len),
+            Some(LOGGED_BODY_BYTES)
+        );
+        assert!(big.response_body_truncated);
+        assert_eq!(small.response_body.as_deref(), Some("bbbbbbbbbb"));
+        assert!(!small.response_body_truncated);
+        assert!(
+            small
+                .response_headers
+                .iter()
+                .any(|h| h.name == "x-receiver" && h.value == "big"),
+            "{:?}",
+            small.response_headers
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -163,10 +163,22 @@ pub(super) fn attempt_out(
         url: webhook.url.clone(),
         request_headers: result.request_headers.clone(),
         request_body_size: result.request_body_size,
+        request_body: Some(
+            String::from_utf8_lossy(
+                &result.request_body[..result
+                    .request_body
+                    .len()
+                    .min(super::attempt::LOGGED_BODY_BYTES)],
+            )
+            .into_owned(),
+        ),
+        request_body_truncated: result.request_body.len() > super::attempt::LOGGED_BODY_BYTES,
         delivered: result.verdict == Verdict::Delivered,
         status: result.status,
         duration_ms: millis(result.duration),
+        response_headers: result.response_headers.clone(),
         response_body: result.response_body.clone(),
+        response_body_truncated: result.response_truncated,
         error: result.error.clone(),
         next_attempt_at: times.next_at.map(crate::rfc3339),
     }
