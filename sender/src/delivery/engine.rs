@@ -88,6 +88,13 @@ impl std::fmt::Display for ShutdownReport {
 const LEASE_MARGIN: Duration = Duration::from_secs(30);
 /// Tasks claimed at once (at most the free engine slots).
 const CLAIM_BATCH: usize = 64;
+/// While attempts are in flight, the dispatcher claims only once this many engine slots are
+/// free (or fewer when the engine is smaller): one claim per slot freed would cost a queue
+/// round trip, and a scan past busy webhooks, per delivery.
+const CLAIM_MIN: usize = 16;
+/// ... but never waits longer than this for them: a due message goes out at most this late
+/// because of batching.
+const CLAIM_WAIT: Duration = Duration::from_millis(20);
 /// The dispatcher looks at the queue at least this often even when nothing woke it (work
 /// another instance or a restart put there).
 const POLL: Duration = Duration::from_secs(1);
@@ -757,6 +764,7 @@ impl Delivery {
     async fn dispatch(self) {
         let shared = &self.shared;
         let lease = shared.config.request_timeout + LEASE_MARGIN;
+        let mut last_claim = Instant::now();
         loop {
             if shared.shutdown.is_cancelled() {
                 return;
@@ -764,7 +772,15 @@ impl Delivery {
             let now = shared.clock.now_ms();
             let mut next = None;
             let free = shared.global.available_permits();
-            if free > 0 {
+            let max = shared.config.max_in_flight.max(1);
+            let busy = free < max;
+            let batch_ready =
+                !busy || free >= CLAIM_MIN.min(max) || last_claim.elapsed() >= CLAIM_WAIT;
+            if free > 0 && !batch_ready {
+                // Wait for more slots, a little at most.
+                next = Some(now.saturating_add(i64::try_from(CLAIM_WAIT.as_millis()).unwrap_or(0)));
+            } else if free > 0 {
+                last_claim = Instant::now();
                 let skip = self.saturated();
                 match shared
                     .queue

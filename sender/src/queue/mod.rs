@@ -101,8 +101,14 @@ pub trait DeliveryQueue: Send + Sync + 'static {
     async fn tasks(&self) -> Result<Vec<(Task, i64)>, QueueError>;
 }
 
+/// A lease token: unique across processes (a random prefix drawn once per process) and cheap
+/// (a counter after it): one is made per claimed task.
 pub(crate) fn new_token() -> String {
-    crate::random_id("lse_")
+    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| crate::random_id("lse_"));
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{prefix}.{n:x}")
 }
 
 pub(crate) fn trigger_name(t: api::AttemptTrigger) -> &'static str {
