@@ -187,7 +187,24 @@ impl SqliteJournal {
         Arc::clone(&self.conn)
     }
 
+    /// Runs `f` in one committed transaction. Called from async code: on a multi-threaded
+    /// runtime the wait for the disk (`synchronous=FULL`) happens under
+    /// `tokio::task::block_in_place`, so the worker's other tasks (the server's requests) move to
+    /// another worker instead of waiting behind the sync.
     fn with<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, rusqlite::Error>,
+    ) -> Result<T, JournalError> {
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if multi_thread {
+            tokio::task::block_in_place(|| self.commit(f))
+        } else {
+            self.commit(f)
+        }
+    }
+
+    fn commit<T>(
         &self,
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, rusqlite::Error>,
     ) -> Result<T, JournalError> {
