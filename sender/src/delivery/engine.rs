@@ -1050,6 +1050,9 @@ mod tests {
         replies: VecDeque<Reply>,
         then: Option<Reply>,
         hits: Vec<Hit>,
+        /// Requests being answered now, and the most at once so far.
+        open: usize,
+        most_open: usize,
     }
 
     #[derive(Clone, Default)]
@@ -1081,11 +1084,19 @@ mod tests {
                     .collect(),
                 body,
             });
+            s.open += 1;
+            s.most_open = s.most_open.max(s.open);
             s.replies
                 .pop_front()
                 .or_else(|| s.then.clone())
                 .unwrap_or(Reply::Status(200))
         };
+        let response = reply_with(reply).await;
+        r.0.lock().unwrap().open -= 1;
+        response
+    }
+
+    async fn reply_with(reply: Reply) -> Response {
         let status = |s| StatusCode::from_u16(s).unwrap();
         match reply {
             Reply::Status(s) => (status(s), format!("answer {s}")).into_response(),
@@ -1243,6 +1254,42 @@ mod tests {
             "{:?}",
             small.response_headers
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_per_webhook_bound_holds_and_order_is_kept() {
+        let (url, rx) = receiver().await;
+        rx.script(&[], Reply::Slow(SECOND));
+        let hooks = hooks(|c| c.max_in_flight_per_webhook = 2);
+        add(&hooks, "slow", &url);
+        let mut ids = Vec::new();
+        for _ in 0..7 {
+            ids.push(emit_one(&hooks).await);
+        }
+        for id in &ids {
+            wait_for(&hooks, id, api::MessageState::Delivered).await;
+        }
+        let s = rx.0.lock().unwrap();
+        assert_eq!(s.most_open, 2, "never more than the bound in flight");
+        // FIFO per webhook: started in the order emitted (two at a time may reach the receiver
+        // in either order).
+        let sent: Vec<String> = s
+            .hits
+            .iter()
+            .map(|h| {
+                h.headers
+                    .iter()
+                    .find(|(k, _)| k == "webhook-id")
+                    .unwrap()
+                    .1
+                    .clone()
+            })
+            .collect();
+        assert_eq!(sent.len(), ids.len());
+        for (i, id) in sent.iter().enumerate() {
+            let emitted = ids.iter().position(|x| x == id).unwrap();
+            assert!(emitted.abs_diff(i) <= 1, "{sent:?} vs {ids:?}");
+        }
     }
 
     #[tokio::test(start_paused = true)]
