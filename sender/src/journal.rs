@@ -11,10 +11,12 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use rusqlite::{Connection, params};
+
+use crate::queue::writer::Writer;
 
 /// One message as the journal keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,8 +64,15 @@ fn err(e: impl std::fmt::Display) -> JournalError {
 /// Write-through persistence of the registry and the delivery logs.
 pub trait Journal: Send + Sync + 'static {
     fn load(&self) -> Result<Snapshot, JournalError>;
-    /// Creates or replaces a webhook (its settings and counters).
+    /// Creates or replaces a webhook (its settings and counters), committed when it returns.
     fn put_webhook(&self, webhook: &api::WebhookOut) -> Result<(), JournalError>;
+    /// [`Journal::put_webhook`] for counters: written in order, without waiting (a failure
+    /// is logged).
+    fn put_webhook_later(&self, webhook: &api::WebhookOut) {
+        if let Err(e) = self.put_webhook(webhook) {
+            tracing::warn!("sender store: webhook {}: {e}", webhook.id);
+        }
+    }
     /// Deletes a webhook with its messages, attempts and eviction counts.
     fn delete_webhook(&self, id: &str) -> Result<(), JournalError>;
     fn insert_message(&self, message: &MessageRecord) -> Result<(), JournalError>;
@@ -136,10 +145,15 @@ fn state_from(s: &str) -> api::MessageState {
     }
 }
 
-/// The sender's SQLite file: webhooks, messages, attempts (and, on the same connection, the
-/// delivery queue). The file is locked exclusively while open: one server per file.
+/// The sender's SQLite file: webhooks, messages, attempts (and, through the same writer
+/// thread, the delivery queue). The file is locked exclusively while open: one server per file.
+///
+/// Writes go to the file's writer thread, which commits them in groups (see
+/// [`crate::queue::writer`]). Creating, changing and deleting a webhook wait for their commit;
+/// the log's writes (a message, its state, an attempt, evictions, counters) do not: they are
+/// committed with the next group, in order, before any queue change submitted after them.
 pub struct SqliteJournal {
-    conn: Arc<Mutex<Connection>>,
+    writer: Arc<Writer>,
     _lock: std::fs::File,
 }
 
@@ -177,47 +191,40 @@ impl SqliteJournal {
         let conn = crate::queue::open_connection(path).map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+            writer: Arc::new(Writer::start(conn)),
             _lock: lock,
         })
     }
 
-    /// The connection, for the queue that shares the file.
-    pub fn connection(&self) -> Arc<Mutex<Connection>> {
-        Arc::clone(&self.conn)
+    /// The writer, for the queue that shares the file.
+    pub(crate) fn writer(&self) -> Arc<Writer> {
+        Arc::clone(&self.writer)
     }
 
-    /// Runs `f` in one committed transaction. Called from async code: on a multi-threaded
-    /// runtime the wait for the disk (`synchronous=FULL`) happens under
-    /// `tokio::task::block_in_place`, so the worker's other tasks (the server's requests) move to
-    /// another worker instead of waiting behind the sync.
-    fn with<T>(
+    /// Runs `f` in the next group and waits for its commit.
+    fn with<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, rusqlite::Error>,
+        f: impl FnOnce(&Connection) -> Result<T, rusqlite::Error> + Send + 'static,
     ) -> Result<T, JournalError> {
-        let multi_thread = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        if multi_thread {
-            tokio::task::block_in_place(|| self.commit(f))
-        } else {
-            self.commit(f)
-        }
+        self.writer
+            .call_blocking(move |conn| f(conn).map_err(|e| e.to_string()))
+            .map_err(JournalError)
     }
 
-    fn commit<T>(
+    /// Runs `f` in the next group without waiting; a failure is logged.
+    fn later(
         &self,
-        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, rusqlite::Error>,
-    ) -> Result<T, JournalError> {
-        let mut conn = self
-            .conn
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(err)?;
-        let out = f(&tx).map_err(err)?;
-        tx.commit().map_err(err)?;
-        Ok(out)
+        what: String,
+        f: impl FnOnce(&Connection) -> Result<(), rusqlite::Error> + Send + 'static,
+    ) {
+        self.writer.submit(
+            move |conn| f(conn).map_err(|e| e.to_string()),
+            move |r| {
+                if let Err(e) = r {
+                    tracing::warn!("sender store: {what}: {e}");
+                }
+            },
+        );
     }
 }
 
@@ -279,51 +286,60 @@ impl Journal for SqliteJournal {
 
     fn put_webhook(&self, webhook: &api::WebhookOut) -> Result<(), JournalError> {
         let json = serde_json::to_string(webhook).map_err(err)?;
-        self.with(|tx| {
-            tx.execute(
-                "INSERT INTO webhooks (id, seq, json)
-                 VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM webhooks), ?2)
-                 ON CONFLICT (id) DO UPDATE SET json = excluded.json",
-                params![webhook.id, json],
-            )?;
-            Ok(())
-        })
+        let id = webhook.id.clone();
+        self.with(move |tx| upsert_webhook(tx, &id, &json))
+    }
+
+    fn put_webhook_later(&self, webhook: &api::WebhookOut) {
+        match serde_json::to_string(webhook) {
+            Ok(json) => {
+                let id = webhook.id.clone();
+                self.later(format!("saving webhook {id}"), move |tx| {
+                    upsert_webhook(tx, &id, &json)
+                });
+            }
+            Err(e) => tracing::warn!("sender store: webhook {}: {e}", webhook.id),
+        }
     }
 
     fn delete_webhook(&self, id: &str) -> Result<(), JournalError> {
-        self.with(|tx| {
-            tx.execute("DELETE FROM webhooks WHERE id = ?1", [id])?;
-            tx.execute("DELETE FROM messages WHERE webhook_id = ?1", [id])?;
-            tx.execute("DELETE FROM attempts WHERE webhook_id = ?1", [id])?;
-            tx.execute("DELETE FROM evictions WHERE webhook_id = ?1", [id])?;
+        let id = id.to_owned();
+        self.with(move |tx| {
+            tx.execute("DELETE FROM webhooks WHERE id = ?1", [&id])?;
+            tx.execute("DELETE FROM messages WHERE webhook_id = ?1", [&id])?;
+            tx.execute("DELETE FROM attempts WHERE webhook_id = ?1", [&id])?;
+            tx.execute("DELETE FROM evictions WHERE webhook_id = ?1", [&id])?;
             Ok(())
         })
     }
 
     fn insert_message(&self, m: &MessageRecord) -> Result<(), JournalError> {
-        self.with(|tx| {
-            tx.execute(
+        let m = m.clone();
+        self.later(format!("saving message {}", m.id), move |tx| {
+            tx.prepare_cached(
                 "INSERT OR REPLACE INTO messages
                      (id, webhook_id, event, body, created_at, state, attempts, next_at, error)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![
-                    m.id,
-                    m.webhook_id,
-                    m.event,
-                    &m.body[..],
-                    m.created_at_ms,
-                    state_name(m.state.state),
-                    m.state.attempts,
-                    m.state.next_attempt_at_ms,
-                    m.state.error
-                ],
-            )?;
+            )?
+            .execute(params![
+                m.id,
+                m.webhook_id,
+                m.event,
+                &m.body[..],
+                m.created_at_ms,
+                state_name(m.state.state),
+                m.state.attempts,
+                m.state.next_attempt_at_ms,
+                m.state.error
+            ])?;
             Ok(())
-        })
+        });
+        Ok(())
     }
 
     fn update_message(&self, id: &str, s: &MessageStateRecord) -> Result<(), JournalError> {
-        self.with(|tx| {
+        let (id, s) = (id.to_owned(), s.clone());
+        self.later(format!("saving message {id}"), move |tx| {
             tx.prepare_cached(
                 "UPDATE messages SET state = ?2, attempts = ?3, next_at = ?4, error = ?5
                  WHERE id = ?1",
@@ -336,7 +352,8 @@ impl Journal for SqliteJournal {
                 s.error
             ])?;
             Ok(())
-        })
+        });
+        Ok(())
     }
 
     fn evict(
@@ -348,12 +365,15 @@ impl Journal for SqliteJournal {
         if messages.is_empty() && attempts.is_empty() {
             return Ok(());
         }
-        self.with(|tx| {
-            for id in messages {
+        let webhook_id = webhook_id.to_owned();
+        let messages: Vec<String> = messages.iter().map(|m| m.to_string()).collect();
+        let attempts = attempts.to_vec();
+        self.later(format!("evicting from webhook {webhook_id}"), move |tx| {
+            for id in &messages {
                 tx.prepare_cached("DELETE FROM messages WHERE id = ?1")?
-                    .execute([&**id])?;
+                    .execute([id])?;
             }
-            for id in attempts {
+            for id in &attempts {
                 tx.prepare_cached("DELETE FROM attempts WHERE id = ?1")?
                     .execute([id])?;
             }
@@ -365,15 +385,28 @@ impl Journal for SqliteJournal {
                 params![webhook_id, attempts.len() as i64, messages.len() as i64],
             )?;
             Ok(())
-        })
+        });
+        Ok(())
     }
 
     fn insert_attempt(&self, a: &api::AttemptOut) -> Result<(), JournalError> {
         let json = serde_json::to_string(a).map_err(err)?;
-        self.with(|tx| {
+        let (id, webhook_id) = (a.id.clone(), a.webhook_id.clone());
+        self.later(format!("saving attempt {id}"), move |tx| {
             tx.prepare_cached("INSERT INTO attempts (id, webhook_id, json) VALUES (?1, ?2, ?3)")?
-                .execute(params![a.id, a.webhook_id, json])?;
+                .execute(params![id, webhook_id, json])?;
             Ok(())
-        })
+        });
+        Ok(())
     }
+}
+
+fn upsert_webhook(tx: &Connection, id: &str, json: &str) -> Result<(), rusqlite::Error> {
+    tx.prepare_cached(
+        "INSERT INTO webhooks (id, seq, json)
+         VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM webhooks), ?2)
+         ON CONFLICT (id) DO UPDATE SET json = excluded.json",
+    )?
+    .execute(params![id, json])?;
+    Ok(())
 }

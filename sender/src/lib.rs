@@ -184,9 +184,8 @@ impl Hooks {
         .await
         .map_err(|e| store(&e))?
         .map_err(|e| store(&e))?;
-        let queue = Arc::new(
-            queue::SqliteQueue::with_connection(journal.connection()).map_err(|e| store(&e))?,
-        );
+        let queue =
+            Arc::new(queue::SqliteQueue::with_writer(journal.writer()).map_err(|e| store(&e))?);
         let journal: Arc<dyn journal::Journal> = Arc::new(journal);
         let mut snapshot = snapshot;
         let webhooks = std::mem::take(&mut snapshot.webhooks);

@@ -249,10 +249,11 @@ impl Registry {
         }
     }
 
-    /// [`Registry::save`] for counters: a failure is logged (the count is still right here).
+    /// [`Registry::save`] for counters: written in order without waiting for the disk; a
+    /// failure is logged (the count is still right here).
     fn save_quietly(&self, w: &Webhook) {
-        if let Err(e) = self.save(w) {
-            tracing::warn!("saving webhook {}: {e}", w.id);
+        if let Some(j) = &self.shared.journal {
+            j.put_webhook_later(&w.to_out());
         }
     }
 

@@ -24,6 +24,7 @@
 mod memory;
 mod redis;
 mod sqlite;
+pub(crate) mod writer;
 
 #[cfg(test)]
 pub(crate) mod conformance;

@@ -3,21 +3,22 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::writer::Writer;
 use super::{
     DeliveryQueue, Leased, QueueError, Task, lease_ms, new_token, trigger_from, trigger_name,
 };
 
-/// The SQLite [`DeliveryQueue`]. Calls run on tokio's blocking threads, one at a time on its
-/// connection; each is one transaction (`BEGIN IMMEDIATE`, so claimers on other connections to
-/// the same file wait for each other instead of both taking a task).
+/// The SQLite [`DeliveryQueue`]. Calls go to the file's writer thread (see [`Writer`]): each
+/// runs in its own savepoint of a group transaction (`BEGIN IMMEDIATE`, so a process on the
+/// same file waits instead of both taking a task) and is answered once the group is committed.
 #[derive(Clone)]
 pub struct SqliteQueue {
-    conn: Arc<Mutex<Connection>>,
+    writer: Arc<Writer>,
 }
 
 impl std::fmt::Debug for SqliteQueue {
@@ -58,43 +59,37 @@ pub fn open_connection(path: &Path) -> Result<Connection, rusqlite::Error> {
 }
 
 impl SqliteQueue {
-    /// Opens (or creates) the queue in the file `path`.
+    /// Opens (or creates) the queue in the file `path`, with a writer thread of its own.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, QueueError> {
         let conn = open_connection(path.as_ref()).map_err(unavailable)?;
-        Self::with_connection(Arc::new(Mutex::new(conn)))
+        conn.execute_batch(SCHEMA).map_err(unavailable)?;
+        Ok(Self {
+            writer: Arc::new(Writer::start(conn)),
+        })
     }
 
-    /// The queue in an open connection (shared with the rest of the sender's store).
-    pub fn with_connection(conn: Arc<Mutex<Connection>>) -> Result<Self, QueueError> {
-        lock(&conn).execute_batch(SCHEMA).map_err(unavailable)?;
-        Ok(Self { conn })
+    /// The queue on a file's writer (shared with the rest of the sender's store).
+    pub(crate) fn with_writer(writer: Arc<Writer>) -> Result<Self, QueueError> {
+        writer
+            .call_blocking(|conn| conn.execute_batch(SCHEMA).map_err(|e| e.to_string()))
+            .map_err(unavailable)?;
+        Ok(Self { writer })
     }
 
     async fn run<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, QueueError> + Send + 'static,
+        f: impl FnOnce(&Connection) -> Result<T, QueueError> + Send + 'static,
     ) -> Result<T, QueueError> {
-        let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || f(&mut lock(&conn)))
+        // The job's own error travels inside Ok, so a lost lease stays a lost lease.
+        self.writer
+            .call(move |conn| Ok(f(conn)))
             .await
             .map_err(unavailable)?
     }
 }
 
-fn lock(conn: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
-    // A panic inside a call rolls its transaction back (the Transaction's drop): the
-    // connection is still consistent.
-    conn.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn immediate(conn: &mut Connection) -> Result<rusqlite::Transaction<'_>, QueueError> {
-    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(unavailable)
-}
-
 /// Fails with LeaseLost unless `leased` still holds its task.
-fn check_lease(tx: &rusqlite::Transaction<'_>, leased: &Leased) -> Result<(), QueueError> {
+fn check_lease(tx: &Connection, leased: &Leased) -> Result<(), QueueError> {
     let token: Option<Option<String>> = tx
         .query_row(
             "SELECT token FROM delivery_queue WHERE id = ?1",
@@ -113,7 +108,7 @@ fn check_lease(tx: &rusqlite::Transaction<'_>, leased: &Leased) -> Result<(), Qu
 impl DeliveryQueue for SqliteQueue {
     async fn send(&self, task: Task, due_ms: i64) -> Result<(), QueueError> {
         self.run(move |conn| {
-            let tx = immediate(conn)?;
+            let tx: &Connection = conn;
             tx.execute(
                 "INSERT OR REPLACE INTO delivery_queue
                      (id, webhook_id, failed, run_trigger, due_ms, seq, token, lease_until)
@@ -128,7 +123,7 @@ impl DeliveryQueue for SqliteQueue {
                 ],
             )
             .map_err(unavailable)?;
-            tx.commit().map_err(unavailable)
+            Ok(())
         })
         .await
     }
@@ -146,7 +141,7 @@ impl DeliveryQueue for SqliteQueue {
         let skip = skip.clone();
         let until = now_ms.saturating_add(lease_ms(lease));
         self.run(move |conn| {
-            let tx = immediate(conn)?;
+            let tx: &Connection = conn;
             tx.execute(
                 "UPDATE delivery_queue SET token = NULL, lease_until = NULL
                  WHERE token IS NOT NULL AND lease_until <= ?1",
@@ -195,7 +190,6 @@ impl DeliveryQueue for SqliteQueue {
                         .map_err(unavailable)?;
                 }
             }
-            tx.commit().map_err(unavailable)?;
             Ok(picked)
         })
         .await
@@ -204,14 +198,14 @@ impl DeliveryQueue for SqliteQueue {
     async fn ack(&self, leased: &Leased) -> Result<(), QueueError> {
         let leased = leased.clone();
         self.run(move |conn| {
-            let tx = immediate(conn)?;
+            let tx: &Connection = conn;
             check_lease(&tx, &leased)?;
             tx.execute(
                 "DELETE FROM delivery_queue WHERE id = ?1",
                 [&leased.task.id],
             )
             .map_err(unavailable)?;
-            tx.commit().map_err(unavailable)
+            Ok(())
         })
         .await
     }
@@ -219,7 +213,7 @@ impl DeliveryQueue for SqliteQueue {
     async fn retry(&self, leased: &Leased, due_ms: i64, failed: u32) -> Result<(), QueueError> {
         let leased = leased.clone();
         self.run(move |conn| {
-            let tx = immediate(conn)?;
+            let tx: &Connection = conn;
             check_lease(&tx, &leased)?;
             tx.execute(
                 "UPDATE delivery_queue SET token = NULL, lease_until = NULL, due_ms = ?2,
@@ -228,7 +222,7 @@ impl DeliveryQueue for SqliteQueue {
                 params![leased.task.id, due_ms, failed],
             )
             .map_err(unavailable)?;
-            tx.commit().map_err(unavailable)
+            Ok(())
         })
         .await
     }
@@ -236,7 +230,7 @@ impl DeliveryQueue for SqliteQueue {
     async fn remove_webhook(&self, webhook_id: &str) -> Result<Vec<String>, QueueError> {
         let webhook_id = webhook_id.to_owned();
         self.run(move |conn| {
-            let tx = immediate(conn)?;
+            let tx: &Connection = conn;
             let ids = {
                 let mut stmt = tx
                     .prepare("SELECT id FROM delivery_queue WHERE webhook_id = ?1 ORDER BY seq")
@@ -251,7 +245,6 @@ impl DeliveryQueue for SqliteQueue {
                 [&webhook_id],
             )
             .map_err(unavailable)?;
-            tx.commit().map_err(unavailable)?;
             Ok(ids)
         })
         .await
