@@ -170,11 +170,13 @@ pub struct TestOutcome {
 }
 
 /// Body of `POST /api/events/{slug}/emit`; without `payload` the event's example is sent.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmitIn {
+    /// Sent byte for byte as given (key order, number spelling, escapes and inner whitespace
+    /// kept): the raw JSON text, not a re-serialised value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub payload: Option<serde_json::Value>,
+    pub payload: Option<Box<serde_json::value::RawValue>>,
 }
 
 /// One message created by an emit or a resend.
@@ -251,16 +253,32 @@ pub struct AttemptOut {
     pub trigger: AttemptTrigger,
     /// RFC 3339, UTC.
     pub started_at: String,
+    /// When the attempt was due (RFC 3339, UTC): a retry's scheduled time. A `started_at` well
+    /// after it means the attempt went late (the server was down or busy); it is never dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_at: Option<String>,
     pub url: String,
     pub request_headers: Vec<Header>,
     pub request_body_size: u64,
+    /// The body sent (lossy UTF-8), its first 64 KiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_body: Option<String>,
+    /// True when `request_body` is cut (the body was longer than 64 KiB).
+    #[serde(default)]
+    pub request_body_truncated: bool,
     pub delivered: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
     pub duration_ms: u64,
-    /// The first 4 KiB of the answer's body (lossy UTF-8).
+    /// The answer's headers, in order (empty when there was no answer).
+    #[serde(default)]
+    pub response_headers: Vec<Header>,
+    /// The first 64 KiB of the answer's body (lossy UTF-8).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_body: Option<String>,
+    /// True when `response_body` is cut (the answer went on past 64 KiB).
+    #[serde(default)]
+    pub response_body_truncated: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// When the message will be tried again after this attempt; absent when it will not.

@@ -3,6 +3,7 @@
 # (100 webhooks, 1 KiB payloads), then the same with one black-holed webhook added.
 #
 #   bench/sender/run.sh [ROUNDS] [TRIALS]     # default 300 rounds (30,000 deliveries), 3 trials
+#   STORE=sqlite bench/sender/run.sh ...       # the sender's SQLite store instead of memory
 #
 # The receiver (answers 200; a second port accepts and never answers) runs pinned to CPU 1, the
 # sender to CPU 0, each with one tokio worker: sender/examples/bench.rs. Everything is on
@@ -30,7 +31,12 @@ for _ in $(seq 50); do
   sleep 0.1
 done
 
-run() { timeout 180 "${CPU0[@]}" "$BENCH" send --url "http://127.0.0.1:$PORT" --webhooks 100 --rounds "$ROUNDS" "$@"; }
+# STORE=sqlite runs the sender on its SQLite store (a fresh temporary file each run).
+EXTRA=()
+if [ "${STORE:-memory}" = sqlite ]; then
+  DB="$(mktemp -d)/bench.sender.db"; EXTRA=(--sqlite "$DB")
+fi
+run() { timeout 180 "${CPU0[@]}" "$BENCH" send --url "http://127.0.0.1:$PORT" --webhooks 100 --rounds "$ROUNDS" "${EXTRA[@]}" "$@"; }
 rate() { sed -n 's/.*per_second=\([0-9]*\).*/\1/p'; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 

@@ -298,6 +298,8 @@ pub async fn run(
         own = own.with_base_url(url);
     }
     state.hooks.outbound().set_own_server(own);
+    // Deliveries start with the server: retries kept in a persistent store go out now.
+    state.hooks.start();
     let hooks = state.hooks.clone();
     let limits = state.config.conn_limits.clone();
     let metrics = Arc::clone(&state.metrics);

@@ -42,7 +42,6 @@ async fn main() -> anyhow::Result<()> {
     bin_server::conn::raise_open_files_limit(conn_limits.max_connections);
     let mut hooks_config = args.webhooks.to_config();
     hooks_config.outbound.policy = args.outbound_policy();
-    let hooks = sender::Hooks::new(hooks_config)?;
     let addr = SocketAddr::new(args.bind, args.port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -62,6 +61,17 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot open the store {}", args.store))?;
     tracing::info!("store: {}", args.store);
+    // The sending side keeps its webhooks, messages and retry schedule beside the store: in
+    // `PATH.sender.db` next to a `sqlite:PATH` file (the store locks its own file), in memory
+    // otherwise.
+    let hooks = match &args.store {
+        bin_server::store::StoreUrl::Sqlite(path) => {
+            let sender_path = sender::journal::sibling_path(path);
+            tracing::info!("sender store: sqlite:{}", sender_path.display());
+            sender::Hooks::open_sqlite(hooks_config, &sender_path).await?
+        }
+        _ => sender::Hooks::new(hooks_config)?,
+    };
     let state = AppState::with_store(store, config, hooks);
     let base = bin_server::routes::origin::Site::new(&state.config).api_base(None);
     tracing::info!("Hookbin listening on http://{local} (UI at {base}/)");

@@ -5,6 +5,7 @@
 //! ```text
 //! bench receive --port P --hole-port H   # answers every POST 200; H accepts and never answers
 //! bench send --url http://127.0.0.1:P --webhooks 100 --rounds 300 [--hole http://127.0.0.1:H]
+//!            [--sqlite PATH]                # the sender's SQLite store instead of memory
 //! ```
 //!
 //! `send` registers the webhooks with the real engine ([`sender::Hooks`], default settings but
@@ -82,7 +83,17 @@ async fn send(args: &[String]) {
     // Every message of the run is queued up front; the default bound (1,000) would fail the rest
     // as "queue full" by design.
     config.delivery.max_pending_per_webhook = rounds + 10;
-    let hooks = sender::Hooks::new(config).unwrap();
+    // `--sqlite PATH`: the sender's SQLite store (a fresh file) instead of memory.
+    let hooks = match arg(args, "--sqlite") {
+        Some(path) => {
+            let _ = std::fs::remove_file(&path);
+            sender::Hooks::open_sqlite(config, std::path::Path::new(&path))
+                .await
+                .unwrap()
+        }
+        None => sender::Hooks::new(config).unwrap(),
+    };
+    hooks.start();
     let add = |name: String, url: String| {
         hooks
             .create_webhook(api::WebhookIn {
@@ -116,8 +127,8 @@ async fn send(args: &[String]) {
         "padding".into(),
         serde_json::json!("x".repeat(1024 - size - 13)),
     );
-    let payload = serde_json::Value::Object(payload);
-    let size = serde_json::to_vec(&payload).unwrap().len();
+    let payload = serde_json::value::to_raw_value(&serde_json::Value::Object(payload)).unwrap();
+    let size = payload.get().len();
     assert_eq!(size, 1024);
 
     let delivered = |hooks: &sender::Hooks| -> u64 {
@@ -129,6 +140,7 @@ async fn send(args: &[String]) {
     // Warm-up: connections opened, code paths hot.
     hooks
         .emit("payment_received", Some(payload.clone()))
+        .await
         .unwrap();
     wait_until(&hooks, webhooks as u64, &delivered).await;
 
@@ -138,6 +150,7 @@ async fn send(args: &[String]) {
     for _ in 0..rounds {
         hooks
             .emit("payment_received", Some(payload.clone()))
+            .await
             .unwrap();
     }
     let emitted = start.elapsed();

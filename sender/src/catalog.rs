@@ -17,6 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 /// The plugin version we pretend to be in built-in examples.
@@ -40,6 +41,9 @@ pub struct Event {
     pub name: String,
     pub description: String,
     pub example: Value,
+    /// The example as sent: the JSON text in its own key order (the plugin's for built-in
+    /// events, the file's for a user catalog), where [`Event::example`] has its keys sorted.
+    pub example_json: Box<RawValue>,
     pub schema: Option<Value>,
     validator: Option<jsonschema::Validator>,
 }
@@ -96,6 +100,20 @@ struct EventFile {
     schema: Option<Value>,
 }
 
+/// A wrapped catalog file's events, as text.
+#[derive(Deserialize)]
+struct WrappedText<'a> {
+    #[serde(borrow)]
+    events: Vec<&'a RawValue>,
+}
+
+/// An event's example, as text.
+#[derive(Deserialize)]
+struct ExampleText<'a> {
+    #[serde(borrow)]
+    example: &'a RawValue,
+}
+
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum CatalogFile {
@@ -117,6 +135,7 @@ impl Catalog {
                     slug: e.slug.to_owned(),
                     name: e.name.to_owned(),
                     description: e.description.to_owned(),
+                    example_json: e.payload_json(),
                     example: payload,
                     schema: Some(schema),
                     validator: Some(validator),
@@ -167,11 +186,16 @@ impl Catalog {
         let raw = match file {
             CatalogFile::Wrapped { events } | CatalogFile::Bare(events) => events,
         };
+        // The same events as JSON text, for their examples in the file's key order.
+        let texts: Vec<&RawValue> = match serde_json::from_str::<WrappedText<'_>>(text) {
+            Ok(w) => w.events,
+            Err(_) => serde_json::from_str(text).map_err(|e| fail(None, e.to_string()))?,
+        };
         if raw.is_empty() {
             return Err(fail(None, "has no events".into()));
         }
         let mut events: Vec<Event> = Vec::with_capacity(raw.len());
-        for (i, value) in raw.into_iter().enumerate() {
+        for (i, (value, event_text)) in raw.into_iter().zip(texts).enumerate() {
             // Name the event by its slug when it has one, else by its position.
             let label = value
                 .get("slug")
@@ -204,10 +228,14 @@ impl Catalog {
                     )
                 })?),
             };
+            let example_json = serde_json::from_str::<ExampleText<'_>>(event_text.get())
+                .map(|t| t.example.to_owned())
+                .map_err(|err| fail(Some(label.clone()), err.to_string()))?;
             let event = Event {
                 slug: e.slug,
                 name: e.name,
                 description: e.description,
+                example_json,
                 example: e.example,
                 schema: e.schema,
                 validator,
@@ -533,6 +561,23 @@ impl BuiltinEvent {
         Value::Object(map)
     }
 
+    /// [`BuiltinEvent::payload`] as JSON text, in the order the plugin builds it (the fields'
+    /// order, `wu_version` last).
+    fn payload_json(&self) -> Box<RawValue> {
+        let json = |v: &dyn erased::Json| v.text();
+        let mut text = String::from("{");
+        for f in &self.fields {
+            text.push_str(&json(&f.key));
+            text.push(':');
+            text.push_str(&json(&f.example));
+            text.push(',');
+        }
+        text.push_str(r#""wu_version":"#);
+        text.push_str(&json(&WU_VERSION));
+        text.push('}');
+        RawValue::from_string(text).expect("built from serialised JSON")
+    }
+
     fn schema(&self) -> Value {
         let mut properties = Map::new();
         let mut required: Vec<&str> = Vec::new();
@@ -552,6 +597,19 @@ impl BuiltinEvent {
             "properties": properties,
             "required": required,
         })
+    }
+}
+
+mod erased {
+    /// Anything serialisable, as its JSON text.
+    pub trait Json {
+        fn text(&self) -> String;
+    }
+
+    impl<T: serde::Serialize + ?Sized> Json for T {
+        fn text(&self) -> String {
+            serde_json::to_string(self).expect("serialises")
+        }
     }
 }
 

@@ -167,7 +167,7 @@ impl ServerClient {
     pub async fn emit(
         &self,
         slug: &str,
-        payload: Option<serde_json::Value>,
+        payload: Option<Box<serde_json::value::RawValue>>,
     ) -> Result<api::EmitOut, ClientError> {
         let path = format!("api/events/{}/emit", segment(slug));
         self.call(reqwest::Method::POST, &path, Some(&api::EmitIn { payload }))

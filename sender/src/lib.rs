@@ -22,7 +22,9 @@ pub mod catalog;
 pub mod client;
 pub mod config;
 pub mod delivery;
+pub mod journal;
 pub mod outbound;
+pub mod queue;
 pub mod registry;
 pub mod signing;
 
@@ -84,15 +86,18 @@ impl HooksError {
     pub fn status(&self) -> u16 {
         match self {
             HooksError::Registry(RegistryError::Invalid { .. }) => 422,
+            HooksError::Registry(RegistryError::InvalidFields(_)) => 422,
             HooksError::Registry(RegistryError::NotFound(_)) => 404,
             HooksError::Registry(RegistryError::NameTaken(_)) => 409,
             HooksError::Registry(RegistryError::Full(_)) => 409,
+            HooksError::Registry(RegistryError::Store(_)) => 503,
             HooksError::Delivery(DeliveryError::MessageNotFound(_)) => 404,
             HooksError::Delivery(DeliveryError::WebhookNotFound(_)) => 404,
             HooksError::Delivery(DeliveryError::InProgress(_)) => 409,
             HooksError::Delivery(DeliveryError::WebhookDisabled(_)) => 409,
             HooksError::Delivery(DeliveryError::QueueFull(..)) => 429,
             HooksError::Delivery(DeliveryError::ShuttingDown) => 503,
+            HooksError::Delivery(DeliveryError::QueueUnavailable(_)) => 503,
             HooksError::UnknownEvent(_) => 404,
             HooksError::NotSubscribed { .. } => 422,
             HooksError::PayloadTooLarge(..) => 413,
@@ -103,20 +108,32 @@ impl HooksError {
     pub fn code(&self) -> &'static str {
         match self {
             HooksError::Registry(RegistryError::Invalid { .. }) => "invalid_webhook",
+            HooksError::Registry(RegistryError::InvalidFields(_)) => "invalid_webhook",
             HooksError::Registry(RegistryError::NotFound(_)) => "webhook_not_found",
             HooksError::Registry(RegistryError::NameTaken(_)) => "webhook_name_taken",
             HooksError::Registry(RegistryError::Full(_)) => "webhook_limit",
+            HooksError::Registry(RegistryError::Store(_)) => "store_unavailable",
             HooksError::Delivery(DeliveryError::MessageNotFound(_)) => "delivery_not_found",
             HooksError::Delivery(DeliveryError::WebhookNotFound(_)) => "webhook_not_found",
             HooksError::Delivery(DeliveryError::InProgress(_)) => "delivery_in_progress",
             HooksError::Delivery(DeliveryError::WebhookDisabled(_)) => "webhook_disabled",
             HooksError::Delivery(DeliveryError::QueueFull(..)) => "queue_full",
             HooksError::Delivery(DeliveryError::ShuttingDown) => "shutting_down",
+            HooksError::Delivery(DeliveryError::QueueUnavailable(_)) => "store_unavailable",
             HooksError::UnknownEvent(_) => "event_not_found",
             HooksError::NotSubscribed { .. } => "not_subscribed",
             HooksError::PayloadTooLarge(..) => "payload_too_large",
         }
     }
+}
+
+/// Why [`Hooks::open_sqlite`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("sender store {0}")]
+    Store(String),
 }
 
 /// Catalog + registry + delivery engine: the handle bin-server holds. Clones share it.
@@ -141,9 +158,62 @@ impl Hooks {
     }
 
     pub fn with_catalog(catalog: Arc<Catalog>, config: HooksConfig) -> Self {
-        let registry = Registry::new(catalog.clone(), config.max_webhooks);
+        let queue = Arc::new(queue::MemoryQueue::new());
+        Self::assemble(catalog, config, queue, None)
+    }
+
+    /// Webhooks, messages, attempt logs and the delivery queue in the SQLite file `path`
+    /// (created if missing, locked while open), loaded back as they were: retries that fell due
+    /// while the server was down go out once [`Hooks::start`] runs.
+    pub async fn open_sqlite(
+        config: HooksConfig,
+        path: &std::path::Path,
+    ) -> Result<Self, OpenError> {
+        let catalog = Arc::new(match &config.catalog_path {
+            Some(path) => Catalog::from_file(path)?,
+            None => Catalog::builtin(),
+        });
+        let store =
+            |e: &dyn std::fmt::Display| OpenError::Store(format!("{}: {e}", path.display()));
+        let path_owned = path.to_owned();
+        let (journal, snapshot) = tokio::task::spawn_blocking(move || {
+            let journal = journal::SqliteJournal::open(&path_owned)?;
+            let snapshot = journal::Journal::load(&journal)?;
+            Ok::<_, journal::JournalError>((journal, snapshot))
+        })
+        .await
+        .map_err(|e| store(&e))?
+        .map_err(|e| store(&e))?;
+        let queue =
+            Arc::new(queue::SqliteQueue::with_writer(journal.writer()).map_err(|e| store(&e))?);
+        let journal: Arc<dyn journal::Journal> = Arc::new(journal);
+        let mut snapshot = snapshot;
+        let webhooks = std::mem::take(&mut snapshot.webhooks);
+        let hooks = Self::assemble(catalog, config, queue, Some(journal));
+        let mut restored = Vec::with_capacity(webhooks.len());
+        for out in webhooks {
+            restored.push(Webhook::from_out(out).map_err(|e| store(&e))?);
+        }
+        hooks.registry.restore(restored);
+        hooks
+            .delivery
+            .restore(snapshot)
+            .await
+            .map_err(|e| store(&e))?;
+        Ok(hooks)
+    }
+
+    fn assemble(
+        catalog: Arc<Catalog>,
+        config: HooksConfig,
+        queue: Arc<dyn queue::DeliveryQueue>,
+        journal: Option<Arc<dyn journal::Journal>>,
+    ) -> Self {
+        let registry =
+            Registry::with_journal(catalog.clone(), config.max_webhooks, journal.clone());
         let outbound = Outbound::new(config.outbound);
-        let delivery = Delivery::new(config.delivery, registry.clone(), &outbound);
+        let delivery =
+            Delivery::with_store(config.delivery, registry.clone(), &outbound, queue, journal);
         Self {
             catalog,
             registry,
@@ -171,11 +241,10 @@ impl Hooks {
         &self.outbound
     }
 
-    /// A URL's format first (the registry's errors), then where it points: a refusal is a
-    /// 422 on the `url` field naming the address and the policy.
-    fn check_url(&self, url: &str) -> Result<(), HooksError> {
-        let parsed = registry::parse_url(url)?;
-        let parsed = reqwest::Url::parse(&parsed).map_err(|e| RegistryError::Invalid {
+    /// Where a well-formed URL points: a refusal is a 422 on the `url` field naming the
+    /// address and the policy.
+    fn check_policy(&self, url: &str) -> Result<(), RegistryError> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| RegistryError::Invalid {
             field: "url",
             problem: format!("not a URL: {e}"),
         })?;
@@ -184,8 +253,7 @@ impl Hooks {
             .map_err(|refused| RegistryError::Invalid {
                 field: "url",
                 problem: refused.to_string(),
-            })?;
-        Ok(())
+            })
     }
 
     /// `GET /api/events`.
@@ -195,8 +263,10 @@ impl Hooks {
 
     /// `POST /api/webhooks`.
     pub fn create_webhook(&self, input: api::WebhookIn) -> Result<api::WebhookOut, HooksError> {
-        self.check_url(&input.url)?;
-        Ok(self.registry.create(input)?.to_out())
+        Ok(self
+            .registry
+            .create_with(input, |url| self.check_policy(url))?
+            .to_out())
     }
 
     /// `GET /api/webhooks`.
@@ -217,26 +287,26 @@ impl Hooks {
             .ok_or_else(|| RegistryError::NotFound(id_or_name.to_owned()).into())
     }
 
-    /// `PATCH /api/webhooks/{id}`.
-    pub fn update_webhook(
+    /// `PATCH /api/webhooks/{id}`. Switching a webhook off ends its queued messages before
+    /// this returns.
+    pub async fn update_webhook(
         &self,
         id_or_name: &str,
         patch: api::WebhookPatch,
     ) -> Result<api::WebhookOut, HooksError> {
         let id = self.find(id_or_name)?.id;
-        if let Some(url) = &patch.url {
-            self.check_url(url)?;
-        }
-        let updated = self.registry.update(&id, patch)?;
-        self.delivery.webhook_changed(&id);
+        let updated = self
+            .registry
+            .update_with(&id, patch, |url| self.check_policy(url))?;
+        self.delivery.webhook_changed(&id).await;
         Ok(updated.to_out())
     }
 
     /// `DELETE /api/webhooks/{id}`: its unfinished messages end failed.
-    pub fn delete_webhook(&self, id_or_name: &str) -> Result<api::WebhookOut, HooksError> {
+    pub async fn delete_webhook(&self, id_or_name: &str) -> Result<api::WebhookOut, HooksError> {
         let id = self.find(id_or_name)?.id;
         let removed = self.registry.remove(&id)?;
-        self.delivery.webhook_removed(&id);
+        self.delivery.webhook_removed(&id).await;
         Ok(removed.to_out())
     }
 
@@ -262,24 +332,24 @@ impl Hooks {
             .catalog
             .get(&slug)
             .ok_or_else(|| HooksError::UnknownEvent(slug.clone()))?;
-        let body = delivery::message_body(webhook.envelope, &slug, &event.example, Utc::now());
+        let body = delivery::message_body(webhook.envelope, &slug, &event.example_json, Utc::now());
         Ok(self.delivery.test(&webhook, &slug, body).await?)
     }
 
     /// `POST /api/events/{slug}/emit`: one message per active webhook subscribed to the event.
     ///
-    /// A given payload is sent as is, not checked against the event's schema: sending payloads
-    /// a receiver does not expect is part of testing it.
-    pub fn emit(
+    /// A given payload is sent as is, byte for byte, not checked against the event's schema:
+    /// sending payloads a receiver does not expect is part of testing it.
+    pub async fn emit(
         &self,
         slug: &str,
-        payload: Option<serde_json::Value>,
+        payload: Option<Box<serde_json::value::RawValue>>,
     ) -> Result<api::EmitOut, HooksError> {
         let event = self
             .catalog
             .get(slug)
             .ok_or_else(|| HooksError::UnknownEvent(slug.to_owned()))?;
-        let payload = payload.unwrap_or_else(|| event.example.clone());
+        let payload = payload.unwrap_or_else(|| event.example_json.clone());
         let now = Utc::now();
         // One body per envelope kind, shared by every webhook that uses it.
         let flat = delivery::message_body(api::Envelope::Flat, slug, &payload, now);
@@ -304,7 +374,7 @@ impl Hooks {
                     })
                     .clone(),
             };
-            let id = self.delivery.enqueue(&webhook, slug, body)?;
+            let id = self.delivery.enqueue(&webhook, slug, body).await?;
             out.message_ids.push(id.clone());
             out.messages.push(api::MessageRef {
                 message_id: id,
@@ -325,8 +395,14 @@ impl Hooks {
     }
 
     /// `POST /api/deliveries/{id}/resend` (`id` is a message id).
-    pub fn resend(&self, message_id: &str) -> Result<api::MessageRef, HooksError> {
-        Ok(self.delivery.resend(message_id)?)
+    pub async fn resend(&self, message_id: &str) -> Result<api::MessageRef, HooksError> {
+        Ok(self.delivery.resend(message_id).await?)
+    }
+
+    /// Starts the delivery engine (see [`Delivery::start`]); the server calls it when it
+    /// starts serving, so retries kept in a persistent store go out after a restart.
+    pub fn start(&self) {
+        self.delivery.start();
     }
 
     /// Stops deliveries; see [`Delivery::shutdown`].

@@ -311,7 +311,9 @@ fn events(args: EventsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn read_json(source: &str) -> anyhow::Result<serde_json::Value> {
+/// Reads a JSON document as its exact text (checked to be JSON, not re-serialised: keys keep
+/// their order and numbers their spelling; whitespace around the document is dropped).
+fn read_json(source: &str) -> anyhow::Result<Box<serde_json::value::RawValue>> {
     let text = if source == "-" {
         let mut s = String::new();
         std::io::stdin()
@@ -346,7 +348,7 @@ async fn send(args: SendArgs) -> anyhow::Result<Result<(), DeliveryFailed>> {
                     args.event
                 )
             })?;
-            event.example.clone()
+            event.example_json.clone()
         }
     };
     let url = reqwest::Url::parse(&args.url).context("--url")?;
@@ -401,7 +403,7 @@ struct Job {
     secret: Secret,
     event: String,
     envelope: api::Envelope,
-    payload: serde_json::Value,
+    payload: Box<serde_json::value::RawValue>,
     timeout: Duration,
     schedule: Vec<Duration>,
     /// Print each failed try before retrying.

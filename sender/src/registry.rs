@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 
 use crate::catalog::Catalog;
+use crate::journal::Journal;
 use crate::signing::Secret;
 
 /// Names shorter than this are refused (as in Ultimate Multisite).
@@ -35,6 +36,52 @@ pub enum RegistryError {
     NameTaken(String),
     #[error("the registry holds {0} webhooks, its limit; delete one first")]
     Full(usize),
+    /// Several fields are invalid: every one of them, in the order of the input.
+    #[error("{}", .0.iter().map(|(f, p)| format!("{f}: {p}")).collect::<Vec<_>>().join("; "))]
+    InvalidFields(Vec<(&'static str, String)>),
+    /// The journal (the `--store` file) could not save the change; nothing changed.
+    #[error("{0}")]
+    Store(String),
+}
+
+impl RegistryError {
+    /// The invalid fields and their problems (empty for other errors).
+    pub fn fields(&self) -> Vec<(&'static str, String)> {
+        match self {
+            RegistryError::Invalid { field, problem } => vec![(*field, problem.clone())],
+            RegistryError::InvalidFields(all) => all.clone(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Runs every check of an input, keeping each failure, so one answer names them all.
+#[derive(Default)]
+pub(crate) struct Checks(Vec<(&'static str, String)>);
+
+impl Checks {
+    /// The value, or `None` with its problems noted.
+    pub(crate) fn check<T>(&mut self, r: Result<T, RegistryError>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.0.extend(e.fields());
+                None
+            }
+        }
+    }
+
+    /// Ok when every check passed; else one error naming each problem.
+    pub(crate) fn finish(mut self) -> Result<(), RegistryError> {
+        match self.0.len() {
+            0 => Ok(()),
+            1 => {
+                let (field, problem) = self.0.remove(0);
+                Err(RegistryError::Invalid { field, problem })
+            }
+            _ => Err(RegistryError::InvalidFields(self.0)),
+        }
+    }
 }
 
 fn invalid(field: &'static str, problem: impl Into<String>) -> RegistryError {
@@ -71,6 +118,36 @@ pub struct Webhook {
 }
 
 impl Webhook {
+    /// A webhook as the journal gave it back (see [`Webhook::to_out`]).
+    pub fn from_out(out: api::WebhookOut) -> Result<Self, String> {
+        let time = |t: &str| {
+            DateTime::parse_from_rfc3339(t)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| format!("webhook {}: bad time {t:?}: {e}", out.id))
+        };
+        Ok(Self {
+            secret: Secret::parse(&out.secret)
+                .map_err(|e| format!("webhook {}: bad secret: {e}", out.id))?,
+            created_at: time(&out.created_at)?,
+            last_failure: match &out.last_failure {
+                Some(f) => Some(Failure {
+                    at: time(&f.at)?,
+                    reason: f.reason.clone(),
+                }),
+                None => None,
+            },
+            id: out.id,
+            name: out.name,
+            url: out.url,
+            events: out.events,
+            active: out.active,
+            envelope: out.envelope,
+            event_count: out.event_count,
+            consecutive_failures: out.consecutive_failures,
+            disabled_reason: out.disabled_reason,
+        })
+    }
+
     pub fn subscribes_to(&self, slug: &str) -> bool {
         self.events.iter().any(|e| e == slug)
     }
@@ -108,6 +185,8 @@ struct Shared {
     // A std Mutex: every operation is a short map update with no `.await` inside, so an async
     // lock would only add cost (the tokio docs recommend this for such data).
     state: Mutex<State>,
+    /// Where changes are written through (none: memory only).
+    journal: Option<Arc<dyn Journal>>,
     /// Bumped on every change to a webhook or its delivery log, for live views. A watch
     /// channel keeps only the latest value: a slow watcher costs nothing and misses nothing but
     /// intermediate counts.
@@ -121,10 +200,20 @@ struct State {
 
 impl Registry {
     pub fn new(catalog: Arc<Catalog>, max_webhooks: usize) -> Self {
+        Self::with_journal(catalog, max_webhooks, None)
+    }
+
+    /// A registry whose changes are written through to `journal`.
+    pub fn with_journal(
+        catalog: Arc<Catalog>,
+        max_webhooks: usize,
+        journal: Option<Arc<dyn Journal>>,
+    ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 catalog,
                 max_webhooks,
+                journal,
                 state: Mutex::new(State::default()),
                 changes: tokio::sync::watch::Sender::new(0),
             }),
@@ -138,6 +227,34 @@ impl Registry {
             .state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Puts webhooks loaded from the journal back (at start, before anything else runs). The
+    /// bound does not drop any: a lowered `--max-webhooks` only refuses new ones.
+    pub fn restore(&self, webhooks: Vec<Webhook>) {
+        let mut state = self.state();
+        for w in webhooks {
+            state.webhooks.insert(w.id.clone(), w);
+        }
+    }
+
+    /// Writes a webhook through to the journal (called with the state lock held, so the
+    /// journal sees changes in the order they happened).
+    fn save(&self, w: &Webhook) -> Result<(), RegistryError> {
+        match &self.shared.journal {
+            Some(j) => j
+                .put_webhook(&w.to_out())
+                .map_err(|e| RegistryError::Store(e.to_string())),
+            None => Ok(()),
+        }
+    }
+
+    /// [`Registry::save`] for counters: written in order without waiting for the disk; a
+    /// failure is logged (the count is still right here).
+    fn save_quietly(&self, w: &Webhook) {
+        if let Some(j) = &self.shared.journal {
+            j.put_webhook_later(&w.to_out());
+        }
     }
 
     /// Tells watchers that a webhook or its delivery log changed.
@@ -159,12 +276,28 @@ impl Registry {
 
     /// Validates and adds a webhook.
     pub fn create(&self, input: api::WebhookIn) -> Result<Webhook, RegistryError> {
-        let name = parse_name(&input.name)?;
-        let url = parse_url(&input.url)?;
-        let events = self.parse_events(input.event, input.events)?;
-        let secret = match input.secret {
-            Some(s) => Secret::parse(&s).map_err(|e| invalid("secret", e.to_string()))?,
-            None => Secret::generate(),
+        self.create_with(input, |_| Ok(()))
+    }
+
+    /// [`Registry::create`] with one more check of a well-formed URL (the outbound policy);
+    /// every problem of the input is reported at once.
+    pub fn create_with(
+        &self,
+        input: api::WebhookIn,
+        check_url: impl FnOnce(&str) -> Result<(), RegistryError>,
+    ) -> Result<Webhook, RegistryError> {
+        let mut checks = Checks::default();
+        let name = checks.check(parse_name(&input.name));
+        let url = checks.check(parse_url(&input.url).and_then(|u| check_url(&u).map(|()| u)));
+        let events = checks.check(self.parse_events(input.event, input.events));
+        let secret = checks.check(match input.secret {
+            Some(s) => Secret::parse(&s).map_err(|e| invalid("secret", e.to_string())),
+            None => Ok(Secret::generate()),
+        });
+        checks.finish()?;
+        let (Some(name), Some(url), Some(events), Some(secret)) = (name, url, events, secret)
+        else {
+            unreachable!("every check passed");
         };
         let webhook = Webhook {
             id: crate::random_id("wh_"),
@@ -187,6 +320,7 @@ impl Registry {
         if state.webhooks.values().any(|w| w.name == webhook.name) {
             return Err(RegistryError::NameTaken(webhook.name));
         }
+        self.save(&webhook)?;
         state.webhooks.insert(webhook.id.clone(), webhook.clone());
         drop(state);
         self.touch();
@@ -229,18 +363,45 @@ impl Registry {
 
     /// Applies the fields given; validation happens before anything changes.
     pub fn update(&self, id: &str, patch: api::WebhookPatch) -> Result<Webhook, RegistryError> {
-        let name = patch.name.as_deref().map(parse_name).transpose()?;
-        let url = patch.url.as_deref().map(parse_url).transpose()?;
+        self.update_with(id, patch, |_| Ok(()))
+    }
+
+    /// [`Registry::update`] with one more check of a well-formed URL (see
+    /// [`Registry::create_with`]); every problem of the patch is reported at once.
+    pub fn update_with(
+        &self,
+        id: &str,
+        patch: api::WebhookPatch,
+        check_url: impl FnOnce(&str) -> Result<(), RegistryError>,
+    ) -> Result<Webhook, RegistryError> {
+        let mut checks = Checks::default();
+        let name = checks
+            .check(patch.name.as_deref().map(parse_name).transpose())
+            .flatten();
+        let url = checks
+            .check(
+                patch
+                    .url
+                    .as_deref()
+                    .map(|u| parse_url(u).and_then(|u| check_url(&u).map(|()| u)))
+                    .transpose(),
+            )
+            .flatten();
         let events = if patch.event.is_some() || patch.events.is_some() {
-            Some(self.parse_events(patch.event, patch.events)?)
+            checks.check(self.parse_events(patch.event, patch.events))
         } else {
             None
         };
-        let secret = patch
-            .secret
-            .as_deref()
-            .map(|s| Secret::parse(s).map_err(|e| invalid("secret", e.to_string())))
-            .transpose()?;
+        let secret = checks
+            .check(
+                patch
+                    .secret
+                    .as_deref()
+                    .map(|s| Secret::parse(s).map_err(|e| invalid("secret", e.to_string())))
+                    .transpose(),
+            )
+            .flatten();
+        checks.finish()?;
         let mut state = self.state();
         if let Some(name) = &name
             && state
@@ -250,9 +411,10 @@ impl Registry {
         {
             return Err(RegistryError::NameTaken(name.clone()));
         }
-        let webhook = state
+        let mut webhook = state
             .webhooks
-            .get_mut(id)
+            .get(id)
+            .cloned()
             .ok_or_else(|| RegistryError::NotFound(id.to_owned()))?;
         if let Some(name) = name {
             webhook.name = name;
@@ -278,14 +440,25 @@ impl Registry {
             Some(false) => webhook.active = false,
             None => {}
         }
-        let updated = webhook.clone();
+        self.save(&webhook)?;
+        state.webhooks.insert(webhook.id.clone(), webhook.clone());
         drop(state);
         self.touch();
-        Ok(updated)
+        Ok(webhook)
     }
 
+    /// Removes a webhook; the journal drops it with its messages and attempts.
     pub fn remove(&self, id: &str) -> Result<Webhook, RegistryError> {
-        let removed = self.state().webhooks.remove(id);
+        let mut state = self.state();
+        if !state.webhooks.contains_key(id) {
+            return Err(RegistryError::NotFound(id.to_owned()));
+        }
+        if let Some(j) = &self.shared.journal {
+            j.delete_webhook(id)
+                .map_err(|e| RegistryError::Store(e.to_string()))?;
+        }
+        let removed = state.webhooks.remove(id);
+        drop(state);
         self.touch();
         removed.ok_or_else(|| RegistryError::NotFound(id.to_owned()))
     }
@@ -295,6 +468,17 @@ impl Registry {
         if let Some(w) = self.state().webhooks.get_mut(id) {
             w.event_count += 1;
             w.consecutive_failures = 0;
+            self.save_quietly(w);
+        }
+        self.touch();
+    }
+
+    /// A Send Test Event was delivered: it counts in "Events sent" like any delivered message,
+    /// but leaves the run of failures alone (a test neither disables nor heals a webhook).
+    pub fn note_test_delivered(&self, id: &str) {
+        if let Some(w) = self.state().webhooks.get_mut(id) {
+            w.event_count += 1;
+            self.save_quietly(w);
         }
         self.touch();
     }
@@ -306,6 +490,7 @@ impl Registry {
                 at: Utc::now(),
                 reason: reason.to_owned(),
             });
+            self.save_quietly(w);
         }
         self.touch();
     }
@@ -322,6 +507,12 @@ impl Registry {
         let mut state = self.state();
         let w = state.webhooks.get_mut(id)?;
         w.consecutive_failures += 1;
+        let disabled = self.disable_after(w, disable_after);
+        self.save_quietly(w);
+        disabled
+    }
+
+    fn disable_after(&self, w: &mut Webhook, disable_after: u32) -> Option<String> {
         if disable_after > 0 && w.consecutive_failures >= disable_after && w.active {
             let last = w
                 .last_failure
@@ -344,6 +535,7 @@ impl Registry {
         if let Some(w) = self.state().webhooks.get_mut(id) {
             w.active = false;
             w.disabled_reason = Some(reason.to_owned());
+            self.save_quietly(w);
         }
         self.touch();
     }
@@ -530,6 +722,43 @@ mod tests {
         assert_eq!(e.to_string(), "secret: is empty after `whsec_`");
         // Nothing was added by the refused calls.
         assert!(r.list().is_empty());
+    }
+
+    #[test]
+    fn every_invalid_field_is_reported_at_once() {
+        let r = registry(10);
+        let e = r
+            .create(api::WebhookIn {
+                name: "B".into(),
+                url: "ftp://x.example/".into(),
+                event: Some("nope".into()),
+                secret: Some("whsec_".into()),
+                ..Default::default()
+            })
+            .unwrap_err();
+        let fields: Vec<&str> = e.fields().iter().map(|(f, _)| *f).collect();
+        assert_eq!(fields, ["name", "url", "event", "secret"], "{e}");
+        assert_eq!(
+            e.to_string(),
+            "name: must be at least 2 characters; url: must start with http:// or https://; \
+             event: unknown event `nope` (GET /api/events lists the catalog); \
+             secret: is empty after `whsec_`"
+        );
+        let w = r
+            .create(input("ok", "http://a.example/", "payment_received"))
+            .unwrap();
+        let e = r
+            .update(
+                &w.id,
+                api::WebhookPatch {
+                    name: Some("".into()),
+                    url: Some("http://".into()),
+                    ..Default::default()
+                },
+            )
+            .unwrap_err();
+        assert_eq!(e.fields().len(), 2, "{e}");
+        assert!(r.list().len() == 1 && r.get(&w.id).unwrap().name == "ok");
     }
 
     #[test]

@@ -175,6 +175,34 @@ async fn data_and_envelope_shape_the_body() {
 }
 
 #[tokio::test]
+async fn data_goes_out_byte_for_byte() {
+    let (url, rx) = receiver(&[]).await;
+    let dir = std::env::temp_dir().join(format!("sender-cli-exact-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.join("data.json");
+    // Unsorted keys, a number spelled 1.50, an escape, inner spaces; a trailing newline.
+    let given = r#"{"z":1,"a":2,"n":1.50, "s":"\u00e9"}"#;
+    std::fs::write(&data, format!("{given}\n")).unwrap();
+    let run = sender(&[
+        "send",
+        "--url",
+        &url,
+        "--event",
+        "order.paid",
+        "--data",
+        data.to_str().unwrap(),
+        "--secret",
+        SECRET,
+    ])
+    .await;
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let (headers, body) = rx.lock().unwrap().hits.pop().unwrap();
+    verify(&headers, &body).unwrap();
+    assert_eq!(std::str::from_utf8(&body).unwrap(), given);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
 async fn count_sends_distinct_messages() {
     let (url, rx) = receiver(&[]).await;
     let run = sender(&[

@@ -40,6 +40,41 @@ impl From<sender::HooksError> for ApiError {
     }
 }
 
+/// A refused create or update: the project's error body, and for invalid input one more field,
+/// `errors: [{"field", "message"}]`, naming every invalid field (the `message` still joins
+/// them, so clients reading only `code` and `message` see no change).
+struct WebhookError(sender::HooksError);
+
+impl From<sender::HooksError> for WebhookError {
+    fn from(e: sender::HooksError) -> Self {
+        Self(e)
+    }
+}
+
+impl axum::response::IntoResponse for WebhookError {
+    fn into_response(self) -> axum::response::Response {
+        let e = self.0;
+        let fields = match &e {
+            sender::HooksError::Registry(r) => r.fields(),
+            _ => Vec::new(),
+        };
+        if fields.is_empty() {
+            return ApiError::from(e).into_response();
+        }
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
+        let errors: Vec<serde_json::Value> = fields
+            .into_iter()
+            .map(|(field, message)| serde_json::json!({"field": field, "message": message}))
+            .collect();
+        let body = serde_json::json!({"error": {
+            "code": e.code(),
+            "message": e.to_string(),
+            "errors": errors,
+        }});
+        (status, Json(body)).into_response()
+    }
+}
+
 async fn events(State(state): State<AppState>) -> Json<api::EventList> {
     Json(state.hooks.events())
 }
@@ -52,7 +87,7 @@ async fn create(
     _: Admin,
     State(state): State<AppState>,
     ApiJson(input): ApiJson<api::WebhookIn>,
-) -> Result<(StatusCode, Json<api::WebhookOut>), ApiError> {
+) -> Result<(StatusCode, Json<api::WebhookOut>), WebhookError> {
     Ok((
         StatusCode::CREATED,
         Json(state.hooks.create_webhook(input)?),
@@ -72,8 +107,8 @@ async fn update(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ApiJson(patch): ApiJson<api::WebhookPatch>,
-) -> Result<Json<api::WebhookOut>, ApiError> {
-    Ok(Json(state.hooks.update_webhook(&id, patch)?))
+) -> Result<Json<api::WebhookOut>, WebhookError> {
+    Ok(Json(state.hooks.update_webhook(&id, patch).await?))
 }
 
 async fn remove(
@@ -81,7 +116,7 @@ async fn remove(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<api::WebhookOut>, ApiError> {
-    Ok(Json(state.hooks.delete_webhook(&id)?))
+    Ok(Json(state.hooks.delete_webhook(&id).await?))
 }
 
 #[derive(Deserialize)]
@@ -106,7 +141,7 @@ async fn emit(
 ) -> Result<(StatusCode, Json<api::EmitOut>), ApiError> {
     Ok((
         StatusCode::ACCEPTED,
-        Json(state.hooks.emit(&slug, input.payload)?),
+        Json(state.hooks.emit(&slug, input.payload).await?),
     ))
 }
 
@@ -140,7 +175,7 @@ async fn resend(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<api::MessageRef>), ApiError> {
-    Ok((StatusCode::ACCEPTED, Json(state.hooks.resend(&id)?)))
+    Ok((StatusCode::ACCEPTED, Json(state.hooks.resend(&id).await?)))
 }
 
 /// How often a client is told at most that something changed: each `changed` event makes it
@@ -222,6 +257,22 @@ mod tests {
         let (status, e) = call(&s, "POST", "/api/webhooks", Some(bad)).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(e["error"]["message"], "name: must be at least 2 characters");
+        assert_eq!(
+            e["error"]["errors"],
+            serde_json::json!([{"field": "name", "message": "must be at least 2 characters"}])
+        );
+        // Every invalid field at once, not only the first.
+        let worse = serde_json::json!({"name": "x", "url": "ftp://a.example/", "event": "nope"});
+        let (status, e) = call(&s, "POST", "/api/webhooks", Some(worse)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(e["error"]["code"], "invalid_webhook");
+        let fields: Vec<&str> = e["error"]["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["field"].as_str().unwrap())
+            .collect();
+        assert_eq!(fields, ["name", "url", "event"], "{e}");
 
         let (status, w) = call(
             &s,

@@ -606,7 +606,8 @@ fn WebhookCard(data: Data, id: String) -> impl IntoView {
             open_dialog();
             spawn_local(async move {
                 let res = if custom {
-                    match serde_json::from_str::<serde_json::Value>(&body) {
+                    // Sent as typed: key order, number spelling and escapes kept.
+                    match serde_json::value::RawValue::from_string(body) {
                         Ok(v) => server::send::<_, EmitOut>(
                             "POST",
                             &format!("/api/events/{}/emit", enc(&slug)),

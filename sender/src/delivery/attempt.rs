@@ -1,0 +1,345 @@
+//! One attempt: the signed POST, the answer read within bounds, and its [`Verdict`].
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use tokio::time::Instant;
+
+use super::schedule::parse_retry_after;
+use crate::outbound::{self, Outbound, OutboundClient};
+use crate::signing::{SignedHeaders, unix_now};
+
+/// How much of a request or response body an attempt's log keeps (the rest is cut and
+/// flagged): enough to read any webhook payload or error page, bounded so a huge answer cannot
+/// fill memory.
+pub const LOGGED_BODY_BYTES: usize = 64 * 1024;
+
+/// Former name of [`LOGGED_BODY_BYTES`].
+pub const RESPONSE_EXCERPT_BYTES: usize = LOGGED_BODY_BYTES;
+
+/// What one attempt found, before it is logged.
+#[derive(Debug, Clone)]
+pub struct AttemptResult {
+    pub started_at: DateTime<Utc>,
+    pub request_headers: Vec<api::Header>,
+    pub request_body_size: u64,
+    /// The body sent (the log keeps its first [`LOGGED_BODY_BYTES`]).
+    pub request_body: Bytes,
+    pub status: Option<u16>,
+    pub duration: Duration,
+    pub response_headers: Vec<api::Header>,
+    pub response_body: Option<String>,
+    /// The answer went on past [`LOGGED_BODY_BYTES`].
+    pub response_truncated: bool,
+    pub error: Option<String>,
+    pub retry_after: Option<Duration>,
+    pub verdict: Verdict,
+}
+
+/// What an attempt means for its message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// 2xx.
+    Delivered,
+    /// Network error, timeout, 408, 429 or 5xx: worth another try.
+    Retry,
+    /// 410 Gone: the receiver asks us to stop; the webhook gets disabled.
+    Gone,
+    /// Any other answer (3xx, 4xx): retrying would get the same answer.
+    Fail,
+}
+
+fn verdict_for(status: u16) -> Verdict {
+    match status {
+        200..=299 => Verdict::Delivered,
+        408 | 429 | 500..=599 => Verdict::Retry,
+        410 => Verdict::Gone,
+        _ => Verdict::Fail,
+    }
+}
+
+fn status_error(status: u16) -> String {
+    let reason = reqwest::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("");
+    match status {
+        300..=399 => format!("HTTP {status} {reason}: redirects are not followed"),
+        _ => format!("HTTP {status} {reason}").trim_end().to_owned(),
+    }
+}
+
+/// The sender CLI's HTTP client (`sender send`, a local tool: unrestricted, system proxies
+/// honoured): timeouts set, redirects never followed (a redirect is a failure per Standard
+/// Webhooks). The engine uses an [`OutboundClient`] instead, which adds the outbound policy.
+pub fn http_client(connect_timeout: Duration, user_agent: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .tcp_nodelay(true)
+        .user_agent(user_agent)
+        .build()
+        .expect("the TLS backend initialises")
+}
+
+/// The engine's HTTP clients: [`http_client`]'s settings, under the outbound policy.
+pub fn checked_client(
+    outbound: &Outbound,
+    connect_timeout: Duration,
+    user_agent: &str,
+) -> OutboundClient {
+    outbound.client(|b| b.connect_timeout(connect_timeout).user_agent(user_agent))
+}
+
+/// Describes a transport error with its causes ("connection refused", "operation timed out").
+fn describe(e: &reqwest::Error, timeout: Duration) -> String {
+    if e.is_timeout() {
+        return format!("timed out after {} ms", timeout.as_millis());
+    }
+    let kind = if e.is_connect() {
+        "connection failed"
+    } else if e.is_request() || e.is_body() {
+        "request failed"
+    } else {
+        "error"
+    };
+    let mut text = kind.to_owned();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        // hyper-util's "client error (Connect)" only repeats the kind.
+        if !text.contains(&s_text) && !s_text.starts_with("client error (") {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    if text == kind {
+        text = format!("{kind}: {e}");
+    }
+    text
+}
+
+/// Sends one signed POST and reads at most [`LOGGED_BODY_BYTES`] of the answer
+/// (unrestricted: the CLI's direct send).
+pub async fn send_attempt(
+    client: &reqwest::Client,
+    timeout: Duration,
+    url: &str,
+    secret: &crate::signing::Secret,
+    message_id: &str,
+    body: Bytes,
+) -> AttemptResult {
+    attempt(client.post(url), timeout, secret, message_id, body).await
+}
+
+/// [`send_attempt`] under the outbound policy: a refused target is an attempt that failed
+/// (verdict [`Verdict::Fail`]: the policy will refuse it again, so it is not retried), with the
+/// refusal, naming the address and the policy, as its error.
+pub async fn send_checked(
+    client: &OutboundClient,
+    timeout: Duration,
+    url: &str,
+    secret: &crate::signing::Secret,
+    message_id: &str,
+    body: Bytes,
+) -> AttemptResult {
+    // Saved URLs were parsed when saved, so a parse error cannot happen here; it would fail
+    // the same way every time.
+    let refused = match reqwest::Url::parse(url) {
+        Err(e) => format!("url {url:?} is not a URL: {e}"),
+        Ok(parsed) => match client.prepare(parsed).await {
+            Ok(prepared) => {
+                let request = prepared.request(reqwest::Method::POST);
+                return attempt(request, timeout, secret, message_id, body).await;
+            }
+            Err(refused) => refused.to_string(),
+        },
+    };
+    let mut result = attempt_result(secret, message_id, &body);
+    result.error = Some(refused);
+    result.verdict = Verdict::Fail;
+    result
+}
+
+/// The start of an attempt's record: when, and the headers it sends.
+fn attempt_result(
+    secret: &crate::signing::Secret,
+    message_id: &str,
+    body: &Bytes,
+) -> AttemptResult {
+    AttemptResult {
+        started_at: Utc::now(),
+        request_headers: signed_headers(secret, message_id, body),
+        request_body_size: body.len() as u64,
+        request_body: body.clone(),
+        status: None,
+        duration: Duration::ZERO,
+        response_headers: Vec::new(),
+        response_body: None,
+        response_truncated: false,
+        error: None,
+        retry_after: None,
+        verdict: Verdict::Retry,
+    }
+}
+
+fn signed_headers(
+    secret: &crate::signing::Secret,
+    message_id: &str,
+    body: &Bytes,
+) -> Vec<api::Header> {
+    let signed = SignedHeaders::new(&[secret], message_id, unix_now(), body);
+    let mut headers = vec![api::Header {
+        name: "content-type".into(),
+        value: "application/json".into(),
+    }];
+    for (name, value) in signed.pairs() {
+        headers.push(api::Header {
+            name: name.into(),
+            value,
+        });
+    }
+    headers
+}
+
+async fn attempt(
+    request: reqwest::RequestBuilder,
+    timeout: Duration,
+    secret: &crate::signing::Secret,
+    message_id: &str,
+    body: Bytes,
+) -> AttemptResult {
+    let mut result = attempt_result(secret, message_id, &body);
+    let mut request = request.timeout(timeout);
+    for h in &result.request_headers {
+        request = request.header(h.name.as_str(), h.value.as_str());
+    }
+    let start = Instant::now();
+    match request.body(body).send().await {
+        Err(e) => match outbound::refusal(&e) {
+            Some(refused) => {
+                result.error = Some(refused.to_string());
+                result.verdict = Verdict::Fail;
+            }
+            None => result.error = Some(describe(&e, timeout)),
+        },
+        Ok(mut response) => {
+            let status = response.status().as_u16();
+            result.status = Some(status);
+            result.verdict = verdict_for(status);
+            result.retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, Utc::now()));
+            result.response_headers = response
+                .headers()
+                .iter()
+                .map(|(name, value)| api::Header {
+                    name: name.as_str().to_owned(),
+                    value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                })
+                .collect();
+            let mut excerpt: Vec<u8> = Vec::new();
+            let mut body_error = None;
+            loop {
+                match response.chunk().await {
+                    Ok(Some(chunk)) if excerpt.len() >= LOGGED_BODY_BYTES => {
+                        // Full, and the answer goes on.
+                        result.response_truncated |= !chunk.is_empty();
+                        break;
+                    }
+                    Ok(Some(chunk)) => {
+                        let room = LOGGED_BODY_BYTES - excerpt.len();
+                        excerpt.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                        if chunk.len() > room {
+                            result.response_truncated = true;
+                            break;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        body_error = Some(describe(&e, timeout));
+                        break;
+                    }
+                }
+            }
+            result.response_body = Some(String::from_utf8_lossy(&excerpt).into_owned());
+            if result.verdict != Verdict::Delivered {
+                result.error = Some(status_error(status));
+            } else if let Some(e) = body_error {
+                // The 2xx status counts; an answer cut short afterwards is noted, not failed.
+                result.error = Some(format!("delivered, but reading the answer failed: {e}"));
+            }
+        }
+    }
+    result.duration = start.elapsed();
+    result
+}
+
+/// Wraps a payload in the webhook's envelope.
+///
+/// The payload's JSON text goes out byte for byte (`flat`), or byte for byte as `data`
+/// (`standard`): keys keep their order and numbers their spelling.
+pub fn message_body(
+    envelope: api::Envelope,
+    event: &str,
+    payload: &serde_json::value::RawValue,
+    at: DateTime<Utc>,
+) -> Bytes {
+    match envelope {
+        api::Envelope::Flat => Bytes::copy_from_slice(payload.get().as_bytes()),
+        api::Envelope::Standard => {
+            let text = |s: &str| serde_json::to_string(s).expect("a string serialises");
+            Bytes::from(format!(
+                r#"{{"type":{},"timestamp":{},"data":{}}}"#,
+                text(event),
+                text(&crate::rfc3339(at)),
+                payload.get()
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts_follow_the_spec() {
+        assert_eq!(verdict_for(204), Verdict::Delivered);
+        for s in [408, 429, 500, 502, 503, 504] {
+            assert_eq!(verdict_for(s), Verdict::Retry, "{s}");
+        }
+        assert_eq!(verdict_for(410), Verdict::Gone);
+        for s in [301, 302, 400, 401, 404, 422] {
+            assert_eq!(verdict_for(s), Verdict::Fail, "{s}");
+        }
+        assert_eq!(
+            status_error(302),
+            "HTTP 302 Found: redirects are not followed"
+        );
+        assert_eq!(status_error(503), "HTTP 503 Service Unavailable");
+    }
+
+    #[test]
+    fn envelopes_shape_the_body() {
+        let payload =
+            serde_json::value::RawValue::from_string(r#"{"z":1, "a":1.50}"#.into()).unwrap();
+        let at = Utc::now();
+        let flat = message_body(api::Envelope::Flat, "payment_received", &payload, at);
+        assert_eq!(&flat[..], br#"{"z":1, "a":1.50}"#);
+        let std = message_body(api::Envelope::Standard, "payment_received", &payload, at);
+        assert_eq!(
+            std::str::from_utf8(&std).unwrap(),
+            format!(
+                r#"{{"type":"payment_received","timestamp":"{}","data":{{"z":1, "a":1.50}}}}"#,
+                crate::rfc3339(at)
+            )
+        );
+        let v: serde_json::Value = serde_json::from_slice(&std).unwrap();
+        assert_eq!(v["type"], "payment_received");
+    }
+}

@@ -1,0 +1,412 @@
+//! The journal: where webhooks, messages and attempt logs are kept beyond this process.
+//!
+//! The registry and the delivery logs work on their in-memory maps (the working set, always
+//! bounded); a [`Journal`] gets every change written through, in order, and gives everything
+//! back when the sender starts. With `--store memory` there is no journal: the maps are the
+//! store. [`SqliteJournal`] writes into the sender's SQLite file (each call one committed
+//! transaction, `synchronous=FULL`), on the same connection as its [`SqliteQueue`], so a message
+//! is in the journal before its task is in the queue.
+//!
+//! [`SqliteQueue`]: crate::queue::SqliteQueue
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rusqlite::{Connection, params};
+
+use crate::queue::writer::Writer;
+
+/// One message as the journal keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRecord {
+    pub id: String,
+    pub webhook_id: String,
+    pub event: String,
+    /// The exact bytes sent.
+    pub body: Bytes,
+    pub created_at_ms: i64,
+    pub state: MessageStateRecord,
+}
+
+/// A message's changing part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageStateRecord {
+    pub state: api::MessageState,
+    pub attempts: u32,
+    pub next_attempt_at_ms: Option<i64>,
+    pub error: Option<String>,
+}
+
+/// Everything a journal holds, as loaded at start.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Oldest first.
+    pub webhooks: Vec<api::WebhookOut>,
+    /// Oldest first.
+    pub messages: Vec<MessageRecord>,
+    /// Oldest first.
+    pub attempts: Vec<api::AttemptOut>,
+    /// Per webhook: (attempts, messages) evicted from its log so far.
+    pub evicted: HashMap<String, (u64, u64)>,
+}
+
+/// Why the journal could not write or read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("sender store unavailable: {0}")]
+pub struct JournalError(pub String);
+
+fn err(e: impl std::fmt::Display) -> JournalError {
+    JournalError(e.to_string())
+}
+
+/// Write-through persistence of the registry and the delivery logs.
+pub trait Journal: Send + Sync + 'static {
+    fn load(&self) -> Result<Snapshot, JournalError>;
+    /// Creates or replaces a webhook (its settings and counters), committed when it returns.
+    fn put_webhook(&self, webhook: &api::WebhookOut) -> Result<(), JournalError>;
+    /// [`Journal::put_webhook`] for counters: written in order, without waiting (a failure
+    /// is logged).
+    fn put_webhook_later(&self, webhook: &api::WebhookOut) {
+        if let Err(e) = self.put_webhook(webhook) {
+            tracing::warn!("sender store: webhook {}: {e}", webhook.id);
+        }
+    }
+    /// Deletes a webhook with its messages, attempts and eviction counts.
+    fn delete_webhook(&self, id: &str) -> Result<(), JournalError>;
+    fn insert_message(&self, message: &MessageRecord) -> Result<(), JournalError>;
+    fn update_message(&self, id: &str, state: &MessageStateRecord) -> Result<(), JournalError>;
+    /// Messages and attempts dropped from a webhook's log by its bounds (counted).
+    fn evict(
+        &self,
+        webhook_id: &str,
+        messages: &[Arc<str>],
+        attempts: &[String],
+    ) -> Result<(), JournalError>;
+    fn insert_attempt(&self, attempt: &api::AttemptOut) -> Result<(), JournalError>;
+}
+
+/// The file the sender keeps beside a `--store sqlite:PATH` file: `PATH` with its extension
+/// replaced by `sender.db` (`hookbin.db` -> `hookbin.sender.db`). bin-server's store locks its
+/// own file exclusively, so the sender has its own file (and lock) next to it.
+pub fn sibling_path(store_path: &Path) -> PathBuf {
+    store_path.with_extension("sender.db")
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS webhooks (
+    id   TEXT PRIMARY KEY,
+    seq  INTEGER NOT NULL,
+    json TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    id          TEXT NOT NULL UNIQUE,
+    webhook_id  TEXT NOT NULL,
+    event       TEXT NOT NULL,
+    body        BLOB NOT NULL,
+    created_at  INTEGER NOT NULL,
+    state       TEXT NOT NULL,
+    attempts    INTEGER NOT NULL,
+    next_at     INTEGER,
+    error       TEXT
+);
+CREATE INDEX IF NOT EXISTS messages_webhook ON messages (webhook_id);
+CREATE TABLE IF NOT EXISTS attempts (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    id         TEXT NOT NULL UNIQUE,
+    webhook_id TEXT NOT NULL,
+    json       TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS attempts_webhook ON attempts (webhook_id);
+CREATE TABLE IF NOT EXISTS evictions (
+    webhook_id TEXT PRIMARY KEY,
+    attempts   INTEGER NOT NULL,
+    messages   INTEGER NOT NULL
+);
+";
+
+fn state_name(s: api::MessageState) -> &'static str {
+    match s {
+        api::MessageState::Pending => "pending",
+        api::MessageState::Scheduled => "scheduled",
+        api::MessageState::Delivered => "delivered",
+        api::MessageState::Failed => "failed",
+    }
+}
+
+fn state_from(s: &str) -> api::MessageState {
+    match s {
+        "scheduled" => api::MessageState::Scheduled,
+        "delivered" => api::MessageState::Delivered,
+        "failed" => api::MessageState::Failed,
+        _ => api::MessageState::Pending,
+    }
+}
+
+/// The sender's SQLite file: webhooks, messages, attempts (and, through the same writer
+/// thread, the delivery queue). The file is locked exclusively while open: one server per file.
+///
+/// Writes go to the file's writer thread, which commits them in groups (see
+/// [`crate::queue::writer`]). Creating, changing and deleting a webhook wait for their commit;
+/// the log's writes (a message, its state, an attempt, evictions, counters) do not: they are
+/// committed with the next group, in order, before any queue change submitted after them.
+pub struct SqliteJournal {
+    writer: Arc<Writer>,
+    _lock: std::fs::File,
+}
+
+impl std::fmt::Debug for SqliteJournal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteJournal").finish_non_exhaustive()
+    }
+}
+
+impl SqliteJournal {
+    /// Opens (or creates) the sender's file at `path` and locks it.
+    pub fn open(path: &Path) -> Result<Self, JournalError> {
+        let lock = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| JournalError(format!("{}: {e}", path.display())))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(JournalError(format!(
+                    "{}: another bin-server has this file open",
+                    path.display()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(JournalError(format!(
+                    "{}: cannot lock the file: {e}",
+                    path.display()
+                )));
+            }
+        }
+        let conn = crate::queue::open_connection(path).map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        Ok(Self {
+            writer: Arc::new(Writer::start(conn)),
+            _lock: lock,
+        })
+    }
+
+    /// The writer, for the queue that shares the file.
+    pub(crate) fn writer(&self) -> Arc<Writer> {
+        Arc::clone(&self.writer)
+    }
+
+    /// Runs `f` in the next group and waits for its commit.
+    fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, rusqlite::Error> + Send + 'static,
+    ) -> Result<T, JournalError> {
+        self.writer
+            .call_blocking(move |conn| f(conn).map_err(|e| e.to_string()))
+            .map_err(JournalError)
+    }
+
+    /// Runs `f` in the next group without waiting; a failure is logged.
+    fn later(
+        &self,
+        what: String,
+        f: impl FnOnce(&Connection) -> Result<(), rusqlite::Error> + Send + 'static,
+    ) {
+        self.writer.submit(
+            move |conn| f(conn).map_err(|e| e.to_string()),
+            move |r| {
+                if let Err(e) = r {
+                    tracing::warn!("sender store: {what}: {e}");
+                }
+            },
+        );
+    }
+}
+
+fn json_err(e: serde_json::Error) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(Box::new(e))
+}
+
+impl Journal for SqliteJournal {
+    fn load(&self) -> Result<Snapshot, JournalError> {
+        self.with(|tx| {
+            let mut snap = Snapshot::default();
+            let mut stmt = tx.prepare("SELECT json FROM webhooks ORDER BY seq")?;
+            for json in stmt.query_map([], |r| r.get::<_, String>(0))? {
+                snap.webhooks
+                    .push(serde_json::from_str(&json?).map_err(json_err)?);
+            }
+            let mut stmt = tx.prepare(
+                "SELECT id, webhook_id, event, body, created_at, state, attempts, next_at, error
+                 FROM messages ORDER BY seq",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(MessageRecord {
+                    id: r.get(0)?,
+                    webhook_id: r.get(1)?,
+                    event: r.get(2)?,
+                    body: Bytes::from(r.get::<_, Vec<u8>>(3)?),
+                    created_at_ms: r.get(4)?,
+                    state: MessageStateRecord {
+                        state: state_from(&r.get::<_, String>(5)?),
+                        attempts: r.get(6)?,
+                        next_attempt_at_ms: r.get(7)?,
+                        error: r.get(8)?,
+                    },
+                })
+            })?;
+            for m in rows {
+                snap.messages.push(m?);
+            }
+            let mut stmt = tx.prepare("SELECT json FROM attempts ORDER BY seq")?;
+            for json in stmt.query_map([], |r| r.get::<_, String>(0))? {
+                snap.attempts
+                    .push(serde_json::from_str(&json?).map_err(json_err)?);
+            }
+            let mut stmt = tx.prepare("SELECT webhook_id, attempts, messages FROM evictions")?;
+            for row in stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })? {
+                let (id, a, m) = row?;
+                snap.evicted
+                    .insert(id, (a.unsigned_abs(), m.unsigned_abs()));
+            }
+            Ok(snap)
+        })
+    }
+
+    fn put_webhook(&self, webhook: &api::WebhookOut) -> Result<(), JournalError> {
+        let json = serde_json::to_string(webhook).map_err(err)?;
+        let id = webhook.id.clone();
+        self.with(move |tx| upsert_webhook(tx, &id, &json))
+    }
+
+    fn put_webhook_later(&self, webhook: &api::WebhookOut) {
+        match serde_json::to_string(webhook) {
+            Ok(json) => {
+                let id = webhook.id.clone();
+                self.later(format!("saving webhook {id}"), move |tx| {
+                    upsert_webhook(tx, &id, &json)
+                });
+            }
+            Err(e) => tracing::warn!("sender store: webhook {}: {e}", webhook.id),
+        }
+    }
+
+    fn delete_webhook(&self, id: &str) -> Result<(), JournalError> {
+        let id = id.to_owned();
+        self.with(move |tx| {
+            tx.execute("DELETE FROM webhooks WHERE id = ?1", [&id])?;
+            tx.execute("DELETE FROM messages WHERE webhook_id = ?1", [&id])?;
+            tx.execute("DELETE FROM attempts WHERE webhook_id = ?1", [&id])?;
+            tx.execute("DELETE FROM evictions WHERE webhook_id = ?1", [&id])?;
+            Ok(())
+        })
+    }
+
+    fn insert_message(&self, m: &MessageRecord) -> Result<(), JournalError> {
+        let m = m.clone();
+        self.later(format!("saving message {}", m.id), move |tx| {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO messages
+                     (id, webhook_id, event, body, created_at, state, attempts, next_at, error)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?
+            .execute(params![
+                m.id,
+                m.webhook_id,
+                m.event,
+                &m.body[..],
+                m.created_at_ms,
+                state_name(m.state.state),
+                m.state.attempts,
+                m.state.next_attempt_at_ms,
+                m.state.error
+            ])?;
+            Ok(())
+        });
+        Ok(())
+    }
+
+    fn update_message(&self, id: &str, s: &MessageStateRecord) -> Result<(), JournalError> {
+        let (id, s) = (id.to_owned(), s.clone());
+        self.later(format!("saving message {id}"), move |tx| {
+            tx.prepare_cached(
+                "UPDATE messages SET state = ?2, attempts = ?3, next_at = ?4, error = ?5
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                id,
+                state_name(s.state),
+                s.attempts,
+                s.next_attempt_at_ms,
+                s.error
+            ])?;
+            Ok(())
+        });
+        Ok(())
+    }
+
+    fn evict(
+        &self,
+        webhook_id: &str,
+        messages: &[Arc<str>],
+        attempts: &[String],
+    ) -> Result<(), JournalError> {
+        if messages.is_empty() && attempts.is_empty() {
+            return Ok(());
+        }
+        let webhook_id = webhook_id.to_owned();
+        let messages: Vec<String> = messages.iter().map(|m| m.to_string()).collect();
+        let attempts = attempts.to_vec();
+        self.later(format!("evicting from webhook {webhook_id}"), move |tx| {
+            for id in &messages {
+                tx.prepare_cached("DELETE FROM messages WHERE id = ?1")?
+                    .execute([id])?;
+            }
+            for id in &attempts {
+                tx.prepare_cached("DELETE FROM attempts WHERE id = ?1")?
+                    .execute([id])?;
+            }
+            tx.execute(
+                "INSERT INTO evictions (webhook_id, attempts, messages) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (webhook_id) DO UPDATE SET
+                     attempts = attempts + excluded.attempts,
+                     messages = messages + excluded.messages",
+                params![webhook_id, attempts.len() as i64, messages.len() as i64],
+            )?;
+            Ok(())
+        });
+        Ok(())
+    }
+
+    fn insert_attempt(&self, a: &api::AttemptOut) -> Result<(), JournalError> {
+        let json = serde_json::to_string(a).map_err(err)?;
+        let (id, webhook_id) = (a.id.clone(), a.webhook_id.clone());
+        self.later(format!("saving attempt {id}"), move |tx| {
+            tx.prepare_cached("INSERT INTO attempts (id, webhook_id, json) VALUES (?1, ?2, ?3)")?
+                .execute(params![id, webhook_id, json])?;
+            Ok(())
+        });
+        Ok(())
+    }
+}
+
+fn upsert_webhook(tx: &Connection, id: &str, json: &str) -> Result<(), rusqlite::Error> {
+    tx.prepare_cached(
+        "INSERT INTO webhooks (id, seq, json)
+         VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM webhooks), ?2)
+         ON CONFLICT (id) DO UPDATE SET json = excluded.json",
+    )?
+    .execute(params![id, json])?;
+    Ok(())
+}
