@@ -203,6 +203,106 @@ impl Hooks {
         Ok(hooks)
     }
 
+    /// Webhooks, messages, attempt logs and the delivery queue in Redis at `url`
+    /// (`redis://HOST:PORT[/DB]`, keys under `<prefix>sender:`), shared by every instance on
+    /// the same server and prefix: each keeps its working copy in memory, loaded here, and
+    /// follows the changes the others announce. Every Redis call has a deadline: with Redis
+    /// down, creating a webhook or emitting answers 503 `store_unavailable`, never hangs.
+    pub async fn open_redis(
+        config: HooksConfig,
+        url: &str,
+        prefix: &str,
+    ) -> Result<Self, OpenError> {
+        let catalog = Arc::new(match &config.catalog_path {
+            Some(path) => Catalog::from_file(path)?,
+            None => Catalog::builtin(),
+        });
+        let store = |e: &dyn std::fmt::Display| OpenError::Store(format!("{e}"));
+        let (u, p) = (url.to_owned(), prefix.to_owned());
+        let journal = tokio::task::spawn_blocking(move || journal::RedisJournal::open(&u, &p))
+            .await
+            .map_err(|e| store(&e))?
+            .map_err(|e| store(&e))?;
+        let journal = Arc::new(journal);
+        let queue = Arc::new(
+            queue::RedisQueue::connect(url, &format!("{prefix}sender:"))
+                .await
+                .map_err(|e| store(&e))?,
+        );
+        // Subscribed before the snapshot is read, so a change made meanwhile is not missed
+        // (one already in the snapshot is applied again, which does nothing). `None` asks for
+        // the webhooks to be read again (the feed was interrupted).
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Option<journal::Change>>();
+        let resync_tx = tx.clone();
+        let _follower = journal
+            .follow(
+                move |c| {
+                    let _ = tx.send(Some(c));
+                },
+                move || {
+                    let _ = resync_tx.send(None);
+                },
+            )
+            .await
+            .map_err(|e| store(&e))?;
+        let loader = Arc::clone(&journal);
+        let mut snapshot = tokio::task::spawn_blocking(move || journal::Journal::load(&*loader))
+            .await
+            .map_err(|e| store(&e))?
+            .map_err(|e| store(&e))?;
+        let webhooks = std::mem::take(&mut snapshot.webhooks);
+        let dyn_journal: Arc<dyn journal::Journal> = journal.clone();
+        let hooks = Self::assemble(catalog, config, queue, Some(dyn_journal));
+        let mut restored = Vec::with_capacity(webhooks.len());
+        for out in webhooks {
+            restored.push(Webhook::from_out(out).map_err(|e| store(&e))?);
+        }
+        hooks.registry.restore(restored);
+        hooks
+            .delivery
+            .restore(snapshot)
+            .await
+            .map_err(|e| store(&e))?;
+        let applier = hooks.clone();
+        tokio::spawn(async move {
+            while let Some(change) = rx.recv().await {
+                match change {
+                    Some(change) => applier.delivery.apply_remote(change),
+                    None => applier.resync(&journal).await,
+                }
+            }
+        });
+        Ok(hooks)
+    }
+
+    /// After an interruption of the change feed: the webhooks as the store has them now.
+    async fn resync(&self, journal: &Arc<journal::RedisJournal>) {
+        let j = Arc::clone(journal);
+        match tokio::task::spawn_blocking(move || journal::Journal::load(&*j)).await {
+            Ok(Ok(snapshot)) => {
+                let kept: std::collections::HashSet<String> =
+                    snapshot.webhooks.iter().map(|w| w.id.clone()).collect();
+                for w in self.registry.list() {
+                    if !kept.contains(&w.id) {
+                        self.delivery
+                            .apply_remote(journal::Change::WebhookDeleted(w.id));
+                    }
+                }
+                for out in snapshot.webhooks {
+                    self.registry.apply_remote(out);
+                }
+                for m in snapshot.messages {
+                    let (id, state) = (m.id.clone(), m.state.clone());
+                    self.delivery.apply_remote(journal::Change::MessageAdded(m));
+                    self.delivery
+                        .apply_remote(journal::Change::MessageState { id, state });
+                }
+            }
+            Ok(Err(e)) => tracing::warn!("sender store: reading it again: {e}"),
+            Err(e) => tracing::warn!("sender store: reading it again: {e}"),
+        }
+    }
+
     fn assemble(
         catalog: Arc<Catalog>,
         config: HooksConfig,

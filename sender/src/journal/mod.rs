@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-pub use self::redis::RedisJournal;
+pub use self::redis::{Change, DEADLINE as REDIS_DEADLINE, RedisJournal};
 pub use self::sqlite::SqliteJournal;
 
 /// One message as the journal keeps it.
