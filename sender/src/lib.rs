@@ -510,3 +510,95 @@ impl Hooks {
         self.delivery.shutdown(grace).await
     }
 }
+
+#[cfg(test)]
+mod shared_redis_tests {
+    use super::*;
+
+    async fn until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+        let poll = async {
+            loop {
+                if let Some(v) = f() {
+                    return v;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), poll)
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn instances_on_one_redis_see_each_others_webhooks_messages_and_switches() {
+        let server = queue::TestRedis::start().await;
+        let mut config = HooksConfig::default();
+        // A long first retry: the message stays scheduled while the test looks at it.
+        config.delivery.retry_schedule = delivery::parse_schedule("1h").unwrap();
+        let a = Hooks::open_redis(config.clone(), &server.url, "t:")
+            .await
+            .unwrap();
+        let b = Hooks::open_redis(config.clone(), &server.url, "t:")
+            .await
+            .unwrap();
+        let wh = a
+            .create_webhook(api::WebhookIn {
+                name: "shared".into(),
+                // Nothing listens there: the attempt fails and a retry is scheduled.
+                url: "http://127.0.0.1:9/hook".into(),
+                event: Some("payment_received".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        until("b to know the webhook", || {
+            b.get_webhook(&wh.id).ok().filter(|w| w.secret == wh.secret)
+        })
+        .await;
+        let raw =
+            serde_json::value::RawValue::from_string(r#"{"z":1,"a":2,"n":1.50}"#.into()).unwrap();
+        let msg = a
+            .emit("payment_received", Some(raw))
+            .await
+            .unwrap()
+            .message_ids[0]
+            .clone();
+        until("b to see the first attempt and the scheduled retry", || {
+            let log = b.deliveries(&wh.id, 10).ok()?;
+            let m = log.messages.iter().find(|m| m.id == msg)?;
+            (m.state == api::MessageState::Scheduled && log.attempts.len() == 1).then_some(())
+        })
+        .await;
+        // Switched off on a: b's copy is off, and the retry ends failed everywhere.
+        a.update_webhook(
+            &wh.id,
+            api::WebhookPatch {
+                active: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        until("b to see the webhook off and the message failed", || {
+            let w = b.get_webhook(&wh.id).ok()?;
+            let m = b.delivery().message(&msg)?;
+            (!w.active && m.state == api::MessageState::Failed).then_some(())
+        })
+        .await;
+        assert!(b.delivery.shared_queue_tasks().await.is_empty());
+        // A third instance started now loads it all from Redis, the exact bytes included.
+        let c = Hooks::open_redis(config, &server.url, "t:").await.unwrap();
+        assert!(!c.get_webhook(&wh.id).unwrap().active);
+        assert_eq!(c.deliveries(&wh.id, 10).unwrap().attempts.len(), 1);
+        assert_eq!(
+            c.delivery().message_body(&msg).unwrap(),
+            a.delivery().message_body(&msg).unwrap()
+        );
+        // Deleted on b: gone from a.
+        b.delete_webhook(&wh.id).await.unwrap();
+        until("a to forget the webhook", || {
+            a.get_webhook(&wh.id).is_err().then_some(())
+        })
+        .await;
+        assert!(a.delivery().message(&msg).is_none());
+    }
+}

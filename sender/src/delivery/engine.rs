@@ -403,6 +403,21 @@ impl Delivery {
         }
     }
 
+    /// The queue's tasks (for tests).
+    #[cfg(test)]
+    pub(crate) async fn shared_queue_tasks(&self) -> Vec<(Task, i64)> {
+        self.shared.queue.tasks().await.unwrap()
+    }
+
+    /// A message's exact bytes as this instance holds them (for tests).
+    #[cfg(test)]
+    pub(crate) fn message_body(&self, message_id: &str) -> Option<Bytes> {
+        let webhook_id = lock(&self.shared.message_index).get(message_id)?.clone();
+        let endpoint = self.existing_endpoint(&webhook_id)?;
+        let mut log = lock(&endpoint.log);
+        log.message_mut(message_id).map(|m| m.body.clone())
+    }
+
     /// Drops a webhook's logs from this instance (not from the journal).
     fn forget_logs(&self, webhook_id: &str) {
         let endpoint = lock(&self.shared.endpoints).remove(webhook_id);
