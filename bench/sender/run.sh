@@ -4,6 +4,7 @@
 #
 #   bench/sender/run.sh [ROUNDS] [TRIALS]     # default 300 rounds (30,000 deliveries), 3 trials
 #   STORE=sqlite bench/sender/run.sh ...       # the sender's SQLite store instead of memory
+#   STORE=redis bench/sender/run.sh ...        # on Redis (a redis-server of its own, port 3952)
 #
 # The receiver (answers 200; a second port accepts and never answers) runs pinned to CPU 1, the
 # sender to CPU 0, each with one tokio worker: sender/examples/bench.rs. Everything is on
@@ -35,6 +36,18 @@ done
 EXTRA=()
 if [ "${STORE:-memory}" = sqlite ]; then
   DB="$(mktemp -d)/bench.sender.db"; EXTRA=(--sqlite "$DB")
+elif [ "${STORE:-memory}" = redis ]; then
+  # STORE=redis: a redis-server of its own (no persistence) on CPU 1 with the receiver.
+  REDIS_PORT=3952
+  "${CPU1[@]}" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+    >/dev/null &
+  REDIS=$!
+  trap 'kill "$RECEIVER" "$REDIS" 2>/dev/null || true' EXIT INT TERM
+  for _ in $(seq 50); do
+    (echo >"/dev/tcp/127.0.0.1/$REDIS_PORT") 2>/dev/null && break
+    sleep 0.1
+  done
+  EXTRA=(--redis "redis://127.0.0.1:$REDIS_PORT/")
 fi
 run() { timeout 180 "${CPU0[@]}" "$BENCH" send --url "http://127.0.0.1:$PORT" --webhooks 100 --rounds "$ROUNDS" "${EXTRA[@]}" "$@"; }
 rate() { sed -n 's/.*per_second=\([0-9]*\).*/\1/p'; }

@@ -62,13 +62,20 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot open the store {}", args.store))?;
     tracing::info!("store: {}", args.store);
     // The sending side keeps its webhooks, messages and retry schedule beside the store: in
-    // `PATH.sender.db` next to a `sqlite:PATH` file (the store locks its own file), in memory
-    // otherwise.
+    // `PATH.sender.db` next to a `sqlite:PATH` file (the store locks its own file), in the same
+    // Redis (shared by every instance there) for `redis://`, in memory otherwise.
     let hooks = match &args.store {
         bin_server::store::StoreUrl::Sqlite(path) => {
             let sender_path = sender::journal::sibling_path(path);
             tracing::info!("sender store: sqlite:{}", sender_path.display());
             sender::Hooks::open_sqlite(hooks_config, &sender_path).await?
+        }
+        bin_server::store::StoreUrl::Redis(url) => {
+            // The same server and prefix as the capture store: keys under `<prefix>sender:`.
+            let (client_url, prefix) =
+                bin_server::store::split_redis_prefix(url).map_err(anyhow::Error::msg)?;
+            tracing::info!("sender store: redis, keys under {prefix}sender:");
+            sender::Hooks::open_redis(hooks_config, &client_url, &prefix).await?
         }
         _ => sender::Hooks::new(hooks_config)?,
     };

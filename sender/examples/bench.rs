@@ -6,6 +6,7 @@
 //! bench receive --port P --hole-port H   # answers every POST 200; H accepts and never answers
 //! bench send --url http://127.0.0.1:P --webhooks 100 --rounds 300 [--hole http://127.0.0.1:H]
 //!            [--sqlite PATH]                # the sender's SQLite store instead of memory
+//!            [--redis URL]                  # the sender on Redis (keys under a fresh prefix)
 //! ```
 //!
 //! `send` registers the webhooks with the real engine ([`sender::Hooks`], default settings but
@@ -91,7 +92,16 @@ async fn send(args: &[String]) {
                 .await
                 .unwrap()
         }
-        None => sender::Hooks::new(config).unwrap(),
+        None => match arg(args, "--redis") {
+            // A prefix of its own per run: a fresh, empty store on that server.
+            Some(url) => {
+                let prefix = format!("bench-{}:", std::process::id());
+                sender::Hooks::open_redis(config, &url, &prefix)
+                    .await
+                    .unwrap()
+            }
+            None => sender::Hooks::new(config).unwrap(),
+        },
     };
     hooks.start();
     let add = |name: String, url: String| {

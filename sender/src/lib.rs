@@ -203,6 +203,106 @@ impl Hooks {
         Ok(hooks)
     }
 
+    /// Webhooks, messages, attempt logs and the delivery queue in Redis at `url`
+    /// (`redis://HOST:PORT[/DB]`, keys under `<prefix>sender:`), shared by every instance on
+    /// the same server and prefix: each keeps its working copy in memory, loaded here, and
+    /// follows the changes the others announce. Every Redis call has a deadline: with Redis
+    /// down, creating a webhook or emitting answers 503 `store_unavailable`, never hangs.
+    pub async fn open_redis(
+        config: HooksConfig,
+        url: &str,
+        prefix: &str,
+    ) -> Result<Self, OpenError> {
+        let catalog = Arc::new(match &config.catalog_path {
+            Some(path) => Catalog::from_file(path)?,
+            None => Catalog::builtin(),
+        });
+        let store = |e: &dyn std::fmt::Display| OpenError::Store(format!("{e}"));
+        let (u, p) = (url.to_owned(), prefix.to_owned());
+        let journal = tokio::task::spawn_blocking(move || journal::RedisJournal::open(&u, &p))
+            .await
+            .map_err(|e| store(&e))?
+            .map_err(|e| store(&e))?;
+        let journal = Arc::new(journal);
+        let queue = Arc::new(
+            queue::RedisQueue::connect(url, &format!("{prefix}sender:"))
+                .await
+                .map_err(|e| store(&e))?,
+        );
+        // Subscribed before the snapshot is read, so a change made meanwhile is not missed
+        // (one already in the snapshot is applied again, which does nothing). `None` asks for
+        // the webhooks to be read again (the feed was interrupted).
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Option<journal::Change>>();
+        let resync_tx = tx.clone();
+        let _follower = journal
+            .follow(
+                move |c| {
+                    let _ = tx.send(Some(c));
+                },
+                move || {
+                    let _ = resync_tx.send(None);
+                },
+            )
+            .await
+            .map_err(|e| store(&e))?;
+        let loader = Arc::clone(&journal);
+        let mut snapshot = tokio::task::spawn_blocking(move || journal::Journal::load(&*loader))
+            .await
+            .map_err(|e| store(&e))?
+            .map_err(|e| store(&e))?;
+        let webhooks = std::mem::take(&mut snapshot.webhooks);
+        let dyn_journal: Arc<dyn journal::Journal> = journal.clone();
+        let hooks = Self::assemble(catalog, config, queue, Some(dyn_journal));
+        let mut restored = Vec::with_capacity(webhooks.len());
+        for out in webhooks {
+            restored.push(Webhook::from_out(out).map_err(|e| store(&e))?);
+        }
+        hooks.registry.restore(restored);
+        hooks
+            .delivery
+            .restore(snapshot)
+            .await
+            .map_err(|e| store(&e))?;
+        let applier = hooks.clone();
+        tokio::spawn(async move {
+            while let Some(change) = rx.recv().await {
+                match change {
+                    Some(change) => applier.delivery.apply_remote(change),
+                    None => applier.resync(&journal).await,
+                }
+            }
+        });
+        Ok(hooks)
+    }
+
+    /// After an interruption of the change feed: the webhooks as the store has them now.
+    async fn resync(&self, journal: &Arc<journal::RedisJournal>) {
+        let j = Arc::clone(journal);
+        match tokio::task::spawn_blocking(move || journal::Journal::load(&*j)).await {
+            Ok(Ok(snapshot)) => {
+                let kept: std::collections::HashSet<String> =
+                    snapshot.webhooks.iter().map(|w| w.id.clone()).collect();
+                for w in self.registry.list() {
+                    if !kept.contains(&w.id) {
+                        self.delivery
+                            .apply_remote(journal::Change::WebhookDeleted(w.id));
+                    }
+                }
+                for out in snapshot.webhooks {
+                    self.registry.apply_remote(out);
+                }
+                for m in snapshot.messages {
+                    let (id, state) = (m.id.clone(), m.state.clone());
+                    self.delivery.apply_remote(journal::Change::MessageAdded(m));
+                    self.delivery
+                        .apply_remote(journal::Change::MessageState { id, state });
+                }
+            }
+            Ok(Err(e)) => tracing::warn!("sender store: reading it again: {e}"),
+            Err(e) => tracing::warn!("sender store: reading it again: {e}"),
+        }
+    }
+
     fn assemble(
         catalog: Arc<Catalog>,
         config: HooksConfig,
@@ -408,5 +508,97 @@ impl Hooks {
     /// Stops deliveries; see [`Delivery::shutdown`].
     pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
         self.delivery.shutdown(grace).await
+    }
+}
+
+#[cfg(test)]
+mod shared_redis_tests {
+    use super::*;
+
+    async fn until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+        let poll = async {
+            loop {
+                if let Some(v) = f() {
+                    return v;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), poll)
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn instances_on_one_redis_see_each_others_webhooks_messages_and_switches() {
+        let server = queue::TestRedis::start().await;
+        let mut config = HooksConfig::default();
+        // A long first retry: the message stays scheduled while the test looks at it.
+        config.delivery.retry_schedule = delivery::parse_schedule("1h").unwrap();
+        let a = Hooks::open_redis(config.clone(), &server.url, "t:")
+            .await
+            .unwrap();
+        let b = Hooks::open_redis(config.clone(), &server.url, "t:")
+            .await
+            .unwrap();
+        let wh = a
+            .create_webhook(api::WebhookIn {
+                name: "shared".into(),
+                // Nothing listens there: the attempt fails and a retry is scheduled.
+                url: "http://127.0.0.1:9/hook".into(),
+                event: Some("payment_received".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        until("b to know the webhook", || {
+            b.get_webhook(&wh.id).ok().filter(|w| w.secret == wh.secret)
+        })
+        .await;
+        let raw =
+            serde_json::value::RawValue::from_string(r#"{"z":1,"a":2,"n":1.50}"#.into()).unwrap();
+        let msg = a
+            .emit("payment_received", Some(raw))
+            .await
+            .unwrap()
+            .message_ids[0]
+            .clone();
+        until("b to see the first attempt and the scheduled retry", || {
+            let log = b.deliveries(&wh.id, 10).ok()?;
+            let m = log.messages.iter().find(|m| m.id == msg)?;
+            (m.state == api::MessageState::Scheduled && log.attempts.len() == 1).then_some(())
+        })
+        .await;
+        // Switched off on a: b's copy is off, and the retry ends failed everywhere.
+        a.update_webhook(
+            &wh.id,
+            api::WebhookPatch {
+                active: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        until("b to see the webhook off and the message failed", || {
+            let w = b.get_webhook(&wh.id).ok()?;
+            let m = b.delivery().message(&msg)?;
+            (!w.active && m.state == api::MessageState::Failed).then_some(())
+        })
+        .await;
+        assert!(b.delivery.shared_queue_tasks().await.is_empty());
+        // A third instance started now loads it all from Redis, the exact bytes included.
+        let c = Hooks::open_redis(config, &server.url, "t:").await.unwrap();
+        assert!(!c.get_webhook(&wh.id).unwrap().active);
+        assert_eq!(c.deliveries(&wh.id, 10).unwrap().attempts.len(), 1);
+        assert_eq!(
+            c.delivery().message_body(&msg).unwrap(),
+            a.delivery().message_body(&msg).unwrap()
+        );
+        // Deleted on b: gone from a.
+        b.delete_webhook(&wh.id).await.unwrap();
+        until("a to forget the webhook", || {
+            a.get_webhook(&wh.id).is_err().then_some(())
+        })
+        .await;
+        assert!(a.delivery().message(&msg).is_none());
     }
 }

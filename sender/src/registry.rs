@@ -238,6 +238,24 @@ impl Registry {
         }
     }
 
+    /// A webhook as another instance saved it (a shared store): replaces this copy and is not
+    /// written back.
+    pub fn apply_remote(&self, out: api::WebhookOut) {
+        match Webhook::from_out(out) {
+            Ok(w) => {
+                self.state().webhooks.insert(w.id.clone(), w);
+                self.touch();
+            }
+            Err(e) => tracing::warn!("sender store: a webhook from another instance: {e}"),
+        }
+    }
+
+    /// A webhook another instance deleted (a shared store): forgotten here, not written back.
+    pub fn forget(&self, id: &str) {
+        self.state().webhooks.remove(id);
+        self.touch();
+    }
+
     /// Writes a webhook through to the journal (called with the state lock held, so the
     /// journal sees changes in the order they happened).
     fn save(&self, w: &Webhook) -> Result<(), RegistryError> {

@@ -26,7 +26,7 @@ mod redis;
 mod search;
 mod sqlite;
 
-pub use self::redis::RedisStore;
+pub use self::redis::{RedisStore, split_prefix as split_redis_prefix};
 /// Implementations of [`Store`] outside this crate use this attribute (no dependency of their
 /// own to keep in step).
 pub use async_trait::async_trait;

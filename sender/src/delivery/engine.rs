@@ -17,7 +17,7 @@ use super::DeliveryConfig;
 use super::attempt::{Verdict, checked_client, send_checked};
 use super::decision::{Attempted, Decision, RetryPolicy, decide};
 use super::log::{AttemptTimes, EndpointLog, Message, attempt_out, millis};
-use crate::journal::Journal;
+use crate::journal::{Change, Journal};
 use crate::outbound::{Outbound, OutboundClient};
 use crate::queue::{DeliveryQueue, Leased, MemoryQueue, QueueError, Task};
 use crate::registry::{Registry, Webhook};
@@ -310,6 +310,124 @@ impl Delivery {
                 .map_err(unavailable)?;
         }
         Ok(())
+    }
+
+    /// Applies a change another instance made (a shared store, see
+    /// [`crate::journal::RedisJournal::follow`]) to this instance's registry and logs, without
+    /// writing it back. Applying a change already known does nothing.
+    pub fn apply_remote(&self, change: Change) {
+        let max_messages = self.shared.config.max_messages_per_webhook;
+        let max_attempts = self.shared.config.max_attempts_per_webhook;
+        match change {
+            Change::WebhookUpserted(out) => self.shared.registry.apply_remote(out),
+            Change::WebhookDeleted(id) => {
+                self.shared.registry.forget(&id);
+                self.forget_logs(&id);
+            }
+            Change::MessageAdded(record) => {
+                let webhook_id = record.webhook_id.clone();
+                let endpoint = self.endpoint(&webhook_id);
+                let message = Message::from_record(record);
+                let id = message.id.clone();
+                let evicted = {
+                    let mut log = lock(&endpoint.log);
+                    if log.message_mut(&id).is_some() {
+                        return;
+                    }
+                    if !message.finished() {
+                        log.pending += 1;
+                    }
+                    // The instance that made it keeps the shared store's bounds.
+                    log.insert(message, max_messages)
+                };
+                self.index_add(&id, &webhook_id, evicted);
+            }
+            Change::MessageState { id, state } => {
+                let Some(webhook_id) = lock(&self.shared.message_index).get(id.as_str()).cloned()
+                else {
+                    return;
+                };
+                let Some(endpoint) = self.existing_endpoint(&webhook_id) else {
+                    return;
+                };
+                let mut log = lock(&endpoint.log);
+                let at = |ms: i64| DateTime::from_timestamp_millis(ms).unwrap_or_default();
+                let Some(m) = log.message_mut(&id) else {
+                    return;
+                };
+                let was_finished = m.finished();
+                m.state = state.state;
+                m.attempts = state.attempts;
+                m.next_attempt_at = state.next_attempt_at_ms.map(at);
+                m.error = state.error;
+                let now_finished = m.finished();
+                match (was_finished, now_finished) {
+                    (false, true) => log.pending = log.pending.saturating_sub(1),
+                    (true, false) => log.pending += 1,
+                    _ => {}
+                }
+            }
+            Change::AttemptAdded(attempt) => {
+                let endpoint = self.endpoint(&attempt.webhook_id);
+                let mut log = lock(&endpoint.log);
+                if !log.attempts.iter().any(|a| a.id == attempt.id) {
+                    log.push_attempt(*attempt, max_attempts);
+                }
+            }
+        }
+        self.shared.registry.touch();
+    }
+
+    /// A claimed task this instance has not heard of yet (another instance queued it just
+    /// now, its notice is still on the way): its webhook and message are read from the journal.
+    fn adopt(&self, task: &Task) {
+        let Some(j) = &self.shared.journal else {
+            return;
+        };
+        if self.shared.registry.get(&task.webhook_id).is_none() {
+            match j.get_webhook(&task.webhook_id) {
+                Ok(Some(out)) => self.shared.registry.apply_remote(out),
+                Ok(None) => return,
+                Err(e) => tracing::warn!("reading webhook {}: {e}", task.webhook_id),
+            }
+        }
+        let known = self
+            .existing_endpoint(&task.webhook_id)
+            .is_some_and(|e| lock(&e.log).message_mut(&task.id).is_some());
+        if !known {
+            match j.get_message(&task.id) {
+                Ok(Some(record)) => self.apply_remote(Change::MessageAdded(record)),
+                Ok(None) => {}
+                Err(e) => tracing::warn!("reading message {}: {e}", task.id),
+            }
+        }
+    }
+
+    /// The queue's tasks (for tests).
+    #[cfg(test)]
+    pub(crate) async fn shared_queue_tasks(&self) -> Vec<(Task, i64)> {
+        self.shared.queue.tasks().await.unwrap()
+    }
+
+    /// A message's exact bytes as this instance holds them (for tests).
+    #[cfg(test)]
+    pub(crate) fn message_body(&self, message_id: &str) -> Option<Bytes> {
+        let webhook_id = lock(&self.shared.message_index).get(message_id)?.clone();
+        let endpoint = self.existing_endpoint(&webhook_id)?;
+        let mut log = lock(&endpoint.log);
+        log.message_mut(message_id).map(|m| m.body.clone())
+    }
+
+    /// Drops a webhook's logs from this instance (not from the journal).
+    fn forget_logs(&self, webhook_id: &str) {
+        let endpoint = lock(&self.shared.endpoints).remove(webhook_id);
+        if let Some(endpoint) = endpoint {
+            let ids: Vec<Arc<str>> = lock(&endpoint.log).by_id.keys().cloned().collect();
+            let mut index = lock(&self.shared.message_index);
+            for id in ids {
+                index.remove(&id);
+            }
+        }
     }
 
     fn journal_state(&self, m: &Message) {
@@ -625,14 +743,7 @@ impl Delivery {
         if let Err(e) = self.shared.queue.remove_webhook(webhook_id).await {
             tracing::warn!("removing the queued messages of webhook {webhook_id}: {e}");
         }
-        let endpoint = lock(&self.shared.endpoints).remove(webhook_id);
-        if let Some(endpoint) = endpoint {
-            let ids: Vec<Arc<str>> = lock(&endpoint.log).by_id.keys().cloned().collect();
-            let mut index = lock(&self.shared.message_index);
-            for id in ids {
-                index.remove(&id);
-            }
-        }
+        self.forget_logs(webhook_id);
     }
 
     /// Takes a webhook's messages out of the queue and ends them failed with `reason`.
@@ -865,6 +976,8 @@ impl Delivery {
                 tracing::warn!("delivery queue: finishing {id}: {e}");
             }
         };
+        // Another instance's message whose notice has not come yet: read it from the store.
+        self.adopt(&leased.task);
         let Some(endpoint) = self.existing_endpoint(&leased.task.webhook_id) else {
             // The webhook and its logs are gone.
             ack().await;

@@ -34,6 +34,8 @@ use std::time::Duration;
 
 pub use memory::MemoryQueue;
 pub use redis::RedisQueue;
+#[cfg(test)]
+pub(crate) use redis::TestRedis;
 pub use sqlite::{SqliteQueue, open_connection};
 
 /// One message to deliver to one webhook.

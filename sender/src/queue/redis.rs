@@ -172,7 +172,20 @@ impl RedisQueue {
     /// Connects to `url` (`redis://HOST:PORT[/DB]`); keys go under `prefix`.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, QueueError> {
         let client = redis::Client::open(url).map_err(unavailable)?;
-        let conn = client.get_connection_manager().await.map_err(unavailable)?;
+        // Every call bounded: with Redis down the dispatcher's calls fail (and are retried on
+        // its next turn) instead of hanging.
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(3)))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = tokio::time::timeout(
+            Duration::from_secs(5),
+            ConnectionManager::new_with_config(client, config),
+        )
+        .await
+        .map_err(|_| unavailable("no answer within the deadline"))?
+        .map_err(unavailable)?;
         Ok(Self {
             conn,
             prefix: prefix.to_owned(),

@@ -10,6 +10,7 @@ mod outbound;
 mod resume;
 mod search_fanout;
 mod sender;
+mod sender_redis;
 mod sender_restart;
 mod server;
 mod support;

@@ -21,7 +21,7 @@ use tokio::process::{Child, Command};
 
 use crate::support::{TestServer, within};
 
-fn bin_server_exe() -> PathBuf {
+pub(crate) fn bin_server_exe() -> PathBuf {
     // target/<profile>/deps/e2e-<hash> -> target/<profile>/bin-server
     let exe = std::env::current_exe().unwrap();
     let path = exe
@@ -38,7 +38,7 @@ fn bin_server_exe() -> PathBuf {
 }
 
 /// A free loopback port (the server restarts on the same one: the webhook's URL names it).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -47,11 +47,18 @@ fn free_port() -> u16 {
 }
 
 async fn start(db: &std::path::Path, port: u16) -> Child {
+    start_on(&format!("sqlite:{}", db.display()), port, &[]).await
+}
+
+/// A `bin-server serve` on `store` (retry schedule `1s,1s,2s`, more flags in `extra`), once it
+/// says it is listening.
+pub(crate) async fn start_on(store: &str, port: u16, extra: &[&str]) -> Child {
     let mut child = Command::new(bin_server_exe())
         .args(["serve", "--bind", "127.0.0.1", "--port", &port.to_string()])
         .arg("--store")
-        .arg(format!("sqlite:{}", db.display()))
+        .arg(store)
         .args(["--retry-schedule", "1s,1s,2s"])
+        .args(extra)
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -74,19 +81,19 @@ async fn start(db: &std::path::Path, port: u16) -> Child {
     child
 }
 
-async fn get(http: &reqwest::Client, url: String) -> Value {
+pub(crate) async fn get(http: &reqwest::Client, url: String) -> Value {
     let r = http.get(&url).send().await.unwrap();
     assert!(r.status().is_success(), "GET {url}: {}", r.status());
     r.json().await.unwrap()
 }
 
-async fn put_bin(bins: &TestServer, status: u16) {
+pub(crate) async fn put_bin(bins: &TestServer, status: u16) {
     bins.put_bin("flaky", json!({"response": {"status": status}}))
         .await;
 }
 
 /// The webhook-ids of the requests the bin captured, oldest first.
-async fn captured_ids(bins: &TestServer) -> Vec<String> {
+pub(crate) async fn captured_ids(bins: &TestServer) -> Vec<String> {
     let (status, page) = bins.get_json("/api/bins/flaky/requests?limit=100").await;
     assert_eq!(status, 200, "{page}");
     let mut ids: Vec<String> = page["requests"]
@@ -112,7 +119,7 @@ async fn captured_ids(bins: &TestServer) -> Vec<String> {
     ids
 }
 
-async fn until<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+pub(crate) async fn until<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
     within(what, async {
         loop {
             if let Some(v) = f().await {

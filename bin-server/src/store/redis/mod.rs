@@ -122,7 +122,7 @@ fn redact(url: &str) -> String {
 }
 
 /// Splits `?prefix=` off a store URL: `(the URL for the client, the prefix)`.
-fn split_prefix(url: &str) -> Result<(String, String), String> {
+pub fn split_prefix(url: &str) -> Result<(String, String), String> {
     let Some((base, query)) = url.split_once('?') else {
         return Ok((url.to_owned(), DEFAULT_PREFIX.to_owned()));
     };

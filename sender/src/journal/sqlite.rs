@@ -1,98 +1,15 @@
-//! The journal: where webhooks, messages and attempt logs are kept beyond this process.
-//!
-//! The registry and the delivery logs work on their in-memory maps (the working set, always
-//! bounded); a [`Journal`] gets every change written through, in order, and gives everything
-//! back when the sender starts. With `--store memory` there is no journal: the maps are the
-//! store. [`SqliteJournal`] writes into the sender's SQLite file (each call one committed
-//! transaction, `synchronous=FULL`), on the same connection as its [`SqliteQueue`], so a message
-//! is in the journal before its task is in the queue.
-//!
-//! [`SqliteQueue`]: crate::queue::SqliteQueue
+//! [`SqliteJournal`]: the journal in the sender's SQLite file.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use rusqlite::{Connection, params};
 
+use super::{
+    Journal, JournalError, MessageRecord, MessageStateRecord, Snapshot, err, state_from, state_name,
+};
 use crate::queue::writer::Writer;
-
-/// One message as the journal keeps it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MessageRecord {
-    pub id: String,
-    pub webhook_id: String,
-    pub event: String,
-    /// The exact bytes sent.
-    pub body: Bytes,
-    pub created_at_ms: i64,
-    pub state: MessageStateRecord,
-}
-
-/// A message's changing part.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MessageStateRecord {
-    pub state: api::MessageState,
-    pub attempts: u32,
-    pub next_attempt_at_ms: Option<i64>,
-    pub error: Option<String>,
-}
-
-/// Everything a journal holds, as loaded at start.
-#[derive(Debug, Default)]
-pub struct Snapshot {
-    /// Oldest first.
-    pub webhooks: Vec<api::WebhookOut>,
-    /// Oldest first.
-    pub messages: Vec<MessageRecord>,
-    /// Oldest first.
-    pub attempts: Vec<api::AttemptOut>,
-    /// Per webhook: (attempts, messages) evicted from its log so far.
-    pub evicted: HashMap<String, (u64, u64)>,
-}
-
-/// Why the journal could not write or read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("sender store unavailable: {0}")]
-pub struct JournalError(pub String);
-
-fn err(e: impl std::fmt::Display) -> JournalError {
-    JournalError(e.to_string())
-}
-
-/// Write-through persistence of the registry and the delivery logs.
-pub trait Journal: Send + Sync + 'static {
-    fn load(&self) -> Result<Snapshot, JournalError>;
-    /// Creates or replaces a webhook (its settings and counters), committed when it returns.
-    fn put_webhook(&self, webhook: &api::WebhookOut) -> Result<(), JournalError>;
-    /// [`Journal::put_webhook`] for counters: written in order, without waiting (a failure
-    /// is logged).
-    fn put_webhook_later(&self, webhook: &api::WebhookOut) {
-        if let Err(e) = self.put_webhook(webhook) {
-            tracing::warn!("sender store: webhook {}: {e}", webhook.id);
-        }
-    }
-    /// Deletes a webhook with its messages, attempts and eviction counts.
-    fn delete_webhook(&self, id: &str) -> Result<(), JournalError>;
-    fn insert_message(&self, message: &MessageRecord) -> Result<(), JournalError>;
-    fn update_message(&self, id: &str, state: &MessageStateRecord) -> Result<(), JournalError>;
-    /// Messages and attempts dropped from a webhook's log by its bounds (counted).
-    fn evict(
-        &self,
-        webhook_id: &str,
-        messages: &[Arc<str>],
-        attempts: &[String],
-    ) -> Result<(), JournalError>;
-    fn insert_attempt(&self, attempt: &api::AttemptOut) -> Result<(), JournalError>;
-}
-
-/// The file the sender keeps beside a `--store sqlite:PATH` file: `PATH` with its extension
-/// replaced by `sender.db` (`hookbin.db` -> `hookbin.sender.db`). bin-server's store locks its
-/// own file exclusively, so the sender has its own file (and lock) next to it.
-pub fn sibling_path(store_path: &Path) -> PathBuf {
-    store_path.with_extension("sender.db")
-}
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS webhooks (
@@ -126,24 +43,6 @@ CREATE TABLE IF NOT EXISTS evictions (
     messages   INTEGER NOT NULL
 );
 ";
-
-fn state_name(s: api::MessageState) -> &'static str {
-    match s {
-        api::MessageState::Pending => "pending",
-        api::MessageState::Scheduled => "scheduled",
-        api::MessageState::Delivered => "delivered",
-        api::MessageState::Failed => "failed",
-    }
-}
-
-fn state_from(s: &str) -> api::MessageState {
-    match s {
-        "scheduled" => api::MessageState::Scheduled,
-        "delivered" => api::MessageState::Delivered,
-        "failed" => api::MessageState::Failed,
-        _ => api::MessageState::Pending,
-    }
-}
 
 /// The sender's SQLite file: webhooks, messages, attempts (and, through the same writer
 /// thread, the delivery queue). The file is locked exclusively while open: one server per file.
@@ -409,4 +308,15 @@ fn upsert_webhook(tx: &Connection, id: &str, json: &str) -> Result<(), rusqlite:
     )?
     .execute(params![id, json])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    crate::journal::conformance::suite!(async {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = SqliteJournal::open(&dir.path().join("hookbin.sender.db")).unwrap();
+        crate::journal::conformance::Fixture::with_guard(journal, dir)
+    });
 }
