@@ -93,14 +93,17 @@ struct SendArgs {
     /// Retry network errors, timeouts, 408, 429 and 5xx per `--retry-schedule`.
     #[arg(long)]
     retry: bool,
-    /// Delays between tries with `--retry` (short by default: the command waits for them).
-    #[arg(long, default_value = "1s,5s,30s")]
-    retry_schedule: String,
-    /// Whole-request timeout.
-    #[arg(long, default_value = "15s")]
-    timeout: String,
-    #[arg(long, default_value = "5s")]
-    connect_timeout: String,
+    /// Delays between tries with `--retry`, comma-separated, e.g. `1s,5s,30s` (short by
+    /// default: the command waits for them). Durations: a whole number with ms, s, m, h or d;
+    /// a bare number is seconds.
+    #[arg(long, default_value = "1s,5s,30s", value_parser = sender::config::RetrySchedule::parse)]
+    retry_schedule: sender::config::RetrySchedule,
+    /// Whole-request timeout, e.g. `15s` or `1500ms` (a bare number is seconds).
+    #[arg(long, default_value = "15s", value_parser = api::units::parse_duration)]
+    timeout: Duration,
+    /// Connect timeout, e.g. `5s` (a bare number is seconds).
+    #[arg(long, default_value = "5s", value_parser = api::units::parse_duration)]
+    connect_timeout: Duration,
     /// Send the event this many times (each a new message id), for load.
     #[arg(long, default_value_t = 1)]
     count: u64,
@@ -327,11 +330,9 @@ fn read_json(source: &str) -> anyhow::Result<Box<serde_json::value::RawValue>> {
 }
 
 async fn send(args: SendArgs) -> anyhow::Result<Result<(), DeliveryFailed>> {
-    let timeout = delivery::parse_duration(&args.timeout).context("--timeout")?;
-    let connect_timeout =
-        delivery::parse_duration(&args.connect_timeout).context("--connect-timeout")?;
+    let (timeout, connect_timeout) = (args.timeout, args.connect_timeout);
     let schedule = if args.retry {
-        delivery::parse_schedule(&args.retry_schedule).context("--retry-schedule")?
+        args.retry_schedule.0.clone()
     } else {
         Vec::new()
     };

@@ -184,8 +184,8 @@ async fn the_changes_stream_tells_live_views_when_webhooks_and_deliveries_change
 /// A server whose sender retries after `schedule` and times out attempts after `timeout`.
 async fn server(schedule: &str, timeout: &str, disable_after: u32) -> TestServer {
     let mut config = sender::HooksConfig::default();
-    config.delivery.retry_schedule = sender::delivery::parse_schedule(schedule).unwrap();
-    config.delivery.request_timeout = sender::delivery::parse_duration(timeout).unwrap();
+    config.delivery.retry_schedule = api::units::parse_duration_list(schedule).unwrap();
+    config.delivery.request_timeout = api::units::parse_duration(timeout).unwrap();
     config.delivery.connect_timeout = Duration::from_secs(1);
     config.delivery.disable_after_failures = disable_after;
     let hooks = sender::Hooks::new(config).unwrap();
