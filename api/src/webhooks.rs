@@ -64,9 +64,21 @@ impl Envelope {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct WebhookIn {
-    /// At least 2 characters.
+    /// 2 to 100 characters, no control characters; unique on the server.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 2, max_length = 100, example = "billing")
+    )]
     pub name: String,
-    /// `http://` or `https://`.
+    /// `http://` or `https://`, with a host, without user name or password.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 2048,
+            pattern = "^https?://",
+            example = "https://example.com/webhooks"
+        )
+    )]
     pub url: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<String>,
@@ -91,9 +103,13 @@ pub struct WebhookIn {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct WebhookPatch {
+    /// 2 to 100 characters, no control characters; unique on the server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 2, max_length = 100))]
     pub name: Option<String>,
+    /// `http://` or `https://`, with a host, without user name or password.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 2048, pattern = "^https?://"))]
     pub url: Option<String>,
     /// Replaces the subscribed events with this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
