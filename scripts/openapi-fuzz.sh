@@ -7,7 +7,8 @@
 #   scripts/openapi-fuzz.sh [EXAMPLES]      # default 25 examples per operation
 #
 # Starts its own server (memory store, a free port on loopback, outbound requests only to public
-# addresses, which this sandbox cannot reach) with one bin of three requests to find.
+# addresses, which this sandbox cannot reach) with one bin of three requests to find, a webhook
+# delivering to that bin, and one message it was sent.
 # Live streams (`/stream`, `/smee`) and the long poll (`/wait`) never end by design, so they
 # are left out of the fuzzing (the e2e tests cover them).
 set -euo pipefail
@@ -32,7 +33,27 @@ curl -sf -X PUT "$base/api/bins/fuzz" -H 'Content-Type: application/json' -d '{}
 for body in '{"type":"payment_received","amount":10}' 'not json' ''; do
   curl -sf -X POST "$base/b/fuzz/hook?x=1" -H 'Content-Type: application/json' -d "$body" >/dev/null
 done
-timeout -k 5 600 st run "$base/api/openapi.json" \
+# A webhook the examples name (`fuzz-hook`), subscribed to every event and delivering to bin
+# `fuzz` on this same server. `--outbound-policy public-only` refuses loopback addresses, so a
+# webhook to some other local port would fail every delivery; this server's own bins are the
+# exception the policy always allows (sent straight to its bound address), so these deliveries
+# land and the log, the messages and resend have real data. URLs the fuzzer makes up are held to
+# public addresses, which this sandbox cannot reach: nothing else on the host is touched.
+events="$(curl -sf "$base/api/events" | python3 -c 'import json,sys; print(json.dumps([e["slug"] for e in json.load(sys.stdin)["events"]]))')"
+curl -sf -X POST "$base/api/webhooks" -H 'Content-Type: application/json' \
+  -d "{\"name\":\"fuzz-hook\",\"url\":\"$base/b/fuzz/delivered\",\"events\":$events}" >/dev/null
+# One message for the message routes (`/api/deliveries/{id}`, resend): its id is random, so the
+# run's config names it for those operations (the document's example cannot know it).
+message="$(curl -sf -X POST "$base/api/events/payment_received/emit" -H 'Content-Type: application/json' -d '{}' \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["message_ids"][0])')"
+config="$(mktemp --suffix=.toml)"
+trap 'kill "$pid" 2>/dev/null || true; rm -f "$log" "$config"' EXIT
+cat >"$config" <<TOML
+[[operations]]
+include-path-regex = '^/api/deliveries/\{id\}'
+parameters = { "path.id" = "$message" }
+TOML
+timeout -k 5 600 st --config-file "$config" run "$base/api/openapi.json" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
   --exclude-path-regex '(/stream|/smee|/wait)$' \
   --max-examples "$EXAMPLES" --request-timeout 35 --seed 1 --no-color

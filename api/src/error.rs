@@ -1,4 +1,5 @@
-//! The error body of every route: `{"error": {"code": "...", "message": "..."}}`.
+//! The error body of every route: `{"error": {"code": "...", "message": "..."}}`, and for
+//! invalid input also `"errors": [{"field": "...", "message": "..."}]`, naming every invalid field.
 
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +15,20 @@ pub struct ErrorBody {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     pub code: String,
+    /// For invalid input, every field's problem joined (`name: ...; url: ...`).
+    pub message: String,
+    /// Every invalid field at once (absent when the error is not about fields).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+/// One invalid field of a request body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FieldError {
+    /// The field's name in the body, e.g. `url`.
+    pub field: String,
+    /// What is wrong with it, e.g. `must start with http:// or https://`.
     pub message: String,
 }
 
@@ -23,7 +38,19 @@ impl ErrorBody {
             error: ErrorDetail {
                 code: code.into(),
                 message: message.into(),
+                errors: Vec::new(),
             },
         }
+    }
+
+    /// An error about fields: `message` joins them, `errors` lists each.
+    pub fn with_fields(
+        code: impl Into<String>,
+        message: impl Into<String>,
+        errors: Vec<FieldError>,
+    ) -> Self {
+        let mut body = Self::new(code, message);
+        body.error.errors = errors;
+        body
     }
 }

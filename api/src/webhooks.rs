@@ -14,6 +14,7 @@ use crate::Header;
 
 /// One event of the catalog (`GET /api/events`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventOut {
     /// Stable identifier, e.g. `payment_received`.
     pub slug: String,
@@ -30,12 +31,14 @@ pub struct EventOut {
 
 /// `GET /api/events`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventList {
     pub events: Vec<EventOut>,
 }
 
 /// How a message body wraps the event payload.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Envelope {
     /// The payload object alone, as Ultimate Multisite sends it.
@@ -58,11 +61,24 @@ impl Envelope {
 ///
 /// Give `event` (one slug) or `events` (several), or both (they are merged).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct WebhookIn {
-    /// At least 2 characters.
+    /// 2 to 100 characters, no control characters; unique on the server.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 2, max_length = 100, example = "billing")
+    )]
     pub name: String,
-    /// `http://` or `https://`.
+    /// `http://` or `https://`, with a host, without user name or password.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 2048,
+            pattern = "^https?://",
+            example = "https://example.com/webhooks"
+        )
+    )]
     pub url: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<String>,
@@ -84,11 +100,16 @@ pub struct WebhookIn {
 /// Setting `active` to true re-enables a disabled webhook and clears its disabled reason and its
 /// count of consecutive failures.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct WebhookPatch {
+    /// 2 to 100 characters, no control characters; unique on the server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 2, max_length = 100))]
     pub name: Option<String>,
+    /// `http://` or `https://`, with a host, without user name or password.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 2048, pattern = "^https?://"))]
     pub url: Option<String>,
     /// Replaces the subscribed events with this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -106,6 +127,7 @@ pub struct WebhookPatch {
 
 /// When and why a webhook last failed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FailureOut {
     /// RFC 3339, UTC.
     pub at: String,
@@ -114,6 +136,7 @@ pub struct FailureOut {
 
 /// A webhook as the API returns it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WebhookOut {
     /// `wh_...`
     pub id: String,
@@ -142,12 +165,14 @@ pub struct WebhookOut {
 
 /// `GET /api/webhooks`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WebhookList {
     pub webhooks: Vec<WebhookOut>,
 }
 
 /// The true outcome of one attempt (`POST /api/webhooks/{id}/test`, `sender send`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TestOutcome {
     /// True only for a 2xx answer.
     pub delivered: bool,
@@ -171,16 +196,19 @@ pub struct TestOutcome {
 
 /// Body of `POST /api/events/{slug}/emit`; without `payload` the event's example is sent.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EmitIn {
     /// Sent byte for byte as given (key order, number spelling, escapes and inner whitespace
     /// kept): the raw JSON text, not a re-serialised value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<serde_json::Value>))]
     pub payload: Option<Box<serde_json::value::RawValue>>,
 }
 
 /// One message created by an emit or a resend.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MessageRef {
     pub message_id: String,
     pub webhook_id: String,
@@ -188,6 +216,7 @@ pub struct MessageRef {
 
 /// `202` answer of `POST /api/events/{slug}/emit`: one message per active subscribed webhook.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EmitOut {
     pub event: String,
     pub message_ids: Vec<String>,
@@ -196,6 +225,7 @@ pub struct EmitOut {
 
 /// Where a message stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum MessageState {
     /// Waiting for its webhook's turn, or being sent now.
@@ -210,6 +240,7 @@ pub enum MessageState {
 
 /// One message of a webhook's log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MessageOut {
     /// `msg_...`, the `webhook-id` header.
     pub id: String,
@@ -230,6 +261,7 @@ pub struct MessageOut {
 
 /// Why an attempt was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum AttemptTrigger {
     /// The first try or a scheduled retry.
@@ -242,6 +274,7 @@ pub enum AttemptTrigger {
 
 /// One attempt of the log (`GET /api/webhooks/{id}/deliveries`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AttemptOut {
     /// `atm_...`
     pub id: String,
@@ -288,6 +321,7 @@ pub struct AttemptOut {
 
 /// `GET /api/webhooks/{id}/deliveries`: the webhook's attempts and messages, newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeliveryLog {
     pub webhook_id: String,
     pub attempts: Vec<AttemptOut>,

@@ -150,6 +150,16 @@ impl ServerClient {
         self.call(reqwest::Method::DELETE, &path, None::<&()>).await
     }
 
+    /// Changes the fields `patch` gives (by id or by name).
+    pub async fn update_webhook(
+        &self,
+        id_or_name: &str,
+        patch: &api::WebhookPatch,
+    ) -> Result<api::WebhookOut, ClientError> {
+        let path = format!("api/webhooks/{}", segment(id_or_name));
+        self.call(reqwest::Method::PATCH, &path, Some(patch)).await
+    }
+
     pub async fn test_webhook(
         &self,
         id_or_name: &str,
@@ -174,8 +184,16 @@ impl ServerClient {
             .await
     }
 
-    pub async fn deliveries(&self, id_or_name: &str) -> Result<api::DeliveryLog, ClientError> {
-        let path = format!("api/webhooks/{}/deliveries", segment(id_or_name));
+    /// The webhook's delivery log; `limit` caps its messages and attempts (server default 100).
+    pub async fn deliveries(
+        &self,
+        id_or_name: &str,
+        limit: Option<usize>,
+    ) -> Result<api::DeliveryLog, ClientError> {
+        let mut path = format!("api/webhooks/{}/deliveries", segment(id_or_name));
+        if let Some(limit) = limit {
+            path.push_str(&format!("?limit={limit}"));
+        }
         self.call(reqwest::Method::GET, &path, None::<&()>).await
     }
 

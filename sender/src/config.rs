@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::delivery::{self, DeliveryConfig, DurationError};
+use api::units::{parse_duration, parse_duration_list};
+
+use crate::delivery::DeliveryConfig;
 use crate::outbound::OutboundConfig;
 
 /// Settings of [`crate::Hooks`].
@@ -36,12 +38,15 @@ impl Default for HooksConfig {
     }
 }
 
-/// A retry schedule flag value (`5s,5m,30m` or `none`).
+/// A retry schedule flag value (`5s,5m,30m` or `none`), read by [`api::units::parse_duration_list`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetrySchedule(pub Vec<Duration>);
 
-fn parse_schedule(text: &str) -> Result<RetrySchedule, DurationError> {
-    delivery::parse_schedule(text).map(RetrySchedule)
+impl RetrySchedule {
+    /// The clap value parser of a schedule flag.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        parse_duration_list(text).map(RetrySchedule)
+    }
 }
 
 /// The sending side's flags of `bin-server serve` (each also read from its `HOOKBIN_*`
@@ -51,18 +56,21 @@ pub struct HooksArgs {
     /// An event catalog (JSON) replacing the built-in Ultimate Multisite events.
     #[arg(long, env = "HOOKBIN_CATALOG")]
     pub catalog: Option<PathBuf>,
-    /// Delays between delivery attempts (comma-separated; `none`: no retries). Jitter adds up
-    /// to 20 %; a longer Retry-After wins.
+    /// Delays between delivery attempts, comma-separated (`none`: no retries), e.g.
+    /// `5s,5m,30m`. Each is a whole number with ms, s, m, h or d; a bare number is seconds.
+    /// Jitter adds up to 20 %; a longer Retry-After wins.
     #[arg(long, env = "HOOKBIN_RETRY_SCHEDULE", default_value = "5s,5m,30m,2h,5h,10h,10h",
-          value_parser = parse_schedule)]
+          value_parser = RetrySchedule::parse)]
     pub retry_schedule: RetrySchedule,
-    /// Whole-request timeout of one delivery attempt.
+    /// Whole-request timeout of one delivery attempt, e.g. `15s` or `1500ms` (ms, s, m, h, d;
+    /// a bare number is seconds).
     #[arg(long, env = "HOOKBIN_DELIVERY_TIMEOUT", default_value = "15s",
-          value_parser = delivery::parse_duration)]
+          value_parser = parse_duration)]
     pub delivery_timeout: Duration,
-    /// Connect timeout of one delivery attempt.
+    /// Connect timeout of one delivery attempt, e.g. `5s` (ms, s, m, h, d; a bare number is
+    /// seconds).
     #[arg(long, env = "HOOKBIN_DELIVERY_CONNECT_TIMEOUT", default_value = "5s",
-          value_parser = delivery::parse_duration)]
+          value_parser = parse_duration)]
     pub delivery_connect_timeout: Duration,
     /// Webhooks at most; creating one more is refused.
     #[arg(long, env = "HOOKBIN_MAX_WEBHOOKS", default_value_t = 1000)]
@@ -151,15 +159,25 @@ mod tests {
         let defaults = Flags::try_parse_from(["x"]).unwrap().hooks.to_config();
         assert_eq!(
             defaults.delivery.retry_schedule,
-            delivery::default_schedule()
+            crate::delivery::default_schedule()
         );
+        // One rule for every duration flag: a bare number is seconds.
+        let bare =
+            Flags::try_parse_from(["x", "--retry-schedule", "1,2", "--delivery-timeout", "3"])
+                .unwrap()
+                .hooks
+                .to_config();
+        assert_eq!(
+            bare.delivery.retry_schedule,
+            [1, 2].map(Duration::from_secs)
+        );
+        assert_eq!(bare.delivery.request_timeout, Duration::from_secs(3));
+        let none = Flags::try_parse_from(["x", "--retry-schedule", "none"]).unwrap();
+        assert!(none.hooks.to_config().delivery.retry_schedule.is_empty());
 
         let e = Flags::try_parse_from(["x", "--retry-schedule", "1s,soon"])
             .err()
             .unwrap();
-        assert!(
-            e.to_string().contains("`soon`: must start with a number"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("\"soon\" is not a duration"), "{e}");
     }
 }

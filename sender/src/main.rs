@@ -1,10 +1,14 @@
-//! `sender`: list events, send a signed event straight to a URL, and manage webhooks, test and
-//! emit through a running bin-server (`--server` or `HOOKBIN_SERVER`; `--token` or `HOOKBIN_TOKEN`
-//! for one started with `--auth-token`).
+//! `sender`: list events, send a signed event straight to a URL, and manage webhooks, test,
+//! emit, read the delivery log and resend through a running bin-server (`--server` or
+//! `HOOKBIN_SERVER`, default `http://127.0.0.1:8080`; `--token` or `HOOKBIN_TOKEN` for one
+//! started with `--auth-token`).
 //!
-//! Exit codes: 0 delivered (or done), 1 a delivery failed, 2 a usage or connection error.
+//! Exit codes, the same as bin-server's CLI: 0 done (delivered), 1 a delivery failed (the
+//! outcome is printed), 3 any error (bad flags, the server unreachable or refusing, a bad file).
+//! 2 is bin-server's "timed out waiting"; no sender command waits, so none exits 2. A reader
+//! that stops early (`sender events --json | head -1`) is not an error: exit 0, quietly.
 
-use std::io::{IsTerminal, Read};
+use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -17,17 +21,40 @@ use sender::client::ServerClient;
 use sender::delivery::{self, Verdict};
 use sender::signing::Secret;
 
+/// Done.
+const EXIT_OK: u8 = 0;
+/// A delivery failed (`send`, `test`): the outcome says why.
+const EXIT_FAILED: u8 = 1;
+/// Any error: bad flags, the server unreachable or refusing, an unreadable file.
+const EXIT_ERROR: u8 = 3;
+
+/// Writes one line to standard output; an error (a closed pipe) goes up with `?`.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    };
+}
+
 #[derive(Parser)]
 #[command(
     name = "sender",
     version,
-    about = "Send signed webhook events (Standard Webhooks)"
+    about = "Send signed webhook events (Standard Webhooks)",
+    after_help = "Exit codes: 0 done, 1 a delivery failed, 3 any error (the same as bin-server's CLI).\n\
+                  Durations: a whole number with ms, s, m, h or d (500ms, 30s, 5m); a bare number is seconds."
 )]
 struct Cli {
-    /// A running bin-server, for `webhooks`, `test` and `emit`.
-    #[arg(long, env = "HOOKBIN_SERVER", global = true)]
-    server: Option<String>,
-    /// The server's --auth-token, sent as `Authorization: Bearer TOKEN`.
+    /// A running bin-server, for every command but `events` and `send`, e.g.
+    /// `http://127.0.0.1:8080`.
+    #[arg(
+        long,
+        env = "HOOKBIN_SERVER",
+        global = true,
+        default_value = "http://127.0.0.1:8080"
+    )]
+    server: String,
+    /// The server's --auth-token, sent as `Authorization: Bearer TOKEN`, e.g.
+    /// `--token tok-0123456789abcdef`.
     #[arg(long, env = "HOOKBIN_TOKEN", global = true, hide_env_values = true)]
     token: Option<String>,
     #[command(subcommand)]
@@ -43,17 +70,28 @@ enum Command {
     /// Add, list or remove webhooks on the server.
     #[command(subcommand)]
     Webhooks(WebhooksCommand),
+    /// Change some of a webhook's settings (the others are kept).
+    Edit(EditArgs),
+    /// Switch a webhook on (clears a disabled reason and its count of failures).
+    Enable(ToggleArgs),
+    /// Switch a webhook off: emitted events skip it until it is enabled.
+    Disable(ToggleArgs),
     /// Send a webhook its event's example now and report the true outcome.
     Test(TestArgs),
     /// Emit an event through the server to every active webhook subscribed to it.
     Emit(EmitArgs),
+    /// A webhook's delivery log: its messages and their attempts, newest first.
+    Deliveries(DeliveriesArgs),
+    /// Send a message again (same message id, so receivers can drop duplicates).
+    Resend(ResendArgs),
 }
 
 #[derive(Args)]
 struct EventsArgs {
-    /// A catalog file replacing the built-in one.
+    /// A catalog file replacing the built-in one, e.g. `--catalog events.json`.
     #[arg(long)]
     catalog: Option<PathBuf>,
+    /// Print JSON (as `GET /api/events` answers) instead of a table, e.g. `--json`.
     #[arg(long)]
     json: bool,
 }
@@ -75,38 +113,48 @@ impl From<EnvelopeArg> for api::Envelope {
 
 #[derive(Args)]
 struct SendArgs {
+    /// Where to send it, e.g. `--url http://127.0.0.1:3000/webhooks`.
     #[arg(long)]
     url: String,
-    /// The event slug; its catalog example is sent unless `--data` is given.
+    /// The event slug; its catalog example is sent unless `--data` is given, e.g.
+    /// `--event payment_received`.
     #[arg(long)]
     event: String,
-    /// The payload: a JSON file, or `-` for standard input.
+    /// The payload: a JSON file, or `-` for standard input, e.g. `--data payload.json`.
     #[arg(long)]
     data: Option<String>,
-    /// `whsec_...`; a fresh one is generated (and printed) when absent.
+    /// The signing secret; a fresh one is generated (and printed) when absent, e.g.
+    /// `--secret whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw`.
     #[arg(long, env = "HOOKBIN_SECRET")]
     secret: Option<String>,
+    /// How the body wraps the payload: `flat` (the payload alone) or `standard`
+    /// (`{"type", "timestamp", "data"}`), e.g. `--envelope standard`.
     #[arg(long, value_enum, default_value = "flat")]
     envelope: EnvelopeArg,
+    /// A catalog file replacing the built-in one, e.g. `--catalog events.json`.
     #[arg(long)]
     catalog: Option<PathBuf>,
-    /// Retry network errors, timeouts, 408, 429 and 5xx per `--retry-schedule`.
+    /// Retry network errors, timeouts, 408, 429 and 5xx per `--retry-schedule`, e.g. `--retry`.
     #[arg(long)]
     retry: bool,
-    /// Delays between tries with `--retry` (short by default: the command waits for them).
-    #[arg(long, default_value = "1s,5s,30s")]
-    retry_schedule: String,
-    /// Whole-request timeout.
-    #[arg(long, default_value = "15s")]
-    timeout: String,
-    #[arg(long, default_value = "5s")]
-    connect_timeout: String,
-    /// Send the event this many times (each a new message id), for load.
+    /// Delays between tries with `--retry`, comma-separated, e.g. `1s,5s,30s` (short by
+    /// default: the command waits for them). Durations: a whole number with ms, s, m, h or d;
+    /// a bare number is seconds.
+    #[arg(long, default_value = "1s,5s,30s", value_parser = sender::config::RetrySchedule::parse)]
+    retry_schedule: sender::config::RetrySchedule,
+    /// Whole-request timeout, e.g. `15s` or `1500ms` (a bare number is seconds).
+    #[arg(long, default_value = "15s", value_parser = api::units::parse_duration)]
+    timeout: Duration,
+    /// Connect timeout, e.g. `5s` (a bare number is seconds).
+    #[arg(long, default_value = "5s", value_parser = api::units::parse_duration)]
+    connect_timeout: Duration,
+    /// Send the event this many times (each a new message id), for load, e.g. `--count 1000`.
     #[arg(long, default_value_t = 1)]
     count: u64,
-    /// Requests in flight at once with `--count`.
+    /// Requests in flight at once with `--count`, e.g. `--concurrency 16`.
     #[arg(long, default_value_t = 1)]
     concurrency: usize,
+    /// Print the outcome as JSON, e.g. `--json`.
     #[arg(long)]
     json: bool,
 }
@@ -117,55 +165,128 @@ enum WebhooksCommand {
     Add(AddArgs),
     /// List webhooks.
     List {
+        /// Print JSON (as `GET /api/webhooks` answers) instead of a table, e.g. `--json`.
         #[arg(long)]
         json: bool,
     },
     /// Remove a webhook (by id or name).
-    Rm { webhook: String },
+    Rm {
+        /// The webhook's id or name, e.g. `billing` or `wh_2Qk...`.
+        webhook: String,
+        /// Print the removed webhook as JSON, e.g. `--json`.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
 struct AddArgs {
+    /// A name, unique on the server (at least 2 characters), e.g. `--name billing`.
     #[arg(long)]
     name: String,
+    /// Where deliveries go, e.g. `--url https://example.com/webhooks`.
     #[arg(long)]
     url: String,
-    /// An event slug; repeat the flag or separate with commas for several.
+    /// An event slug; repeat the flag or separate with commas for several, e.g.
+    /// `--event payment_received,invoice_sent`.
     #[arg(long, required = true, value_delimiter = ',')]
     event: Vec<String>,
+    /// The signing secret (generated when absent), e.g.
+    /// `--secret whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw`.
     #[arg(long)]
     secret: Option<String>,
+    /// How the body wraps the payload (default `flat`), e.g. `--envelope standard`.
     #[arg(long, value_enum)]
     envelope: Option<EnvelopeArg>,
-    /// Add it switched off.
+    /// Add it switched off, e.g. `--inactive`.
     #[arg(long)]
     inactive: bool,
+    /// Print the webhook as JSON, e.g. `--json`.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct EditArgs {
+    /// The webhook's id or name, e.g. `billing`.
+    webhook: String,
+    /// A new name, e.g. `--name billing-v2`.
+    #[arg(long)]
+    name: Option<String>,
+    /// A new URL, e.g. `--url https://example.com/v2/webhooks`.
+    #[arg(long)]
+    url: Option<String>,
+    /// Replace the subscribed events; repeat or separate with commas, e.g.
+    /// `--event payment_received,invoice_sent`.
+    #[arg(long, value_delimiter = ',')]
+    event: Vec<String>,
+    /// A new signing secret, e.g. `--secret whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw`.
+    #[arg(long)]
+    secret: Option<String>,
+    /// A new envelope, e.g. `--envelope standard`.
+    #[arg(long, value_enum)]
+    envelope: Option<EnvelopeArg>,
+    /// Print the webhook as JSON, e.g. `--json`.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct ToggleArgs {
+    /// The webhook's id or name, e.g. `billing`.
+    webhook: String,
+    /// Print the webhook as JSON, e.g. `--json`.
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Args)]
 struct TestArgs {
-    /// Webhook id or name.
+    /// The webhook's id or name, e.g. `billing`.
     webhook: String,
-    /// Which of its events (default: its first).
+    /// Which of its events (default: its first), e.g. `--event invoice_sent`.
     #[arg(long)]
     event: Option<String>,
+    /// Print the outcome as JSON, e.g. `--json`.
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Args)]
 struct EmitArgs {
+    /// The event's slug, e.g. `payment_received`.
     slug: String,
-    /// The payload: a JSON file, or `-` for standard input; default: the event's example.
+    /// The payload: a JSON file, or `-` for standard input; default: the event's example, e.g.
+    /// `--data payload.json`.
     #[arg(long)]
     data: Option<String>,
+    /// Print the queued messages as JSON, e.g. `--json`.
     #[arg(long)]
     json: bool,
 }
 
-/// A failed delivery (exit 1), as opposed to any other error (exit 2).
+#[derive(Args)]
+struct DeliveriesArgs {
+    /// The webhook's id or name, e.g. `billing`.
+    webhook: String,
+    /// The most messages and attempts to show (the server allows up to 1000), e.g. `--limit 20`.
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    /// Print the log as JSON (as `GET /api/webhooks/{id}/deliveries` answers), e.g. `--json`.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct ResendArgs {
+    /// The message's id (`sender deliveries` lists them), e.g. `msg_2Qk...`.
+    message: String,
+    /// Print the queued message as JSON, e.g. `--json`.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A failed delivery (exit 1), as opposed to any other error (exit 3).
 struct DeliveryFailed;
 
 #[tokio::main]
@@ -177,25 +298,38 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Bad flags exit 3 like any error (clap's own 2 is bin-server's "timed out").
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_ERROR } else { EXIT_OK });
+        }
+    };
     match run(cli).await {
-        Ok(Ok(())) => ExitCode::SUCCESS,
-        Ok(Err(DeliveryFailed)) => ExitCode::from(1),
+        Ok(Ok(())) => ExitCode::from(EXIT_OK),
+        Ok(Err(DeliveryFailed)) => ExitCode::from(EXIT_FAILED),
+        Err(e) if output_closed(&e) => ExitCode::from(EXIT_OK),
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(2)
+            ExitCode::from(EXIT_ERROR)
         }
     }
 }
 
+/// The reader of standard output went away (`| head`): not an error of ours.
+fn output_closed(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 async fn run(cli: Cli) -> anyhow::Result<Result<(), DeliveryFailed>> {
     let server = || -> anyhow::Result<ServerClient> {
-        let url = cli
-            .server
-            .as_deref()
-            .ok_or_else(|| anyhow!("this command needs --server URL (or HOOKBIN_SERVER)"))?;
         // Above the server's 15 s delivery timeout, so a test send can finish.
-        let client = ServerClient::new(url, Duration::from_secs(60))?;
+        let client = ServerClient::new(&cli.server, Duration::from_secs(60))?;
         Ok(match cli.token.as_deref() {
             Some(token) => client.with_token(token)?,
             None => client,
@@ -215,14 +349,7 @@ async fn run(cli: Cli) -> anyhow::Result<Result<(), DeliveryFailed>> {
                 envelope: args.envelope.map(Into::into),
             };
             let w = server()?.create_webhook(&input).await?;
-            if args.json {
-                print_json(&w)?;
-            } else {
-                println!("added webhook {} ({})", w.id, w.name);
-                println!("  url:    {}", w.url);
-                println!("  events: {}", w.events.join(", "));
-                println!("  secret: {}", w.secret);
-            }
+            print_webhook("added", &w, args.json)?;
             Ok(Ok(()))
         }
         Command::Webhooks(WebhooksCommand::List { json }) => {
@@ -230,14 +357,44 @@ async fn run(cli: Cli) -> anyhow::Result<Result<(), DeliveryFailed>> {
             if json {
                 print_json(&list)?;
             } else {
-                print_webhooks(&list.webhooks);
+                print_webhooks(&list.webhooks)?;
             }
             Ok(Ok(()))
         }
-        Command::Webhooks(WebhooksCommand::Rm { webhook }) => {
+        Command::Webhooks(WebhooksCommand::Rm { webhook, json }) => {
             let w = server()?.delete_webhook(&webhook).await?;
-            println!("removed webhook {} ({})", w.id, w.name);
+            if json {
+                print_json(&w)?;
+            } else {
+                out!("removed webhook {} ({})", w.id, w.name)?;
+            }
             Ok(Ok(()))
+        }
+        Command::Edit(args) => {
+            let patch = api::WebhookPatch {
+                name: args.name,
+                url: args.url,
+                event: None,
+                events: (!args.event.is_empty()).then_some(args.event),
+                secret: args.secret,
+                active: None,
+                envelope: args.envelope.map(Into::into),
+            };
+            if patch == api::WebhookPatch::default() {
+                bail!(
+                    "nothing to change: give --name, --url, --event, --secret or --envelope \
+                     (`sender enable`/`disable` switch it on and off)"
+                );
+            }
+            let w = server()?.update_webhook(&args.webhook, &patch).await?;
+            print_webhook("updated", &w, args.json)?;
+            Ok(Ok(()))
+        }
+        Command::Enable(ToggleArgs { webhook, json }) => {
+            toggle(&server()?, &webhook, true, json).await
+        }
+        Command::Disable(ToggleArgs { webhook, json }) => {
+            toggle(&server()?, &webhook, false, json).await
         }
         Command::Test(args) => {
             let outcome = server()?
@@ -246,7 +403,7 @@ async fn run(cli: Cli) -> anyhow::Result<Result<(), DeliveryFailed>> {
             if args.json {
                 print_json(&outcome)?;
             } else {
-                print_outcome(&outcome, false);
+                print_outcome(&outcome, false)?;
             }
             Ok(if outcome.delivered {
                 Ok(())
@@ -260,16 +417,55 @@ async fn run(cli: Cli) -> anyhow::Result<Result<(), DeliveryFailed>> {
             if args.json {
                 print_json(&out)?;
             } else if out.messages.is_empty() {
-                println!("{}: no active webhook is subscribed", out.event);
+                out!("{}: no active webhook is subscribed", out.event)?;
             } else {
-                println!("{}: queued {} messages", out.event, out.messages.len());
-                for m in &out.messages {
-                    println!("  {} -> {}", m.message_id, m.webhook_id);
-                }
+                out!("{}: queued {} messages", out.event, out.messages.len())?;
+                let rows = out
+                    .messages
+                    .iter()
+                    .map(|m| vec![m.message_id.clone(), m.webhook_id.clone()])
+                    .collect::<Vec<_>>();
+                print_table(&["MESSAGE", "WEBHOOK"], &rows)?;
+            }
+            Ok(Ok(()))
+        }
+        Command::Deliveries(args) => {
+            let log = server()?
+                .deliveries(&args.webhook, Some(args.limit))
+                .await?;
+            if args.json {
+                print_json(&log)?;
+            } else {
+                print_log(&log)?;
+            }
+            Ok(Ok(()))
+        }
+        Command::Resend(args) => {
+            let m = server()?.resend(&args.message).await?;
+            if args.json {
+                print_json(&m)?;
+            } else {
+                out!("queued {} again for webhook {}", m.message_id, m.webhook_id)?;
             }
             Ok(Ok(()))
         }
     }
+}
+
+/// `sender enable` / `sender disable`.
+async fn toggle(
+    server: &ServerClient,
+    webhook: &str,
+    enable: bool,
+    json: bool,
+) -> anyhow::Result<Result<(), DeliveryFailed>> {
+    let patch = api::WebhookPatch {
+        active: Some(enable),
+        ..Default::default()
+    };
+    let w = server.update_webhook(webhook, &patch).await?;
+    print_webhook(if enable { "enabled" } else { "disabled" }, &w, json)?;
+    Ok(Ok(()))
 }
 
 fn load_catalog(path: Option<&PathBuf>) -> anyhow::Result<Catalog> {
@@ -284,31 +480,19 @@ fn events(args: EventsArgs) -> anyhow::Result<()> {
     if args.json {
         return print_json(&catalog.to_out());
     }
-    let width = catalog
+    let rows = catalog
         .events()
         .iter()
-        .map(|e| e.slug.len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
-    let name_width = catalog
-        .events()
-        .iter()
-        .map(|e| e.name.len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
-    println!("{:width$}  {:name_width$}  DESCRIPTION", "SLUG", "NAME");
-    for e in catalog.events() {
-        let first_sentence = e.description.split(". ").next().unwrap_or("");
-        println!(
-            "{:width$}  {:name_width$}  {}",
-            e.slug,
-            e.name,
-            first_sentence.trim_end_matches('.')
-        );
-    }
-    Ok(())
+        .map(|e| {
+            let first_sentence = e.description.split(". ").next().unwrap_or("");
+            vec![
+                e.slug.clone(),
+                e.name.clone(),
+                first_sentence.trim_end_matches('.').to_owned(),
+            ]
+        })
+        .collect::<Vec<_>>();
+    print_table(&["SLUG", "NAME", "DESCRIPTION"], &rows)
 }
 
 /// Reads a JSON document as its exact text (checked to be JSON, not re-serialised: keys keep
@@ -327,11 +511,9 @@ fn read_json(source: &str) -> anyhow::Result<Box<serde_json::value::RawValue>> {
 }
 
 async fn send(args: SendArgs) -> anyhow::Result<Result<(), DeliveryFailed>> {
-    let timeout = delivery::parse_duration(&args.timeout).context("--timeout")?;
-    let connect_timeout =
-        delivery::parse_duration(&args.connect_timeout).context("--connect-timeout")?;
+    let (timeout, connect_timeout) = (args.timeout, args.connect_timeout);
     let schedule = if args.retry {
-        delivery::parse_schedule(&args.retry_schedule).context("--retry-schedule")?
+        args.retry_schedule.0.clone()
     } else {
         Vec::new()
     };
@@ -385,7 +567,7 @@ async fn send(args: SendArgs) -> anyhow::Result<Result<(), DeliveryFailed>> {
         if args.json {
             print_json(&outcome)?;
         } else {
-            print_outcome(&outcome, true);
+            print_outcome(&outcome, true)?;
         }
         return Ok(if outcome.delivered {
             Ok(())
@@ -528,12 +710,12 @@ async fn load(
             "first_error": first_error,
         }))?;
     } else {
-        println!(
+        out!(
             "{delivered}/{count} delivered, {failed} failed in {:.2} s ({rate:.0}/s)",
             elapsed.as_secs_f64()
-        );
+        )?;
         if let Some(e) = first_error {
-            println!("first error: {e}");
+            out!("first error: {e}")?;
         }
     }
     Ok(if failed == 0 {
@@ -544,55 +726,193 @@ async fn load(
 }
 
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    out!("{}", serde_json::to_string_pretty(value)?)?;
     Ok(())
 }
 
-fn print_outcome(o: &api::TestOutcome, with_headers: bool) {
-    if with_headers {
-        for h in &o.request_headers {
-            println!("{}: {}", h.name, h.value);
+/// Columns as wide as their widest cell (counted in characters), two spaces apart; the last
+/// column is not padded.
+fn table_lines(header: &[&str], rows: &[Vec<String>]) -> Vec<String> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
         }
-    } else {
-        println!("message: {}", o.message_id);
     }
-    match (o.delivered, o.status) {
-        (true, Some(status)) => println!("delivered: {status} in {} ms", o.duration_ms),
-        (false, Some(status)) => println!("FAILED: {status} in {} ms", o.duration_ms),
-        (_, None) => println!("FAILED after {} ms", o.duration_ms),
-    }
-    if let Some(e) = &o.error {
-        println!("error: {e}");
-    }
-    if let Some(body) = o.response_body.as_deref().filter(|b| !b.is_empty()) {
-        println!("response:\n{body}");
-    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut text = String::new();
+        for (i, (cell, width)) in cells.zip(&widths).enumerate() {
+            if i > 0 {
+                text.push_str("  ");
+            }
+            text.push_str(cell);
+            let pad = width.saturating_sub(cell.chars().count());
+            text.extend(std::iter::repeat_n(' ', pad));
+        }
+        text.trim_end().to_owned()
+    };
+    let mut lines = vec![line(&mut header.iter().copied())];
+    lines.extend(
+        rows.iter()
+            .map(|row| line(&mut row.iter().map(String::as_str))),
+    );
+    lines
 }
 
-fn print_webhooks(list: &[api::WebhookOut]) {
-    if list.is_empty() {
-        println!("no webhooks");
-        return;
+fn print_table(header: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    for line in table_lines(header, rows) {
+        writeln!(stdout, "{line}")?;
     }
-    println!(
-        "{:28}  {:20}  {:8}  {:>6}  {:30}  URL",
-        "ID", "NAME", "ACTIVE", "SENT", "EVENTS"
-    );
-    for w in list {
-        let active = if w.active { "yes" } else { "no" };
-        println!(
-            "{:28}  {:20}  {:8}  {:>6}  {:30}  {}",
-            w.id,
-            w.name,
-            active,
-            w.event_count,
-            w.events.join(","),
-            w.url
-        );
-        if let Some(reason) = &w.disabled_reason {
-            println!("    disabled: {reason}");
-        } else if let Some(f) = &w.last_failure {
-            println!("    last failure {}: {}", f.at, f.reason);
+    Ok(())
+}
+
+fn print_outcome(o: &api::TestOutcome, with_headers: bool) -> anyhow::Result<()> {
+    if with_headers {
+        for h in &o.request_headers {
+            out!("{}: {}", h.name, h.value)?;
         }
+    } else {
+        out!("message: {}", o.message_id)?;
+    }
+    match (o.delivered, o.status) {
+        (true, Some(status)) => out!("delivered: {status} in {} ms", o.duration_ms)?,
+        (false, Some(status)) => out!("FAILED: {status} in {} ms", o.duration_ms)?,
+        (_, None) => out!("FAILED after {} ms", o.duration_ms)?,
+    }
+    if let Some(e) = &o.error {
+        out!("error: {e}")?;
+    }
+    if let Some(body) = o.response_body.as_deref().filter(|b| !b.is_empty()) {
+        out!("response:\n{body}")?;
+    }
+    Ok(())
+}
+
+/// One webhook after a change: JSON, or what was done and its settings.
+fn print_webhook(done: &str, w: &api::WebhookOut, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(w);
+    }
+    out!("{done} webhook {} ({})", w.id, w.name)?;
+    out!("  url:      {}", w.url)?;
+    out!("  events:   {}", w.events.join(", "))?;
+    out!("  active:   {}", if w.active { "yes" } else { "no" })?;
+    out!("  envelope: {}", w.envelope.as_str())?;
+    out!("  secret:   {}", w.secret)?;
+    Ok(())
+}
+
+fn print_webhooks(list: &[api::WebhookOut]) -> anyhow::Result<()> {
+    if list.is_empty() {
+        out!("no webhooks")?;
+        return Ok(());
+    }
+    let rows = list
+        .iter()
+        .map(|w| {
+            let note = match (&w.disabled_reason, &w.last_failure) {
+                (Some(reason), _) => format!("disabled: {reason}"),
+                (None, Some(f)) => format!("last failure {}: {}", f.at, f.reason),
+                (None, None) => String::new(),
+            };
+            vec![
+                w.id.clone(),
+                w.name.clone(),
+                if w.active { "yes" } else { "no" }.to_owned(),
+                w.event_count.to_string(),
+                w.events.join(","),
+                w.url.clone(),
+                note,
+            ]
+        })
+        .collect::<Vec<_>>();
+    print_table(
+        &["ID", "NAME", "ACTIVE", "SENT", "EVENTS", "URL", "NOTE"],
+        &rows,
+    )
+}
+
+fn print_log(log: &api::DeliveryLog) -> anyhow::Result<()> {
+    if log.messages.is_empty() {
+        out!("no messages for webhook {}", log.webhook_id)?;
+    } else {
+        let rows = log
+            .messages
+            .iter()
+            .map(|m| {
+                let note = match (&m.next_attempt_at, &m.error) {
+                    (Some(next), _) => format!("next attempt {next}"),
+                    (None, Some(e)) => e.clone(),
+                    (None, None) => String::new(),
+                };
+                vec![
+                    m.id.clone(),
+                    m.event.clone(),
+                    format!("{:?}", m.state).to_lowercase(),
+                    m.attempts.to_string(),
+                    m.created_at.clone(),
+                    note,
+                ]
+            })
+            .collect::<Vec<_>>();
+        print_table(
+            &["MESSAGE", "EVENT", "STATE", "ATTEMPTS", "CREATED", "NOTE"],
+            &rows,
+        )?;
+    }
+    if !log.attempts.is_empty() {
+        out!()?;
+        let rows = log
+            .attempts
+            .iter()
+            .map(|a| {
+                vec![
+                    a.started_at.clone(),
+                    a.message_id.clone(),
+                    a.attempt.to_string(),
+                    format!("{:?}", a.trigger).to_lowercase(),
+                    a.status.map_or_else(|| "-".to_owned(), |s| s.to_string()),
+                    a.duration_ms.to_string(),
+                    a.error.clone().unwrap_or_default(),
+                ]
+            })
+            .collect::<Vec<_>>();
+        print_table(
+            &[
+                "STARTED", "MESSAGE", "#", "TRIGGER", "STATUS", "MS", "ERROR",
+            ],
+            &rows,
+        )?;
+    }
+    if log.evicted_attempts > 0 || log.evicted_messages > 0 {
+        out!(
+            "({} older attempts and {} older messages dropped from the log)",
+            log.evicted_attempts,
+            log.evicted_messages
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_whatever_the_lengths() {
+        let rows = vec![
+            vec!["a".to_owned(), "é-long-name".to_owned(), "x".to_owned()],
+            vec!["much-longer-id".to_owned(), "b".to_owned(), "y".to_owned()],
+        ];
+        let lines = table_lines(&["ID", "NAME", "LAST"], &rows);
+        assert_eq!(
+            lines,
+            [
+                "ID              NAME         LAST",
+                "a               é-long-name  x",
+                "much-longer-id  b            y",
+            ]
+        );
     }
 }

@@ -38,7 +38,7 @@ async fn receiver(status: u16) -> (String, Receiver) {
 
 fn config() -> HooksConfig {
     let mut config = HooksConfig::default();
-    config.delivery.retry_schedule = sender::delivery::parse_schedule("1s,1s,2s").unwrap();
+    config.delivery.retry_schedule = api::units::parse_duration_list("1s,1s,2s").unwrap();
     config
 }
 

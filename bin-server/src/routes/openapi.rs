@@ -39,6 +39,18 @@ use crate::AppState;
         super::health::metrics,
         super::auth::login,
         super::auth::logout,
+        super::webhooks::events,
+        super::webhooks::emit,
+        super::webhooks::list,
+        super::webhooks::create,
+        super::webhooks::read,
+        super::webhooks::update,
+        super::webhooks::remove,
+        super::webhooks::test,
+        super::webhooks::deliveries,
+        super::webhooks::message,
+        super::webhooks::resend,
+        super::webhooks::changes,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -47,6 +59,7 @@ use crate::AppState;
         (name = "ci", description = "Waiting for, exporting and replaying requests"),
         (name = "live", description = "Live streams (Server-Sent Events)"),
         (name = "server", description = "Health, metrics, sessions"),
+        (name = "webhooks", description = "The sender: the event catalog, webhooks, test events, emit, the delivery log, resend"),
     )
 )]
 pub struct ApiDoc;
@@ -89,10 +102,54 @@ mod tests {
             ("/api/bins/{bin}/wait", "get"),
             ("/api/bins/{bin}/requests/{id}/replay", "post"),
             ("/healthz", "get"),
+            ("/api/events", "get"),
+            ("/api/events/{slug}/emit", "post"),
+            ("/api/webhooks", "get"),
+            ("/api/webhooks", "post"),
+            ("/api/webhooks/{id}", "get"),
+            ("/api/webhooks/{id}", "patch"),
+            ("/api/webhooks/{id}", "delete"),
+            ("/api/webhooks/{id}/test", "post"),
+            ("/api/webhooks/{id}/deliveries", "get"),
+            ("/api/deliveries/stream", "get"),
+            ("/api/deliveries/{id}", "get"),
+            ("/api/deliveries/{id}/resend", "post"),
         ] {
             assert!(paths[path][method].is_object(), "{method} {path}");
         }
         // Error bodies are described once and referenced.
         assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+        // Every error names each invalid field in a typed list.
+        let detail = &doc["components"]["schemas"]["ErrorDetail"];
+        assert_eq!(
+            detail["properties"]["errors"]["items"]["$ref"], "#/components/schemas/FieldError",
+            "{detail}"
+        );
+        let field = &doc["components"]["schemas"]["FieldError"];
+        assert_eq!(field["required"], serde_json::json!(["field", "message"]));
+        // Each webhook route documents its errors with that body.
+        for (path, method, status) in [
+            ("/api/webhooks", "post", "422"),
+            ("/api/webhooks", "post", "409"),
+            ("/api/webhooks/{id}", "patch", "404"),
+            ("/api/events/{slug}/emit", "post", "404"),
+            ("/api/deliveries/{id}/resend", "post", "409"),
+        ] {
+            let schema =
+                &paths[path][method]["responses"][status]["content"]["application/json"]["schema"];
+            assert_eq!(
+                schema["$ref"], "#/components/schemas/ErrorBody",
+                "{method} {path} {status}"
+            );
+        }
+        for schema in [
+            "WebhookIn",
+            "WebhookOut",
+            "DeliveryLog",
+            "AttemptOut",
+            "EmitOut",
+        ] {
+            assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
+        }
     }
 }

@@ -62,27 +62,42 @@ impl axum::response::IntoResponse for WebhookError {
             return ApiError::from(e).into_response();
         }
         let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
-        let errors: Vec<serde_json::Value> = fields
+        let errors = fields
             .into_iter()
-            .map(|(field, message)| serde_json::json!({"field": field, "message": message}))
+            .map(|(field, message)| api::FieldError {
+                field: field.to_owned(),
+                message,
+            })
             .collect();
-        let body = serde_json::json!({"error": {
-            "code": e.code(),
-            "message": e.to_string(),
-            "errors": errors,
-        }});
+        let body = api::ErrorBody::with_fields(e.code(), e.to_string(), errors);
         (status, Json(body)).into_response()
     }
 }
 
+#[utoipa::path(get, path = "/api/events", tag = "webhooks",
+    responses((status = 200, description = "The event catalog, with an example payload for each event", body = api::EventList)))]
 async fn events(State(state): State<AppState>) -> Json<api::EventList> {
     Json(state.hooks.events())
 }
 
+#[utoipa::path(get, path = "/api/webhooks", tag = "webhooks", security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Every webhook, with its signing secret", body = api::WebhookList),
+        (status = 401, description = "The server has --auth-token and the admin token was not sent", body = api::ErrorBody)))]
 async fn list(_: Admin, State(state): State<AppState>) -> Json<api::WebhookList> {
     Json(state.hooks.list_webhooks())
 }
 
+#[utoipa::path(post, path = "/api/webhooks", tag = "webhooks", request_body = api::WebhookIn, security((), ("bearer" = [])),
+    responses(
+        (status = 201, description = "Created; `secret` is generated when not given", body = api::WebhookOut),
+        (status = 400, description = "The body is not JSON", body = api::ErrorBody),
+        (status = 413, description = "The body is over the server's request size limit", body = api::ErrorBody),
+        (status = 415, description = "A non-empty body without Content-Type: application/json", body = api::ErrorBody),
+        (status = 401, description = "The server has --auth-token and the admin token was not sent", body = api::ErrorBody),
+        (status = 409, description = "A webhook of that name exists (`webhook_name_taken`), or the server holds its most webhooks (`webhook_limit`)", body = api::ErrorBody),
+        (status = 422, description = "Invalid fields: `errors` names every one (or the body is JSON of the wrong shape)", body = api::ErrorBody),
+        (status = 503, description = "The sender's store is unavailable", body = api::ErrorBody)))]
 async fn create(
     _: Admin,
     State(state): State<AppState>,
@@ -94,6 +109,11 @@ async fn create(
     ))
 }
 
+#[utoipa::path(get, path = "/api/webhooks/{id}", tag = "webhooks", params(("id" = String, Path, description = "The webhook's id (`wh_...`) or its name", example = "fuzz-hook")), security((), ("bearer" = [])),
+    responses(
+        (status = 200, body = api::WebhookOut),
+        (status = 401, description = "The server has --auth-token and the admin token was not sent", body = api::ErrorBody),
+        (status = 404, description = "No such webhook", body = api::ErrorBody)))]
 async fn read(
     _: Admin,
     State(state): State<AppState>,
@@ -102,6 +122,17 @@ async fn read(
     Ok(Json(state.hooks.get_webhook(&id)?))
 }
 
+#[utoipa::path(patch, path = "/api/webhooks/{id}", tag = "webhooks", params(("id" = String, Path, description = "The webhook's id (`wh_...`) or its name", example = "fuzz-hook")), request_body = api::WebhookPatch, security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Updated: only the fields given changed", body = api::WebhookOut),
+        (status = 400, description = "The body is not JSON", body = api::ErrorBody),
+        (status = 413, description = "The body is over the server's request size limit", body = api::ErrorBody),
+        (status = 415, description = "A non-empty body without Content-Type: application/json", body = api::ErrorBody),
+        (status = 401, description = "The server has --auth-token and the admin token was not sent", body = api::ErrorBody),
+        (status = 404, description = "No such webhook", body = api::ErrorBody),
+        (status = 409, description = "Another webhook has that name", body = api::ErrorBody),
+        (status = 422, description = "Invalid fields: `errors` names every one (or the body is JSON of the wrong shape)", body = api::ErrorBody),
+        (status = 503, description = "The sender's store is unavailable", body = api::ErrorBody)))]
 async fn update(
     _: Admin,
     State(state): State<AppState>,
@@ -111,6 +142,12 @@ async fn update(
     Ok(Json(state.hooks.update_webhook(&id, patch).await?))
 }
 
+#[utoipa::path(delete, path = "/api/webhooks/{id}", tag = "webhooks", params(("id" = String, Path, description = "The webhook's id (`wh_...`) or its name", example = "fuzz-hook")), security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Deleted (the webhook as it was); its scheduled retries end", body = api::WebhookOut),
+        (status = 401, description = "The server has --auth-token and the admin token was not sent", body = api::ErrorBody),
+        (status = 404, description = "No such webhook", body = api::ErrorBody),
+        (status = 503, description = "The sender's store is unavailable", body = api::ErrorBody)))]
 async fn remove(
     _: Admin,
     State(state): State<AppState>,
@@ -119,11 +156,21 @@ async fn remove(
     Ok(Json(state.hooks.delete_webhook(&id).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct TestQuery {
+    /// The event to send (default: the webhook's first subscribed event).
+    #[param(example = "payment_received")]
     event: Option<String>,
 }
 
+#[utoipa::path(post, path = "/api/webhooks/{id}/test", tag = "webhooks", params(("id" = String, Path, description = "The webhook's id (`wh_...`) or its name", example = "fuzz-hook"), TestQuery),
+    responses(
+        (status = 200, description = "The true outcome of one attempt: `delivered` is true only for a 2xx answer", body = api::TestOutcome),
+        (status = 400, description = "A query parameter is not valid", body = api::ErrorBody),
+        (status = 404, description = "No such webhook, or no such event", body = api::ErrorBody),
+        (status = 422, description = "The webhook is not subscribed to that event", body = api::ErrorBody),
+        (status = 503, description = "The server is shutting down", body = api::ErrorBody)))]
 async fn test(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -134,6 +181,16 @@ async fn test(
     ))
 }
 
+#[utoipa::path(post, path = "/api/events/{slug}/emit", tag = "webhooks", params(("slug" = String, Path, description = "An event of the catalog", example = "payment_received")), request_body = api::EmitIn,
+    responses(
+        (status = 202, description = "Queued: one message per active webhook subscribed to the event", body = api::EmitOut),
+        (status = 400, description = "The body is not JSON", body = api::ErrorBody),
+        (status = 413, description = "The body is over the server's request size limit, or the message over the sender's --max-payload", body = api::ErrorBody),
+        (status = 415, description = "A non-empty body without Content-Type: application/json", body = api::ErrorBody),
+        (status = 404, description = "No such event", body = api::ErrorBody),
+        (status = 422, description = "The body is JSON of the wrong shape", body = api::ErrorBody),
+        (status = 429, description = "A webhook's queue is full", body = api::ErrorBody),
+        (status = 503, description = "The sender's store is unavailable or the server is shutting down", body = api::ErrorBody)))]
 async fn emit(
     State(state): State<AppState>,
     Path(slug): Path<String>,
@@ -145,11 +202,20 @@ async fn emit(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct LogQuery {
+    /// The most attempts and messages to return (default 100, at most 1000).
+    #[param(example = 10)]
     limit: Option<usize>,
 }
 
+#[utoipa::path(get, path = "/api/webhooks/{id}/deliveries", tag = "webhooks", params(("id" = String, Path, description = "The webhook's id (`wh_...`) or its name", example = "fuzz-hook"), LogQuery),
+    responses(
+        (status = 200, description = "The webhook's attempts and messages, newest first", body = api::DeliveryLog),
+        (status = 400, description = "A query parameter is not valid", body = api::ErrorBody),
+        (status = 404, description = "No such webhook", body = api::ErrorBody),
+        (status = 503, description = "The sender's store is unavailable", body = api::ErrorBody)))]
 async fn deliveries(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -159,6 +225,10 @@ async fn deliveries(
     Ok(Json(state.hooks.deliveries(&id, limit)?))
 }
 
+#[utoipa::path(get, path = "/api/deliveries/{id}", tag = "webhooks", params(("id" = String, Path, description = "A message id (`msg_...`), the `webhook-id` header it was sent with", example = "msg_fuzz")),
+    responses(
+        (status = 200, description = "Where the message stands", body = api::MessageOut),
+        (status = 404, description = "No such message (or evicted from the log)", body = api::ErrorBody)))]
 async fn message(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -171,6 +241,13 @@ async fn message(
         .ok_or_else(|| ApiError::not_found("delivery_not_found", format!("no message `{id}`")))
 }
 
+#[utoipa::path(post, path = "/api/deliveries/{id}/resend", tag = "webhooks", params(("id" = String, Path, description = "A message id (`msg_...`), the `webhook-id` header it was sent with", example = "msg_fuzz")),
+    responses(
+        (status = 202, description = "Queued again, with the same message id", body = api::MessageRef),
+        (status = 404, description = "No such message, or its webhook is gone", body = api::ErrorBody),
+        (status = 409, description = "The message is being sent now, or its webhook is disabled", body = api::ErrorBody),
+        (status = 429, description = "The webhook's queue is full", body = api::ErrorBody),
+        (status = 503, description = "The sender's store is unavailable or the server is shutting down", body = api::ErrorBody)))]
 async fn resend(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -184,6 +261,8 @@ const CHANGES_EVERY: std::time::Duration = std::time::Duration::from_millis(250)
 
 /// SSE: `ready`, then `changed` (data `{"version": n}`) whenever a webhook or a delivery log
 /// changed since the last event, at most every 250 ms. Clients reload what they show.
+#[utoipa::path(get, path = "/api/deliveries/stream", tag = "live",
+    responses((status = 200, description = "Server-Sent Events: ready, then changed ({\"version\": n}) at most every 250 ms", content_type = "text/event-stream")))]
 async fn changes(State(state): State<AppState>) -> super::stream::EventStream {
     use axum::response::sse::Event;
     use futures_util::{StreamExt, stream};

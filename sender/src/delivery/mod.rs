@@ -54,10 +54,7 @@ pub use attempt::{
 };
 pub use decision::{Attempted, Decision, RetryPolicy, decide};
 pub use engine::{Delivery, DeliveryError, ShutdownReport, Unfinished};
-pub use schedule::{
-    DurationError, default_schedule, jittered_delay, parse_duration, parse_retry_after,
-    parse_schedule, retry_delay,
-};
+pub use schedule::{default_schedule, jittered_delay, parse_retry_after, retry_delay};
 
 /// The engine's settings.
 #[derive(Debug, Clone)]

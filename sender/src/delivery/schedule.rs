@@ -1,4 +1,5 @@
-//! Retry schedules, durations and `Retry-After`: pure functions.
+//! Retry schedules and `Retry-After`: pure functions. Durations and schedules as people type them
+//! are read by [`api::units`], the one set of rules of every flag.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -9,52 +10,7 @@ use rand::Rng;
 /// 5s, 5m, 30m, 2h, 5h, 10h, 10h: about 28 hours in all, so a receiver down for a day still
 /// gets its messages.
 pub fn default_schedule() -> Vec<Duration> {
-    parse_schedule("5s,5m,30m,2h,5h,10h,10h").expect("valid default")
-}
-
-/// Why a retry schedule or a duration could not be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{text}`: {problem}")]
-pub struct DurationError {
-    pub text: String,
-    pub problem: &'static str,
-}
-
-/// Reads `500ms`, `5s`, `5m`, `2h`, `1d`.
-pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
-    let t = text.trim();
-    let fail = |problem| DurationError {
-        text: text.to_owned(),
-        problem,
-    };
-    let split = t
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or(fail("needs a unit: ms, s, m, h or d"))?;
-    let (digits, unit) = t.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| fail("must start with a number"))?;
-    let unit_ms: u64 = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return Err(fail("unit must be ms, s, m, h or d")),
-    };
-    n.checked_mul(unit_ms)
-        .map(Duration::from_millis)
-        .ok_or(fail("too long"))
-}
-
-/// Reads a comma-separated schedule such as `1s,1s,2s`. `none` (or an empty text) means no
-/// retries.
-pub fn parse_schedule(text: &str) -> Result<Vec<Duration>, DurationError> {
-    let t = text.trim();
-    if t.is_empty() || t == "none" {
-        return Ok(Vec::new());
-    }
-    t.split(',').map(parse_duration).collect()
+    api::units::parse_duration_list("5s,5m,30m,2h,5h,10h,10h").expect("valid default")
 }
 
 /// The delay before the next attempt after `failed` failed attempts of a run (1 = the first
@@ -119,29 +75,11 @@ mod tests {
     const SECOND: Duration = Duration::from_secs(1);
 
     #[test]
-    fn schedules_and_durations_parse() {
+    fn the_default_schedule_spans_a_day() {
         assert_eq!(
             default_schedule(),
             [5, 300, 1800, 7200, 18000, 36000, 36000].map(Duration::from_secs)
         );
-        assert_eq!(
-            parse_schedule(" 1s,1s,2s ").unwrap(),
-            [1, 1, 2].map(Duration::from_secs)
-        );
-        assert!(parse_schedule("none").unwrap().is_empty());
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("1d").unwrap(), Duration::from_secs(86400));
-        assert_eq!(parse_schedule("1s,,2s").unwrap_err().text, "");
-        assert_eq!(
-            parse_duration("5").unwrap_err().problem,
-            "needs a unit: ms, s, m, h or d"
-        );
-        assert_eq!(
-            parse_duration("5y").unwrap_err().to_string(),
-            "`5y`: unit must be ms, s, m, h or d"
-        );
-        assert!(parse_duration("s").is_err());
-        assert!(parse_duration("99999999999999999999h").is_err());
     }
 
     #[test]

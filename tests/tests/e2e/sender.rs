@@ -184,8 +184,8 @@ async fn the_changes_stream_tells_live_views_when_webhooks_and_deliveries_change
 /// A server whose sender retries after `schedule` and times out attempts after `timeout`.
 async fn server(schedule: &str, timeout: &str, disable_after: u32) -> TestServer {
     let mut config = sender::HooksConfig::default();
-    config.delivery.retry_schedule = sender::delivery::parse_schedule(schedule).unwrap();
-    config.delivery.request_timeout = sender::delivery::parse_duration(timeout).unwrap();
+    config.delivery.retry_schedule = api::units::parse_duration_list(schedule).unwrap();
+    config.delivery.request_timeout = api::units::parse_duration(timeout).unwrap();
     config.delivery.connect_timeout = Duration::from_secs(1);
     config.delivery.disable_after_failures = disable_after;
     let hooks = sender::Hooks::new(config).unwrap();
@@ -271,7 +271,7 @@ async fn retries_through_errors_until_delivered_and_logs_every_attempt() {
         sender::verify(&wh.secret, pairs, &body, sender::signing::unix_now(), 300).unwrap();
     }
 
-    let log = client(&s).deliveries(&wh.id).await.unwrap();
+    let log = client(&s).deliveries(&wh.id, None).await.unwrap();
     let attempts: Vec<(u32, Option<u16>, bool)> = log
         .attempts
         .iter()
@@ -339,7 +339,7 @@ async fn gone_disables_the_webhook_and_resend_delivers_the_same_message() {
     let first = rx.hit(0).1;
     let second = rx.hit(1).1;
     assert_eq!(header(&first, "webhook-id"), header(&second, "webhook-id"));
-    let log = client(&s).deliveries(&wh.id).await.unwrap();
+    let log = client(&s).deliveries(&wh.id, None).await.unwrap();
     assert_eq!(log.attempts[0].trigger, api::AttemptTrigger::Resend);
 }
 
@@ -401,7 +401,7 @@ async fn a_dead_or_slow_endpoint_does_not_delay_a_healthy_one() {
     );
     assert_eq!(healthy.hits(), 30);
     // Meanwhile the others are still stuck, with their messages pending, not lost.
-    let log = client(&s).deliveries("black-hole").await.unwrap();
+    let log = client(&s).deliveries("black-hole", None).await.unwrap();
     assert!(log.attempts.is_empty());
     assert!(
         log.messages
