@@ -44,6 +44,8 @@ fn main() -> ExitCode {
         workspace.join("api/Cargo.toml"),
         workspace.join("Cargo.lock"),
         workspace.join("Cargo.toml"),
+        // The wasm target's rustflags (Leptos' `erase_components`) live there.
+        workspace.join(".cargo/config.toml"),
     ] {
         println!("cargo:rerun-if-changed={}", path.display());
     }

@@ -26,6 +26,9 @@ pub struct ApiError {
     pub status: Option<u16>,
     pub code: String,
     pub message: String,
+    /// Every invalid field the server named (`error.errors`: `{field, message}`), in its order;
+    /// empty when it named none.
+    pub fields: Vec<(String, String)>,
 }
 
 impl fmt::Display for ApiError {
@@ -45,15 +48,22 @@ impl ApiError {
             status: None,
             code: "network".to_owned(),
             message: format!("Could not reach the server: {detail}"),
+            fields: Vec::new(),
         }
     }
 
     fn from_response(status: u16, text: &str) -> Self {
-        match serde_json::from_str::<api::ErrorBody>(text) {
+        match serde_json::from_str::<WireError>(text) {
             Ok(body) => ApiError {
                 status: Some(status),
                 code: body.error.code,
                 message: body.error.message,
+                fields: body
+                    .error
+                    .errors
+                    .into_iter()
+                    .map(|f| (f.field, f.message))
+                    .collect(),
             },
             Err(_) => ApiError {
                 status: Some(status),
@@ -62,9 +72,31 @@ impl ApiError {
                     "HTTP {status}: {}",
                     text.chars().take(200).collect::<String>()
                 ),
+                fields: Vec::new(),
             },
         }
     }
+}
+
+/// The error body as sent: `api::ErrorBody` plus the per-field list of a refused form.
+#[derive(serde::Deserialize)]
+struct WireError {
+    error: WireDetail,
+}
+
+#[derive(serde::Deserialize)]
+struct WireDetail {
+    code: String,
+    message: String,
+    #[serde(default)]
+    errors: Vec<WireField>,
+}
+
+#[derive(serde::Deserialize)]
+struct WireField {
+    field: String,
+    #[serde(alias = "problem")]
+    message: String,
 }
 
 /// Percent-encodes a path segment or query value.
@@ -214,6 +246,7 @@ fn parse<T: DeserializeOwned>(status: u16, text: &str) -> Result<T, ApiError> {
         status: Some(status),
         code: "bad_json".to_owned(),
         message: format!("Unexpected answer from the server: {e}"),
+        fields: Vec::new(),
     })
 }
 
@@ -233,6 +266,7 @@ pub async fn send<B: Serialize, T: DeserializeOwned>(
         status: None,
         code: "encode".to_owned(),
         message: e.to_string(),
+        fields: Vec::new(),
     })?;
     let (status, text) = call(method, url, Some(body)).await?;
     parse(status, &text)

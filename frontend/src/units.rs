@@ -22,18 +22,33 @@ pub fn size(bytes: u64) -> String {
 pub fn ago(then_ms: f64, now_ms: f64) -> String {
     let future = then_ms - now_ms >= 5000.0;
     let s = ((now_ms - then_ms).abs() / 1000.0) as u64;
-    let span = match s {
-        0..=4 => return "just now".to_owned(),
-        5..=59 => format!("{s} s"),
-        60..=3599 => format!("{} min", s / 60),
-        3600..=86_399 => format!("{} h", s / 3600),
-        _ => format!("{} d", s / 86_400),
-    };
+    if s < 5 {
+        return "just now".to_owned();
+    }
+    let span = span(s);
     if future {
         format!("in {span}")
     } else {
         format!("{span} ago")
     }
+}
+
+/// A span of seconds, coarsely: `30 s`, `2 min`, `3 h`, `2 d`.
+fn span(s: u64) -> String {
+    match s {
+        0..=59 => format!("{s} s"),
+        60..=3599 => format!("{} min", s / 60),
+        3600..=86_399 => format!("{} h", s / 3600),
+        _ => format!("{} d", s / 86_400),
+    }
+}
+
+/// `late by 40 s` when `sent_ms` is at least `threshold_ms` after `due_ms` (milliseconds since
+/// the epoch); `None` when on time or when either time is unknown (NaN).
+pub fn late(due_ms: f64, sent_ms: f64, threshold_ms: f64) -> Option<String> {
+    let by = sent_ms - due_ms;
+    // NaN compares false: an unparsable time is never "late".
+    (by >= threshold_ms).then(|| format!("late by {}", span((by / 1000.0) as u64)))
 }
 
 /// `1 request`, `2 requests`: the count with the right noun.
@@ -112,5 +127,17 @@ mod tests {
         assert_eq!(ago(0.0, 3.0 * 86_400_000.0), "3 d ago");
         assert_eq!(ago(3_000.0, 0.0), "just now");
         assert_eq!(ago(30_000.0, 0.0), "in 30 s");
+    }
+
+    #[test]
+    fn lateness() {
+        assert_eq!(late(0.0, 4_999.0, 5_000.0), None);
+        assert_eq!(late(0.0, 5_000.0, 5_000.0), Some("late by 5 s".to_owned()));
+        assert_eq!(
+            late(0.0, 150_000.0, 5_000.0),
+            Some("late by 2 min".to_owned())
+        );
+        assert_eq!(late(10_000.0, 0.0, 5_000.0), None, "early is not late");
+        assert_eq!(late(f64::NAN, 10_000.0, 5_000.0), None);
     }
 }

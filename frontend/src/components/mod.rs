@@ -2,8 +2,10 @@
 
 mod copy;
 mod json;
+mod kv;
 mod time;
 
 pub use copy::{CopyButton, copy_text};
 pub use json::JsonView;
+pub use kv::KeyValueTable;
 pub use time::{Ago, exact};

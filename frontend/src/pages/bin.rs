@@ -29,7 +29,7 @@ use wasm_bindgen::JsCast;
 
 use crate::app::{now, set_title};
 use crate::body::{self, View};
-use crate::components::{Ago, CopyButton, JsonView, copy_text, exact};
+use crate::components::{Ago, CopyButton, JsonView, KeyValueTable, copy_text, exact};
 use crate::server::{self, ApiError, Connection, LiveStream, StreamEvent, enc};
 use crate::{curl, units};
 
@@ -1231,25 +1231,6 @@ fn ReplayForm(api_url: String) -> impl IntoView {
             })}
         </details>
     }
-}
-
-#[component]
-fn KeyValueTable(rows: Vec<(String, String)>, label: &'static str) -> impl IntoView {
-    if rows.is_empty() {
-        return view! { <p class="muted">"None."</p> }.into_any();
-    }
-    view! {
-        <div class="table-wrap">
-            <table class="kv" aria-label=label>
-                <tbody>
-                    {rows.into_iter().map(|(k, v)| view! {
-                        <tr><th scope="row" class="mono">{k}</th><td class="mono break">{v}</td></tr>
-                    }).collect_view()}
-                </tbody>
-            </table>
-        </div>
-    }
-    .into_any()
 }
 
 /// The body in every view that fits it, as tabs.

@@ -6,6 +6,8 @@
 //! form (Name, URL, Event, a preview of the event's payload, and "Use a new bin" to fill the URL);
 //! at the bottom, every event of the catalog with its description and example payload.
 
+use std::collections::HashSet;
+
 use api::{
     AttemptOut, BinIn, BinList, BinOut, DeliveryLog, EmitIn, EmitOut, EventList, EventOut,
     MessageOut, MessageRef, MessageState, TestOutcome, WebhookIn, WebhookList, WebhookOut,
@@ -18,7 +20,7 @@ use send_wrapper::SendWrapper;
 use wasm_bindgen::JsCast;
 
 use crate::app::set_title;
-use crate::components::{Ago, CopyButton, JsonView};
+use crate::components::{Ago, CopyButton, JsonView, KeyValueTable, exact};
 use crate::server::{self, ApiError, LiveStream, enc};
 use crate::units;
 
@@ -198,6 +200,37 @@ fn error_field(e: &ApiError) -> &'static str {
     }
 }
 
+/// Every problem the server named, each on the form field it belongs to (several problems of
+/// one field joined); without a per-field list, the message on its likeliest field.
+fn server_errors(e: &ApiError) -> Vec<(&'static str, String)> {
+    if e.fields.is_empty() {
+        return vec![(error_field(e), e.message.clone())];
+    }
+    let mut out: Vec<(&'static str, String)> = Vec::new();
+    for (field, problem) in &e.fields {
+        let (slot, label) = match field.as_str() {
+            "name" => ("name", "Name"),
+            "url" => ("url", "URL"),
+            "event" | "events" => ("event", "Event"),
+            "secret" => ("form", "Secret"),
+            "envelope" => ("form", "Envelope"),
+            _ => ("form", field.as_str()),
+        };
+        let mut text = format!("{label}: {problem}");
+        if !text.ends_with('.') {
+            text.push('.');
+        }
+        match out.iter_mut().find(|(f, _)| *f == slot) {
+            Some((_, existing)) => {
+                existing.push(' ');
+                existing.push_str(&text);
+            }
+            None => out.push((slot, text)),
+        }
+    }
+    out
+}
+
 /// Scrolls to and focuses the element with this id.
 fn focus_id(id: &str) {
     if let Some(el) = document().get_element_by_id(id) {
@@ -361,7 +394,7 @@ fn WebhookForm(
                     data.reload_webhooks();
                     on_done();
                 }
-                Err(e) => show_errors(vec![(error_field(&e), e.message)]),
+                Err(e) => show_errors(server_errors(&e)),
             }
         });
     };
@@ -619,6 +652,7 @@ fn WebhookCard(data: Data, id: String) -> impl IntoView {
                             status: None,
                             code: "invalid_json".to_owned(),
                             message: format!("The payload is not JSON: {e}"),
+                            fields: Vec::new(),
                         }),
                     }
                 } else {
@@ -1021,10 +1055,19 @@ fn OutcomeView(
 
 /// A webhook's attempts and messages, newest first, with Resend; reloaded live whenever the
 /// server reports a change.
+///
+/// The rows are keyed (attempts by id, messages by id and what they show), so a reload adds the
+/// new rows and leaves the others as they are: an open Details stays open while attempts arrive.
 #[component]
 fn DeliveryLogView(data: Data, webhook_id: String) -> impl IntoView {
-    let log = RwSignal::new(None::<Result<DeliveryLog, ApiError>>);
-    // Resend state lives here, not in the rows: the rows are rebuilt by every refresh.
+    // The last log loaded; a failed reload keeps it and says why beside it.
+    let log = RwSignal::new(None::<DeliveryLog>);
+    let load_error = RwSignal::new(None::<String>);
+    // Attempts that arrived after the log was first shown (highlighted as new).
+    let fresh = RwSignal::new(HashSet::<String>::new());
+    // Attempts whose Details are open: kept here, so even a re-rendered row opens as it was.
+    let open = RwSignal::new(HashSet::<String>::new());
+    // Resend state lives here, not in the rows.
     let resend = Resend {
         in_flight: RwSignal::new(None),
         note: RwSignal::new(None),
@@ -1033,8 +1076,36 @@ fn DeliveryLogView(data: Data, webhook_id: String) -> impl IntoView {
     let load = move || {
         let url = url.clone();
         spawn_local(async move {
-            let res = server::get::<DeliveryLog>(&url).await;
-            let _ = log.try_set(Some(res));
+            match server::get::<DeliveryLog>(&url).await {
+                Ok(l) => {
+                    let Some(known) = log.try_with_untracked(|old| {
+                        old.as_ref().map(|o| {
+                            o.attempts
+                                .iter()
+                                .map(|a| a.id.clone())
+                                .collect::<HashSet<_>>()
+                        })
+                    }) else {
+                        return; // the log was closed meanwhile
+                    };
+                    if let Some(known) = known {
+                        let new: Vec<String> = l
+                            .attempts
+                            .iter()
+                            .filter(|a| !known.contains(&a.id))
+                            .map(|a| a.id.clone())
+                            .collect();
+                        if !new.is_empty() {
+                            fresh.update(|f| f.extend(new));
+                        }
+                    }
+                    load_error.set(None);
+                    log.set(Some(l));
+                }
+                Err(e) => {
+                    let _ = load_error.try_set(Some(e.message));
+                }
+            }
         });
     };
     let reload = StoredValue::new_local(load);
@@ -1043,20 +1114,87 @@ fn DeliveryLogView(data: Data, webhook_id: String) -> impl IntoView {
         data.changes.track();
         reload.with_value(|r| r());
     });
+    let attempts = Memo::new(move |_| {
+        log.with(|l| l.as_ref().map(|l| l.attempts.clone()).unwrap_or_default())
+    });
+    let messages = Memo::new(move |_| {
+        log.with(|l| l.as_ref().map(|l| l.messages.clone()).unwrap_or_default())
+    });
+    let status = move || {
+        log.with(|l| match l {
+            None if load_error.with(Option::is_none) => {
+                Some(view! { <p class="muted">"Loading…"</p> }.into_any())
+            }
+            Some(l) if l.messages.is_empty() && l.attempts.is_empty() => {
+                Some(view! { <p class="muted">"Nothing sent yet."</p> }.into_any())
+            }
+            Some(l) if l.evicted_attempts + l.evicted_messages > 0 => Some(
+                view! {
+                    <p class="muted">
+                        {format!(
+                            "Older entries dropped from the log: {}, {}.",
+                            units::count(l.evicted_attempts, "attempt", "attempts"),
+                            units::count(l.evicted_messages, "message", "messages"),
+                        )}
+                    </p>
+                }
+                .into_any(),
+            ),
+            _ => None,
+        })
+    };
+    let has_rows = move || {
+        log.with(|l| {
+            l.as_ref()
+                .is_some_and(|l| !l.attempts.is_empty() || !l.messages.is_empty())
+        })
+    };
     view! {
         <section class="delivery-log" aria-label="Delivery log">
             <h4>"Delivery log"</h4>
             {move || resend.note.get().map(|n| view! { <p class="muted" role="status">{n}</p> })}
-            {move || match log.get() {
-                None => view! { <p class="muted">"Loading…"</p> }.into_any(),
-                Some(Err(e)) => view! { <p class="error" role="alert">{e.message}</p> }.into_any(),
-                Some(Ok(l)) => view! {
-                    <LogTables data=data log=l resend=resend on_resent=move || reload.with_value(|r| r())/>
-                }
-                .into_any(),
-            }}
+            {move || load_error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+            {status}
+            <div class="log-tables" hidden=move || !has_rows()>
+                <h5>"Messages"</h5>
+                <div class="table-wrap">
+                    <table class="log" aria-label="Messages">
+                        <thead><tr><th>"Created"</th><th>"Event"</th><th>"State"</th><th class="num">"Attempts"</th><th>"Next retry"</th><th>"Error"</th><th></th></tr></thead>
+                        <tbody>
+                            // Keyed by what the row shows: a message whose state changed is drawn anew.
+                            <For each=move || messages.get() key=message_key let:m>
+                                <MessageRow data=data m=m resend=resend/>
+                            </For>
+                        </tbody>
+                    </table>
+                </div>
+                <h5>"Attempts"</h5>
+                <div class="table-wrap">
+                    <table class="log" aria-label="Attempts">
+                        <thead><tr><th>"Started"</th><th>"Event"</th><th class="num">"#"</th><th>"Trigger"</th><th>"Status"</th><th class="num">"Duration"</th><th>"Error / response"</th><th>"Next retry"</th><th></th></tr></thead>
+                        <tbody>
+                            // Keyed by id: an attempt never changes once logged.
+                            <For each=move || attempts.get() key=|a| a.id.clone() let:a>
+                                <AttemptRow data=data a=a open=open fresh=fresh/>
+                            </For>
+                        </tbody>
+                    </table>
+                </div>
+            </div>
         </section>
     }
+}
+
+/// A message row's key: its id and everything the row shows that can change.
+fn message_key(m: &MessageOut) -> String {
+    format!(
+        "{}|{:?}|{}|{}|{}",
+        m.id,
+        m.state,
+        m.attempts,
+        m.next_attempt_at.as_deref().unwrap_or(""),
+        m.error.as_deref().unwrap_or("")
+    )
 }
 
 /// Which message is being resent, and what the last resend said.
@@ -1064,50 +1202,6 @@ fn DeliveryLogView(data: Data, webhook_id: String) -> impl IntoView {
 struct Resend {
     in_flight: RwSignal<Option<String>>,
     note: RwSignal<Option<String>>,
-}
-
-#[component]
-fn LogTables(
-    data: Data,
-    log: DeliveryLog,
-    resend: Resend,
-    on_resent: impl Fn() + Copy + Send + Sync + 'static,
-) -> impl IntoView {
-    if log.messages.is_empty() && log.attempts.is_empty() {
-        return view! { <p class="muted">"Nothing sent yet."</p> }.into_any();
-    }
-    let evicted = (log.evicted_attempts + log.evicted_messages > 0).then(|| {
-        view! {
-            <p class="muted">
-                {format!(
-                    "Older entries dropped from the log: {} attempts, {} messages.",
-                    log.evicted_attempts, log.evicted_messages
-                )}
-            </p>
-        }
-    });
-    view! {
-        {evicted}
-        <h5>"Messages"</h5>
-        <div class="table-wrap">
-            <table class="log">
-                <thead><tr><th>"Created"</th><th>"Event"</th><th>"State"</th><th class="num">"Attempts"</th><th>"Next retry"</th><th>"Error"</th><th></th></tr></thead>
-                <tbody>
-                    {log.messages.into_iter().map(|m| view! { <MessageRow data=data m=m resend=resend on_resent=on_resent/> }).collect_view()}
-                </tbody>
-            </table>
-        </div>
-        <h5>"Attempts"</h5>
-        <div class="table-wrap">
-            <table class="log">
-                <thead><tr><th>"Started"</th><th>"Event"</th><th class="num">"#"</th><th>"Trigger"</th><th>"Status"</th><th class="num">"Duration"</th><th>"Error / response"</th><th>"Next retry"</th></tr></thead>
-                <tbody>
-                    {log.attempts.into_iter().map(|a| view! { <AttemptRow data=data a=a/> }).collect_view()}
-                </tbody>
-            </table>
-        </div>
-    }
-    .into_any()
 }
 
 fn state_label(s: MessageState) -> (&'static str, &'static str) {
@@ -1119,13 +1213,10 @@ fn state_label(s: MessageState) -> (&'static str, &'static str) {
     }
 }
 
+/// One message, with Resend. The server resends a finished message (delivered or failed); one
+/// still being tried or waiting for its retry shows the button disabled, and says why.
 #[component]
-fn MessageRow(
-    data: Data,
-    m: MessageOut,
-    resend: Resend,
-    on_resent: impl Fn() + Copy + Send + Sync + 'static,
-) -> impl IntoView {
+fn MessageRow(data: Data, m: MessageOut, resend: Resend) -> impl IntoView {
     let id = m.id.clone();
     let busy = {
         let id = id.clone();
@@ -1137,17 +1228,23 @@ fn MessageRow(
         let url = format!("/api/deliveries/{}/resend", enc(&id));
         spawn_local(async move {
             let note = match server::post_empty::<MessageRef>(&url).await {
-                Ok(r) => format!("Queued as {}", r.message_id),
+                Ok(r) => format!(
+                    "Queued as {}: the new attempt shows below as it is made.",
+                    r.message_id
+                ),
                 Err(e) => e.message,
             };
             let _ = resend.note.try_set(Some(note));
             let _ = resend.in_flight.try_set(None);
-            on_resent();
+            // The log reloads when the server reports the change (the message is pending
+            // again, then its attempt is logged).
             data.reload_webhooks();
         });
     };
     let (label, class) = state_label(m.state);
-    let resendable = matches!(m.state, MessageState::Failed | MessageState::Delivered);
+    let finished = matches!(m.state, MessageState::Failed | MessageState::Delivered);
+    let why = (!finished)
+        .then_some("Still being delivered: it can be resent once it is delivered or has failed.");
     view! {
         <tr>
             <td><Ago at=m.created_at.clone()/></td>
@@ -1157,18 +1254,29 @@ fn MessageRow(
             <td>{m.next_attempt_at.clone().map(|at| view! { <Ago at=at/> })}</td>
             <td class="error-text">{m.error.clone().unwrap_or_default()}</td>
             <td>
-                {resendable.then(|| view! {
-                    <button type="button" class="small" on:click=click.clone() disabled=busy.clone()>
-                        {let busy = busy.clone(); move || if busy() { "Resending…" } else { "Resend" }}
-                    </button>
-                })}
+                <button type="button" class="small" on:click=click title=why
+                    disabled={let busy = busy.clone(); move || !finished || busy()}>
+                    {let busy = busy.clone(); move || if busy() { "Resending…" } else { "Resend" }}
+                </button>
             </td>
         </tr>
     }
 }
 
+/// An attempt sent this long after it was due is marked late (after a restart, or a queue
+/// that was too busy).
+const LATE_AFTER_MS: f64 = 5_000.0;
+
+/// One attempt, and its Details (the request that went out and the answer) when opened.
 #[component]
-fn AttemptRow(data: Data, a: AttemptOut) -> impl IntoView {
+fn AttemptRow(
+    data: Data,
+    a: AttemptOut,
+    /// Attempts whose Details are open.
+    open: RwSignal<HashSet<String>>,
+    /// Attempts that arrived while the log was open.
+    fresh: RwSignal<HashSet<String>>,
+) -> impl IntoView {
     let status = match (a.status, a.delivered) {
         (Some(s), true) => view! { <span class="badge ok">{s}</span> }.into_any(),
         (Some(s), false) => view! { <span class="badge bad">{s}</span> }.into_any(),
@@ -1179,8 +1287,8 @@ fn AttemptRow(data: Data, a: AttemptOut) -> impl IntoView {
         .clone()
         .or_else(|| {
             a.response_body
-                .clone()
-                .map(|b| b.chars().take(200).collect())
+                .as_deref()
+                .map(|b| b.chars().take(120).collect())
         })
         .unwrap_or_default();
     let trigger = match a.trigger {
@@ -1188,9 +1296,52 @@ fn AttemptRow(data: Data, a: AttemptOut) -> impl IntoView {
         api::AttemptTrigger::Resend => "resend",
         api::AttemptTrigger::Test => "test",
     };
+    let late = lateness(&a);
+    let id = a.id.clone();
+    let is_open = {
+        let id = id.clone();
+        move || open.with(|o| o.contains(&id))
+    };
+    let is_fresh = {
+        let id = id.clone();
+        move || fresh.with(|f| f.contains(&id))
+    };
+    let toggle = {
+        let id = id.clone();
+        move |_| {
+            open.update(|o| {
+                if !o.remove(&id) {
+                    o.insert(id.clone());
+                }
+            });
+        }
+    };
+    let details_id = format!("attempt-{id}");
+    let label = format!("Attempt {} details", a.attempt);
+    let shown = {
+        let is_open = is_open.clone();
+        let a = a.clone();
+        move || {
+            is_open().then(|| {
+                view! {
+                    <tr class="attempt-detail-row">
+                        <td colspan="9" class="attempt-detail-cell">
+                            <AttemptDetails a=a.clone() id=details_id.clone() label=label.clone()/>
+                        </td>
+                    </tr>
+                }
+            })
+        }
+    };
+    let controls = format!("attempt-{id}");
     view! {
-        <tr>
-            <td><Ago at=a.started_at.clone()/></td>
+        <tr class="attempt" class:new=is_fresh data-attempt=id.clone()>
+            <td>
+                <Ago at=a.started_at.clone()/>
+                {late.clone().map(|(badge, why)| view! {
+                    " " <span class="badge warn late" title=why.clone() aria-label=why tabindex="0">{badge}</span>
+                })}
+            </td>
             <td>{data.event_name(&a.event)}</td>
             <td class="num">{a.attempt}</td>
             <td>{trigger}</td>
@@ -1198,8 +1349,131 @@ fn AttemptRow(data: Data, a: AttemptOut) -> impl IntoView {
             <td class="num">{units::millis(a.duration_ms)}</td>
             <td class="mono break small">{detail}</td>
             <td>{a.next_attempt_at.clone().map(|at| view! { <Ago at=at/> })}</td>
+            <td>
+                <button type="button" class="small" on:click=toggle aria-controls=controls
+                    aria-expanded={let is_open = is_open.clone(); move || is_open().to_string()}>
+                    "Details"
+                </button>
+            </td>
         </tr>
+        {shown}
     }
+}
+
+/// "late by 2 min", with the exact due and sent times, when an attempt went out well after it
+/// was due (a retry's scheduled time; first tries and resends have none).
+fn lateness(a: &AttemptOut) -> Option<(String, String)> {
+    let due = a.scheduled_at.as_deref()?;
+    let late = units::late(
+        js_sys::Date::parse(due),
+        js_sys::Date::parse(&a.started_at),
+        LATE_AFTER_MS,
+    )?;
+    Some((
+        late.clone(),
+        format!(
+            "Due {}, sent {} ({late}: the server was down or busy)",
+            exact(due),
+            exact(&a.started_at)
+        ),
+    ))
+}
+
+/// What went out and what came back, as text: captured content is never rendered as HTML.
+#[component]
+fn AttemptDetails(a: AttemptOut, id: String, label: String) -> impl IntoView {
+    let late = lateness(&a);
+    let request_headers = a
+        .request_headers
+        .iter()
+        .map(|h| (h.name.clone(), h.value.clone()))
+        .collect::<Vec<_>>();
+    let response_headers = a
+        .response_headers
+        .iter()
+        .map(|h| (h.name.clone(), h.value.clone()))
+        .collect::<Vec<_>>();
+    let request_note = a.request_body_truncated.then(|| {
+        format!(
+            "Truncated: the body sent was {}; the log keeps its first {}.",
+            units::size(a.request_body_size),
+            units::size(LOGGED_BODY_BYTES)
+        )
+    });
+    let response_note = a.response_body_truncated.then(|| {
+        format!(
+            "Truncated: the answer's body was longer than {}; the log keeps its first {}.",
+            units::size(LOGGED_BODY_BYTES),
+            units::size(LOGGED_BODY_BYTES)
+        )
+    });
+    let answer = match a.status {
+        Some(s) => format!("HTTP {s} in {}", units::millis(a.duration_ms)),
+        None => format!("No answer after {}", units::millis(a.duration_ms)),
+    };
+    let answered = a.status.is_some();
+    view! {
+        <div class="attempt-details" id=id role="region" aria-label=label>
+            <div class="attempt-side">
+                <h6>"Request"</h6>
+                <dl class="overview">
+                    <dt>"URL"</dt>
+                    <dd class="mono break">"POST " {a.url.clone()}</dd>
+                    {a.scheduled_at.clone().map(|due| view! {
+                        <dt>"Due"</dt>
+                        <dd><Ago at=due.clone()/> " · " <span class="muted">{exact(&due)}</span></dd>
+                    })}
+                    <dt>"Sent"</dt>
+                    <dd>
+                        <Ago at=a.started_at.clone()/> " · " <span class="muted">{exact(&a.started_at)}</span>
+                        {late.map(|(badge, why)| view! { " " <span class="badge warn late" title=why>{badge}</span> })}
+                    </dd>
+                    <dt>"Body size"</dt>
+                    <dd>{units::size(a.request_body_size)}</dd>
+                </dl>
+                <p class="label">"Headers"</p>
+                <KeyValueTable rows=request_headers label="Request headers"/>
+                <p class="label">"Body"</p>
+                <LoggedBody body=a.request_body.clone() note=request_note label="Request body"/>
+            </div>
+            <div class="attempt-side">
+                <h6>"Response"</h6>
+                <p class="status-line">{answer}</p>
+                {a.error.clone().map(|e| view! { <p class="error-text"><strong>"Error: "</strong>{e}</p> })}
+                {answered.then(|| view! {
+                    <p class="label">"Headers"</p>
+                    <KeyValueTable rows=response_headers label="Response headers"/>
+                    <p class="label">"Body"</p>
+                    <LoggedBody body=a.response_body.clone() note=response_note label="Response body"/>
+                })}
+            </div>
+        </div>
+    }
+}
+
+/// How much of each body an attempt keeps (the API's bound).
+const LOGGED_BODY_BYTES: u64 = 64 * 1024;
+
+/// A logged body: pretty JSON when it is whole JSON, else the text as is.
+#[component]
+fn LoggedBody(body: Option<String>, note: Option<String>, label: &'static str) -> impl IntoView {
+    let body = body.unwrap_or_default();
+    let note = note.map(|n| view! { <p class="banner warn truncated" role="note">{n}</p> });
+    if body.is_empty() {
+        return view! { {note}<p class="muted">"Empty body."</p> }.into_any();
+    }
+    let json = serde_json::from_str::<serde::de::IgnoredAny>(&body).is_ok();
+    view! {
+        {note}
+        <div class="logged-body" role="group" aria-label=label>
+            {if json {
+                view! { <JsonView text=body/> }.into_any()
+            } else {
+                view! { <pre class="code mono raw">{body}</pre> }.into_any()
+            }}
+        </div>
+    }
+    .into_any()
 }
 
 /// Every event of the catalog with its description and example payload, as the seed's page
