@@ -534,7 +534,7 @@ mod shared_redis_tests {
         let server = queue::TestRedis::start().await;
         let mut config = HooksConfig::default();
         // A long first retry: the message stays scheduled while the test looks at it.
-        config.delivery.retry_schedule = delivery::parse_schedule("1h").unwrap();
+        config.delivery.retry_schedule = vec![std::time::Duration::from_secs(3600)];
         let a = Hooks::open_redis(config.clone(), &server.url, "t:")
             .await
             .unwrap();
