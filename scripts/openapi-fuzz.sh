@@ -5,6 +5,7 @@
 # and the whole run under `timeout`.
 #
 #   scripts/openapi-fuzz.sh [EXAMPLES]      # default 25 examples per operation
+#   HOOKBIN_BIN=target/debug/bin-server scripts/openapi-fuzz.sh 100   # an existing build
 #
 # Starts its own server (memory store, a free port on loopback, outbound requests only to public
 # addresses, which this sandbox cannot reach) with one bin of three requests to find, a webhook
@@ -15,9 +16,15 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 EXAMPLES="${1:-25}"
 command -v st >/dev/null || { echo "openapi-fuzz.sh: needs schemathesis (python3 -m pip install schemathesis)" >&2; exit 2; }
-HOOKBIN_SKIP_UI=1 cargo build -q -p bin-server
+# HOOKBIN_BIN: a bin-server binary built already (CI passes the one scripts/test.sh built, so
+# nothing is compiled twice); else a debug build without the UI.
+server="${HOOKBIN_BIN:-}"
+if [[ -z "$server" ]]; then
+  HOOKBIN_SKIP_UI=1 cargo build -q -p bin-server
+  server=target/debug/bin-server
+fi
 log="$(mktemp)"
-RUST_LOG=warn,bin_server=info target/debug/bin-server serve --port 0 --outbound-policy public-only >"$log" 2>&1 &
+RUST_LOG=warn,bin_server=info "$server" serve --port 0 --outbound-policy public-only >"$log" 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true; rm -f "$log"' EXIT
 base=""

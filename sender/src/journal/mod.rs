@@ -3,9 +3,10 @@
 //! The registry and the delivery logs work on their in-memory maps (the working set, always
 //! bounded); a [`Journal`] gets every change written through, in order, and gives everything
 //! back when the sender starts. With `--store memory` there is no journal: the maps are the
-//! store. [`SqliteJournal`] writes into the sender's SQLite file (each call one committed
-//! transaction, `synchronous=FULL`), on the same connection as its [`SqliteQueue`], so a message
-//! is in the journal before its task is in the queue.
+//! store. [`SqliteJournal`] writes into the sender's SQLite file through the file's one writer
+//! thread (group commit, `synchronous=FULL`: a call that waits is answered after its group is
+//! committed), the same writer as its [`SqliteQueue`], so a message is in the journal before its
+//! task is in the queue. [`RedisJournal`] keeps the same in a Redis shared by several instances.
 //!
 //! [`SqliteQueue`]: crate::queue::SqliteQueue
 
