@@ -150,10 +150,7 @@ impl Hooks {
     /// Loads the catalog (the user's when `catalog_path` is set) and starts an empty registry.
     /// Needs no runtime; the first emit must run inside a tokio runtime.
     pub fn new(config: HooksConfig) -> Result<Self, CatalogError> {
-        let catalog = Arc::new(match &config.catalog_path {
-            Some(path) => Catalog::from_file(path)?,
-            None => Catalog::builtin(),
-        });
+        let catalog = Self::load_catalog(&config)?;
         Ok(Self::with_catalog(catalog, config))
     }
 
@@ -169,10 +166,7 @@ impl Hooks {
         config: HooksConfig,
         path: &std::path::Path,
     ) -> Result<Self, OpenError> {
-        let catalog = Arc::new(match &config.catalog_path {
-            Some(path) => Catalog::from_file(path)?,
-            None => Catalog::builtin(),
-        });
+        let catalog = Self::load_catalog(&config)?;
         let store =
             |e: &dyn std::fmt::Display| OpenError::Store(format!("{}: {e}", path.display()));
         let path_owned = path.to_owned();
@@ -186,21 +180,9 @@ impl Hooks {
         .map_err(|e| store(&e))?;
         let queue =
             Arc::new(queue::SqliteQueue::with_writer(journal.writer()).map_err(|e| store(&e))?);
-        let journal: Arc<dyn journal::Journal> = Arc::new(journal);
-        let mut snapshot = snapshot;
-        let webhooks = std::mem::take(&mut snapshot.webhooks);
-        let hooks = Self::assemble(catalog, config, queue, Some(journal));
-        let mut restored = Vec::with_capacity(webhooks.len());
-        for out in webhooks {
-            restored.push(Webhook::from_out(out).map_err(|e| store(&e))?);
-        }
-        hooks.registry.restore(restored);
-        hooks
-            .delivery
-            .restore(snapshot)
+        Self::restored(catalog, config, queue, Arc::new(journal), snapshot)
             .await
-            .map_err(|e| store(&e))?;
-        Ok(hooks)
+            .map_err(|e| store(&e))
     }
 
     /// Webhooks, messages, attempt logs and the delivery queue in Redis at `url`
@@ -213,10 +195,7 @@ impl Hooks {
         url: &str,
         prefix: &str,
     ) -> Result<Self, OpenError> {
-        let catalog = Arc::new(match &config.catalog_path {
-            Some(path) => Catalog::from_file(path)?,
-            None => Catalog::builtin(),
-        });
+        let catalog = Self::load_catalog(&config)?;
         let store = |e: &dyn std::fmt::Display| OpenError::Store(format!("{e}"));
         let (u, p) = (url.to_owned(), prefix.to_owned());
         let journal = tokio::task::spawn_blocking(move || journal::RedisJournal::open(&u, &p))
@@ -246,21 +225,11 @@ impl Hooks {
             .await
             .map_err(|e| store(&e))?;
         let loader = Arc::clone(&journal);
-        let mut snapshot = tokio::task::spawn_blocking(move || journal::Journal::load(&*loader))
+        let snapshot = tokio::task::spawn_blocking(move || journal::Journal::load(&*loader))
             .await
             .map_err(|e| store(&e))?
             .map_err(|e| store(&e))?;
-        let webhooks = std::mem::take(&mut snapshot.webhooks);
-        let dyn_journal: Arc<dyn journal::Journal> = journal.clone();
-        let hooks = Self::assemble(catalog, config, queue, Some(dyn_journal));
-        let mut restored = Vec::with_capacity(webhooks.len());
-        for out in webhooks {
-            restored.push(Webhook::from_out(out).map_err(|e| store(&e))?);
-        }
-        hooks.registry.restore(restored);
-        hooks
-            .delivery
-            .restore(snapshot)
+        let hooks = Self::restored(catalog, config, queue, journal.clone(), snapshot)
             .await
             .map_err(|e| store(&e))?;
         let applier = hooks.clone();
@@ -301,6 +270,39 @@ impl Hooks {
             Ok(Err(e)) => tracing::warn!("sender store: reading it again: {e}"),
             Err(e) => tracing::warn!("sender store: reading it again: {e}"),
         }
+    }
+
+    /// The user's catalog when `catalog_path` is set, else the built-in one.
+    fn load_catalog(config: &HooksConfig) -> Result<Arc<Catalog>, CatalogError> {
+        Ok(Arc::new(match &config.catalog_path {
+            Some(path) => Catalog::from_file(path)?,
+            None => Catalog::builtin(),
+        }))
+    }
+
+    /// A sender over a store's journal and queue, with the registry and the delivery logs
+    /// restored from the snapshot the journal gave.
+    async fn restored(
+        catalog: Arc<Catalog>,
+        config: HooksConfig,
+        queue: Arc<dyn queue::DeliveryQueue>,
+        journal: Arc<dyn journal::Journal>,
+        mut snapshot: journal::Snapshot,
+    ) -> Result<Self, String> {
+        let webhooks = std::mem::take(&mut snapshot.webhooks);
+        let hooks = Self::assemble(catalog, config, queue, Some(journal));
+        let restored = webhooks
+            .into_iter()
+            .map(Webhook::from_out)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        hooks.registry.restore(restored);
+        hooks
+            .delivery
+            .restore(snapshot)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(hooks)
     }
 
     fn assemble(
