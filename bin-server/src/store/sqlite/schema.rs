@@ -127,6 +127,18 @@ pub(super) fn capped(limits: &StoreLimits, settings: &BinSettings) -> (u32, u64)
     (max_requests, max_body)
 }
 
+/// Turns on the query planner stability guarantee: a cached statement keeps its plan. Without
+/// it, SQLite (built with STAT4, as `rusqlite`'s bundled build is) re-prepares a statement each
+/// time a new value is bound to a parameter that might change the plan (`bin = ?1`, `LIMIT ?`),
+/// and parsing and planning the eviction query again cost more than all the rest of a capture.
+fn plan_once(conn: &Connection) -> rusqlite::Result<()> {
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )
+    .map(|_| ())
+}
+
 /// Opens the writer's connection: creates the file and the schema when new, checks that an
 /// existing file is ours and of a version we read, and sets the journal and sync modes.
 pub(super) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
@@ -139,6 +151,7 @@ pub(super) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     )
     .map_err(err)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
+    plan_once(&conn).map_err(err)?;
     // The first read of the header: a file that is not SQLite fails here ("file is not a
     // database").
     let app: i32 = conn
@@ -202,6 +215,7 @@ pub(super) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     )
     .map_err(err)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
+    plan_once(&conn).map_err(err)?;
     Ok(conn)
 }
 
