@@ -241,7 +241,7 @@ pub struct StoreStats {
 }
 
 /// Errors of the store; the routes map each to a status code.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum StoreError {
     #[error("bin {0:?} does not exist")]
     NoSuchBin(String),

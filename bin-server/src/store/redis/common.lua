@@ -112,14 +112,34 @@ local function forget(name, id, member, seq, counter)
   sync_acct(name)
 end
 
--- Evicts the oldest requests of the bin beyond `max`.
+-- Evicts the oldest requests of the bin beyond `max`, up to 1,000 a command (a batch of
+-- captures evicts as many as it added in a handful of commands, not ten per request). The
+-- caller then calls sync_acct.
 local function trim(name, id, max)
-  local n = tonumber(redis.call('HGET', bkey(name), 'n'))
-  while n > max do
-    local popped = redis.call('ZPOPMIN', rkey(id))
+  local bk = bkey(name)
+  local over = tonumber(redis.call('HGET', bk, 'n')) - max
+  while over > 0 do
+    local popped = redis.call('ZPOPMIN', rkey(id), math.min(over, 1000))
     if #popped == 0 then break end
-    forget(name, id, popped[1], popped[2], 'evl')
-    n = n - 1
+    local uuids, entries = {}, {}
+    for i = 1, #popped, 2 do
+      uuids[#uuids + 1] = string.sub(popped[i], 2, 17)
+      entries[#entries + 1] = id .. ':' .. popped[i + 1] .. ':' .. name
+    end
+    local bytes = 0
+    for _, v in ipairs(redis.call('HMGET', ikey(id), unpack(uuids))) do
+      if v then bytes = bytes + tonumber(string.match(v, ':(%d+)$')) end
+    end
+    local count = #uuids
+    redis.call('HDEL', ikey(id), unpack(uuids))
+    redis.call('ZREM', LEDGER, unpack(entries))
+    redis.call('HINCRBY', bk, 'n', 0 - count)
+    redis.call('HINCRBY', bk, 'bytes', 0 - bytes)
+    redis.call('HINCRBY', bk, 'evl', count)
+    redis.call('HINCRBY', STATS, 'requests', 0 - count)
+    redis.call('HINCRBY', STATS, 'bytes', 0 - bytes)
+    redis.call('HINCRBY', STATS, 'evl', count)
+    over = over - count
   end
 end
 

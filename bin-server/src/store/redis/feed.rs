@@ -98,7 +98,8 @@ pub(super) async fn run(
 }
 
 /// One message of the channel: a kind byte, the bin's name, and for some kinds `\n` and a
-/// payload (`c`: the encoded request; `d`: the request id's 16 bytes). `C` cleared, `x` bin
+/// payload (`c`: the sequence number, 8 bytes little-endian, then the request as stored; `d`:
+/// the request id's 16 bytes). `C` cleared, `x` bin
 /// deleted, `s` settings changed.
 fn dispatch(shared: &Shared, payload: &[u8]) {
     let Some((&kind, rest)) = payload.split_first() else {
@@ -120,7 +121,13 @@ fn dispatch(shared: &Shared, payload: &[u8]) {
             if !shared.live.watched(name) {
                 return;
             }
-            let Some(request) = CapturedRequest::decode(data) else {
+            // The sequence number (8 bytes, little-endian), then the request as stored.
+            let decoded = data.split_first_chunk::<8>().and_then(|(seq, encoded)| {
+                let mut request = CapturedRequest::decode(encoded)?;
+                request.seq = u64::from_le_bytes(*seq);
+                Some(request)
+            });
+            let Some(request) = decoded else {
                 tracing::warn!("a live event of bin {name:?} does not decode; skipped");
                 return;
             };

@@ -6,7 +6,9 @@
 //!   meets the old one's leftovers), times, settings JSON, token hash, limits, the sequence
 //!   counter and its own counters;
 //! - `r:{id}`: a sorted set of the bin's requests, scored by sequence number, each member the
-//!   request as [`CapturedRequest::encode`] writes it (byte-exact);
+//!   request as [`CapturedRequest::encode`] writes it (byte-exact) with sequence number zero
+//!   (the score is the number: the capture script stores the bytes it was given, without
+//!   making a copy to number them);
 //! - `i:{id}`: a hash from request id (16 bytes) to `seq:stored_bytes`;
 //! - `bins`: a sorted set of bin names by last activity (listing, `--max-bins`, idle TTL);
 //! - `ledger`: a sorted set of every stored request (`id:seq:name`) in global arrival order:
@@ -32,6 +34,7 @@
 //! Not for Redis Cluster: the scripts touch keys they compute (one standalone server or a
 //! primary with replicas).
 
+mod batch;
 mod feed;
 mod scripts;
 
@@ -96,6 +99,9 @@ pub struct RedisStore {
     scripts: Scripts,
     shared: Arc<Shared>,
     reader: tokio::task::JoinHandle<()>,
+    /// Captures on their way to the batching task ([`batch`]).
+    captures: tokio::sync::mpsc::Sender<batch::Pending>,
+    batcher: tokio::task::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -110,6 +116,7 @@ impl std::fmt::Debug for RedisStore {
 impl Drop for RedisStore {
     fn drop(&mut self) {
         self.reader.abort();
+        self.batcher.abort();
     }
 }
 
@@ -230,15 +237,27 @@ impl RedisStore {
         let ttl_ms = limits.bin_ttl.map_or(0, |t| {
             u64::try_from(t.as_millis()).unwrap_or(u64::MAX / 4).max(1)
         });
+        let scripts = Scripts::new();
+        let (captures, batcher) = batch::start(batch::Target {
+            conn: conn.clone(),
+            script: scripts.capture.clone(),
+            prefix: prefix.clone(),
+            ttl_ms,
+            max_bytes: limits.max_bytes,
+            max_requests_per_bin: limits.max_requests_per_bin,
+            shown: shown.clone(),
+        });
         let store = Self {
             shown,
             prefix,
             limits,
             ttl_ms,
             conn,
-            scripts: Scripts::new(),
+            scripts,
             shared,
             reader,
+            captures,
+            batcher,
         };
         store.health_ping().await?;
         Ok(store)
@@ -327,10 +346,12 @@ impl RedisStore {
         })
     }
 
-    fn decode(&self, v: &Value) -> Result<Arc<CapturedRequest>, StoreError> {
-        CapturedRequest::decode(text(v))
-            .map(Arc::new)
-            .ok_or_else(|| self.unavailable("a stored request is damaged (it does not decode)"))
+    /// A stored request; its sequence number is its score.
+    fn decode(&self, v: &Value, seq: u64) -> Result<Arc<CapturedRequest>, StoreError> {
+        let mut request = CapturedRequest::decode(text(v))
+            .ok_or_else(|| self.unavailable("a stored request is damaged (it does not decode)"))?;
+        request.seq = seq;
+        Ok(Arc::new(request))
     }
 
     fn status<'a>(&self, reply: &'a [Value], name: &str) -> Result<&'a [u8], StoreError> {
@@ -387,12 +408,12 @@ impl RedisStore {
         Ok((snap, created))
     }
 
-    /// Runs the read script; `(bin fields, members)`.
+    /// Runs the read script; `(bin fields, requests)`.
     async fn read(
         &self,
         name: &str,
         args: &[&[u8]],
-    ) -> Result<(Vec<Value>, Vec<Value>), StoreError> {
+    ) -> Result<(Vec<Value>, Vec<Arc<CapturedRequest>>), StoreError> {
         let mut all = vec![name.as_bytes()];
         all.extend_from_slice(args);
         let mut reply = self.run(&self.scripts.read, &all).await?;
@@ -401,7 +422,14 @@ impl RedisStore {
             return Err(self.unavailable("a short answer"));
         }
         let members = reply.split_off(5);
-        Ok((reply, members))
+        let requests = members
+            .chunks(2)
+            .map(|pair| match pair {
+                [member, seq] => self.decode(member, uint(seq)),
+                _ => Err(self.unavailable("a member without its score")),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok((reply, requests))
     }
 
     async fn one(&self, name: &str, id: &str) -> Result<Option<Arc<CapturedRequest>>, StoreError> {
@@ -414,8 +442,8 @@ impl RedisStore {
             self.get_bin(name).await?;
             return Ok(None);
         };
-        let (_, members) = self.read(name, &[mode.as_bytes(), &key]).await?;
-        members.first().map(|m| self.decode(m)).transpose()
+        let (_, requests) = self.read(name, &[mode.as_bytes(), &key]).await?;
+        Ok(requests.into_iter().next())
     }
 }
 
@@ -513,25 +541,20 @@ impl Store for RedisStore {
         let truncated = new.truncated;
         // Numbered by the script: the encoded bytes carry 0 until it writes the real number.
         let mut request = new.finish(0, Utc::now());
-        let encoded = request.encode();
-        let reply = self
-            .run(
-                &self.scripts.capture,
-                &[
-                    name.as_bytes(),
-                    &encoded,
-                    request.stored_bytes().to_string().as_bytes(),
-                    if truncated { b"1" } else { b"0" },
-                    self.limits.max_bytes.to_string().as_bytes(),
-                    self.limits.max_requests_per_bin.to_string().as_bytes(),
-                ],
-            )
-            .await?;
-        self.status(&reply, name)?;
-        request.seq = reply.get(1).map_or(0, uint);
-        if request.seq == 0 {
-            return Err(self.unavailable("no sequence number in the answer"));
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let pending = batch::Pending {
+            name: name.to_owned(),
+            encoded: request.encode(),
+            stored_bytes: request.stored_bytes(),
+            truncated,
+            reply,
+        };
+        if self.captures.send(pending).await.is_err() {
+            return Err(self.unavailable("the capture queue is closed"));
         }
+        request.seq = answer
+            .await
+            .map_err(|_| self.unavailable("the capture was dropped unanswered"))??;
         Ok(Arc::new(request))
     }
 
@@ -564,8 +587,7 @@ impl Store for RedisStore {
         let mut page = Vec::new();
         let matched = if filtered {
             let mut n = 0u64;
-            for m in &members {
-                let r = self.decode(m)?;
+            for r in members {
                 if !matches(&r, f) {
                     continue;
                 }
@@ -576,9 +598,7 @@ impl Store for RedisStore {
             }
             n
         } else {
-            for m in &members {
-                page.push(self.decode(m)?);
-            }
+            page = members;
             uint(&head[4])
         };
         let next_before = if matched > page.len() as u64 {
@@ -605,7 +625,7 @@ impl Store for RedisStore {
         after: u64,
         limit: usize,
     ) -> Result<Vec<Arc<CapturedRequest>>, StoreError> {
-        let (_, members) = self
+        let (_, requests) = self
             .read(
                 name,
                 &[
@@ -615,7 +635,7 @@ impl Store for RedisStore {
                 ],
             )
             .await?;
-        members.iter().map(|m| self.decode(m)).collect()
+        Ok(requests)
     }
 
     async fn request(&self, name: &str, id: &str) -> Result<Arc<CapturedRequest>, StoreError> {

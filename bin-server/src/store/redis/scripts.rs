@@ -72,40 +72,88 @@ redis.call('PUBLISH', LIVE, 's' .. name)
 return {'created', snap(name)}
 "#;
 
-/// Stores one request: the next sequence number, the request (its sequence number written into
-/// the encoded bytes at offset 17), the ledger entry, counters, both caps, the TTL and the live
-/// event, atomically. ARGV: 5 name, 6 encoded request (sequence number zero), 7 stored bytes,
-/// 8 truncated (0/1), 9 byte budget, 10 the server's requests per bin. Returns `{'ok', seq}` or `{'nobin'}`.
+/// Stores a batch of requests, in the order given: each gets the next sequence number of its
+/// bin (its score; the stored bytes keep the zero they came with), its ledger entry, the counters, both caps,
+/// the TTL and its live event, atomically. Per bin, not per request, it writes the requests in
+/// one command, trims the bin in a few and refreshes activity and TTL once; so a batch costs a
+/// handful of commands per bin plus one `PUBLISH` per request. ARGV: 5 byte budget, 6 the
+/// server's requests per bin, 7 how many requests, then four per request: name, encoded request
+/// (sequence number zero), stored bytes, truncated (0/1). Returns one number per request: its
+/// sequence number, or 0 when its bin does not exist.
 const CAPTURE: &str = r#"
 reap()
-local name = ARGV[5]
-if not alive(name) then return {'nobin'} end
-local bk = bkey(name)
-local b = redis.call('HMGET', bk, 'id', 'maxr')
--- A bin's limit, within this instance's (one started with a lower limit applies it).
-local id, maxr = b[1], math.min(tonumber(b[2]), tonumber(ARGV[10]))
-local seq = redis.call('HINCRBY', bk, 'seq', 1)
-local raw = ARGV[6]
-local data = string.sub(raw, 1, 17) .. le64(seq) .. string.sub(raw, 26)
-local size = tonumber(ARGV[7])
-redis.call('ZADD', rkey(id), seq, data)
-redis.call('HSET', ikey(id), string.sub(data, 2, 17), seq .. ':' .. size)
-local arrival = redis.call('HINCRBY', STATS, 'arrivals', 1)
-redis.call('ZADD', LEDGER, arrival, id .. ':' .. seq .. ':' .. name)
-redis.call('HINCRBY', bk, 'n', 1)
-redis.call('HINCRBY', bk, 'bytes', size)
-redis.call('HINCRBY', STATS, 'captures', 1)
-redis.call('HINCRBY', STATS, 'requests', 1)
-redis.call('HINCRBY', STATS, 'bytes', size)
-if ARGV[8] == '1' then redis.call('HINCRBY', STATS, 'truncated', 1) end
-trim(name, id, maxr)
-enforce_budget(tonumber(ARGV[9]))
-redis.call('HSET', bk, 'act', NOW)
-redis.call('ZADD', BINS, NOW, name)
-sync_acct(name)
-touch(name, id)
-redis.call('PUBLISH', LIVE, 'c' .. name .. '\n' .. data)
-return {'ok', seq}
+local cap = tonumber(ARGV[6])
+local k = tonumber(ARGV[7])
+local out, bins, order, ledger, events = {}, {}, {}, {}, {}
+local arrival = redis.call('HINCRBY', STATS, 'arrivals', k) - k
+local total, bytes, truncated = 0, 0, 0
+for i = 1, k do
+  local a = 8 + (i - 1) * 4
+  local name = ARGV[a]
+  local b = bins[name]
+  if b == nil then
+    b = false
+    if alive(name) then
+      local h = redis.call('HMGET', bkey(name), 'id', 'maxr', 'seq')
+      -- A bin's limit, within this instance's (one started with a lower limit applies it).
+      b = {id = h[1], maxr = math.min(tonumber(h[2]), cap), seq = tonumber(h[3]), z = {},
+        ix = {}, n = 0, bytes = 0}
+      order[#order + 1] = name
+    end
+    bins[name] = b
+  end
+  if b then
+    local seq = b.seq + 1
+    b.seq = seq
+    arrival = arrival + 1
+    -- Stored as given (sequence number zero inside; the score is the number): each string of
+    -- a request's size made here costs a copy and a hash, so the only one is the live event.
+    local data = ARGV[a + 1]
+    local size = tonumber(ARGV[a + 2])
+    local z, ix = b.z, b.ix
+    z[#z + 1] = seq
+    z[#z + 1] = data
+    ix[#ix + 1] = string.sub(data, 2, 17)
+    ix[#ix + 1] = seq .. ':' .. size
+    ledger[#ledger + 1] = arrival
+    ledger[#ledger + 1] = b.id .. ':' .. seq .. ':' .. name
+    events[#events + 1] = 'c' .. name .. '\n' .. le64(seq) .. data
+    b.n = b.n + 1
+    b.bytes = b.bytes + size
+    total = total + 1
+    bytes = bytes + size
+    if ARGV[a + 3] == '1' then truncated = truncated + 1 end
+    out[i] = seq
+  else
+    out[i] = 0
+  end
+end
+if total == 0 then return out end
+for _, name in ipairs(order) do
+  local b = bins[name]
+  local bk = bkey(name)
+  redis.call('ZADD', rkey(b.id), unpack(b.z))
+  redis.call('HSET', ikey(b.id), unpack(b.ix))
+  redis.call('HSET', bk, 'seq', b.seq, 'act', NOW)
+  redis.call('HINCRBY', bk, 'n', b.n)
+  redis.call('HINCRBY', bk, 'bytes', b.bytes)
+end
+redis.call('ZADD', LEDGER, unpack(ledger))
+redis.call('HINCRBY', STATS, 'captures', total)
+redis.call('HINCRBY', STATS, 'requests', total)
+redis.call('HINCRBY', STATS, 'bytes', bytes)
+if truncated > 0 then redis.call('HINCRBY', STATS, 'truncated', truncated) end
+for _, name in ipairs(order) do
+  trim(name, bins[name].id, bins[name].maxr)
+end
+enforce_budget(tonumber(ARGV[5]))
+for _, name in ipairs(order) do
+  redis.call('ZADD', BINS, NOW, name)
+  sync_acct(name)
+  touch(name, bins[name].id)
+end
+for _, e in ipairs(events) do redis.call('PUBLISH', LIVE, e) end
+return out
 "#;
 
 /// ARGV: 5 name. Returns `{'ok', snapshot}` or `{'nobin'}`.
@@ -183,7 +231,7 @@ return {'ok', n}
 ///   first, with the count of the range; limit -1: the whole range;
 /// - `seq` (7 seq) / `uuid` (7 the id's 16 bytes): one request.
 ///
-/// Returns `{'ok', n, evl, evb, matched, members...}` or `{'nobin'}`.
+/// Returns `{'ok', n, evl, evb, matched, member, seq, member, seq...}` or `{'nobin'}`.
 const READ: &str = r#"
 local name = ARGV[5]
 if not alive(name) then return {'nobin'} end
@@ -193,10 +241,12 @@ local out = {'ok', b[2], b[3], b[4], 0}
 local ms
 local mode = ARGV[6]
 if mode == 'after' then
-  ms = redis.call('ZRANGEBYSCORE', r, '(' .. ARGV[7], '+inf', 'LIMIT', 0, ARGV[8])
+  ms = redis.call('ZRANGEBYSCORE', r, '(' .. ARGV[7], '+inf', 'WITHSCORES', 'LIMIT', 0,
+    ARGV[8])
 elseif mode == 'page' then
   out[5] = redis.call('ZCOUNT', r, ARGV[7], ARGV[8])
-  ms = redis.call('ZREVRANGEBYSCORE', r, ARGV[8], ARGV[7], 'LIMIT', 0, ARGV[9])
+  ms = redis.call('ZREVRANGEBYSCORE', r, ARGV[8], ARGV[7], 'WITHSCORES', 'LIMIT', 0,
+    ARGV[9])
 else
   local seq = ARGV[7]
   if mode == 'uuid' then
@@ -204,7 +254,7 @@ else
     if not v then return out end
     seq = string.match(v, '^(%d+):')
   end
-  ms = redis.call('ZRANGEBYSCORE', r, seq, seq)
+  ms = redis.call('ZRANGEBYSCORE', r, seq, seq, 'WITHSCORES')
 end
 for _, m in ipairs(ms) do out[#out + 1] = m end
 return out
