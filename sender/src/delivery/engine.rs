@@ -1818,15 +1818,31 @@ mod tests {
         let (url, rx) = receiver().await;
         let hooks = hooks(|_| {});
         let wh = add(&hooks, "order", &url);
-        assert!(hooks.test_webhook(&wh.id, None).await.unwrap().delivered);
+        let id = emit_one(&hooks).await;
+        wait_for(&hooks, &id, api::MessageState::Delivered).await;
         let hit = rx.0.lock().unwrap().hits.pop().unwrap();
         let body = std::str::from_utf8(&hit.body).unwrap();
-        // Payment, then membership, then customer fields, as Ultimate Multisite builds them.
+        // Payment, then membership, then customer fields, as Ultimate Multisite builds them,
+        // and the version it adds to a real event last.
         assert!(body.starts_with(r#"{"payment_id":"#), "{body}");
         let at = |key: &str| body.find(&format!("\"{key}\":")).unwrap();
         assert!(at("payment_manage_url") < at("membership_id"), "{body}");
         assert!(at("membership_manage_url") < at("customer_id"), "{body}");
         assert!(at("customer_manage_url") < at("wu_version"), "{body}");
+        assert!(
+            body.ends_with(&format!(r#""wu_version":"{}"}}"#, crate::catalog::WU_VERSION)),
+            "{body}"
+        );
+
+        // A test send is the same payload without the version, as "Send Test Event" sends it.
+        assert!(hooks.test_webhook(&wh.id, None).await.unwrap().delivered);
+        let hit = rx.0.lock().unwrap().hits.pop().unwrap();
+        let test = std::str::from_utf8(&hit.body).unwrap();
+        assert!(!test.contains("wu_version"), "{test}");
+        let real_without_version = body
+            .strip_suffix(&format!(r#","wu_version":"{}"}}"#, crate::catalog::WU_VERSION))
+            .unwrap();
+        assert_eq!(format!("{real_without_version}}}"), test);
     }
 
     #[tokio::test]
