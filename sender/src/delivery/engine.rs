@@ -1261,8 +1261,11 @@ mod tests {
         out.message_ids[0].clone()
     }
 
-    /// Waits (in the test's clock, paused or not) until the message reaches `state`.
+    /// Waits until the message reaches `state`: up to two hours of the test's clock (virtual in
+    /// the paused tests, long enough for their schedules) and never more than
+    /// [`WAIT_REAL_TIME`] of real time, so a regression fails instead of hanging.
     async fn wait_for(hooks: &Hooks, id: &str, state: api::MessageState) -> api::MessageOut {
+        let started = std::time::Instant::now();
         let poll = async {
             loop {
                 if let Some(m) = hooks.delivery().message(id)
@@ -1270,14 +1273,21 @@ mod tests {
                 {
                     return m;
                 }
+                assert!(
+                    started.elapsed() < WAIT_REAL_TIME,
+                    "{id} did not become {state:?} within {WAIT_REAL_TIME:?} of real time (now {:?})",
+                    hooks.delivery().message(id).map(|m| m.state)
+                );
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         };
-        // In virtual time for the paused tests (long enough for their schedules).
         tokio::time::timeout(Duration::from_secs(2 * 3600), poll)
             .await
             .unwrap_or_else(|_| panic!("{id} never became {state:?}"))
     }
+
+    /// The most real time [`wait_for`] waits.
+    const WAIT_REAL_TIME: Duration = Duration::from_secs(5);
 
     // -- The engine ----------------------------------------------------------------------------
 
