@@ -947,7 +947,9 @@ mod tests {
         let catalog = Catalog::builtin();
         assert_eq!(catalog.events().len(), expected.len());
         for (slug, groups) in expected {
-            let e = catalog.get(slug).unwrap_or_else(|| panic!("{slug} missing"));
+            let e = catalog
+                .get(slug)
+                .unwrap_or_else(|| panic!("{slug} missing"));
             let mut want: Vec<&str> = groups.iter().flat_map(|g| plugin_group(g)).collect();
             want.push("wu_version");
             let keys = key_order(e.example_json.get());
@@ -992,7 +994,8 @@ mod tests {
                         mut map: A,
                     ) -> Result<Keys, A::Error> {
                         let mut keys = Vec::new();
-                        while let Some((k, _)) = map.next_entry::<String, serde::de::IgnoredAny>()?
+                        while let Some((k, _)) =
+                            map.next_entry::<String, serde::de::IgnoredAny>()?
                         {
                             keys.push(k);
                         }
@@ -1022,8 +1025,11 @@ mod tests {
             assert_eq!(e.check(&test), Ok(()), "{}", e.slug);
         }
         // A user catalog has no version to add: its test example is its example.
-        let c = Catalog::from_json("mine.json", r#"[{"slug": "p", "name": "P", "example": {"b": 1, "a": 2}}]"#)
-            .unwrap();
+        let c = Catalog::from_json(
+            "mine.json",
+            r#"[{"slug": "p", "name": "P", "example": {"b": 1, "a": 2}}]"#,
+        )
+        .unwrap();
         let p = c.get("p").unwrap();
         assert_eq!(p.test_example_json.get(), r#"{"b": 1, "a": 2}"#);
         assert_eq!(p.example_json.get(), p.test_example_json.get());

@@ -1928,7 +1928,10 @@ mod tests {
         assert!(at("membership_manage_url") < at("customer_id"), "{body}");
         assert!(at("customer_manage_url") < at("wu_version"), "{body}");
         assert!(
-            body.ends_with(&format!(r#""wu_version":"{}"}}"#, crate::catalog::WU_VERSION)),
+            body.ends_with(&format!(
+                r#""wu_version":"{}"}}"#,
+                crate::catalog::WU_VERSION
+            )),
             "{body}"
         );
 
@@ -1938,7 +1941,10 @@ mod tests {
         let test = std::str::from_utf8(&hit.body).unwrap();
         assert!(!test.contains("wu_version"), "{test}");
         let real_without_version = body
-            .strip_suffix(&format!(r#","wu_version":"{}"}}"#, crate::catalog::WU_VERSION))
+            .strip_suffix(&format!(
+                r#","wu_version":"{}"}}"#,
+                crate::catalog::WU_VERSION
+            ))
             .unwrap();
         assert_eq!(format!("{real_without_version}}}"), test);
     }
