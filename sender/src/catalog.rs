@@ -46,12 +46,17 @@ pub struct Event {
     pub slug: String,
     pub name: String,
     pub description: String,
+    /// The example as the catalog lists it (`GET /api/events`) and a test send carries it: a
+    /// built-in event's without `wu_version`, like the plugin's event list and its "Send Test
+    /// Event"; keys sorted.
     pub example: Value,
-    /// The example as sent: the JSON text in its own key order (the plugin's for built-in
-    /// events, the file's for a user catalog), where [`Event::example`] has its keys sorted.
+    /// The example as an emitted (real) event sends it: the JSON text in its own key order (the
+    /// plugin's for built-in events, with the `wu_version` it adds to real events last; the
+    /// file's for a user catalog).
     pub example_json: Box<RawValue>,
-    /// The example as a test send carries it: a built-in event's without `wu_version` (the
-    /// plugin adds it to real events only), a user catalog's as written.
+    /// [`Event::example`] as a test send carries it, in the same key order as
+    /// [`Event::example_json`]: a built-in event's without `wu_version`, a user catalog's as
+    /// written.
     pub test_example_json: Box<RawValue>,
     pub schema: Option<Value>,
     validator: Option<jsonschema::Validator>,
@@ -563,12 +568,12 @@ struct BuiltinEvent {
 }
 
 impl BuiltinEvent {
+    /// The registered example, without the `wu_version` of real events.
     fn payload(&self) -> Value {
         let mut map = Map::new();
         for f in &self.fields {
             map.insert(f.key.to_owned(), f.example.clone());
         }
-        map.insert("wu_version".into(), json!(WU_VERSION));
         Value::Object(map)
     }
 
@@ -806,7 +811,9 @@ mod tests {
                 .get(slug)
                 .unwrap_or_else(|| panic!("{slug} missing"));
             assert!(!e.name.is_empty() && e.description.len() > 20, "{slug}");
-            assert_eq!(e.example["wu_version"], WU_VERSION, "{slug}");
+            let real: Value = serde_json::from_str(e.example_json.get()).unwrap();
+            assert_eq!(real["wu_version"], WU_VERSION, "{slug}");
+            assert!(e.example.get("wu_version").is_none(), "{slug}");
         }
         let domain = &catalog.get("domain_created").unwrap().example;
         assert_eq!(domain["domain_secure"], "false");
@@ -1016,13 +1023,15 @@ mod tests {
             let mut keys = key_order(e.example_json.get());
             assert_eq!(keys.pop().as_deref(), Some("wu_version"), "{}", e.slug);
             assert_eq!(key_order(e.test_example_json.get()), keys, "{}", e.slug);
-            let mut test: Value = serde_json::from_str(e.test_example_json.get()).unwrap();
-            assert!(test.get("wu_version").is_none(), "{}", e.slug);
-            test["wu_version"] = json!(WU_VERSION);
-            assert_eq!(test, e.example, "{}", e.slug);
-            // Both are valid payloads of the event.
+            // The listed example is the test one; the real one adds the version.
             let test: Value = serde_json::from_str(e.test_example_json.get()).unwrap();
-            assert_eq!(e.check(&test), Ok(()), "{}", e.slug);
+            assert_eq!(test, e.example, "{}", e.slug);
+            let mut real: Value = serde_json::from_str(e.example_json.get()).unwrap();
+            assert_eq!(real["wu_version"], WU_VERSION, "{}", e.slug);
+            // Both are valid payloads of the event.
+            assert_eq!(e.check(&real), Ok(()), "{}", e.slug);
+            real.as_object_mut().unwrap().remove("wu_version");
+            assert_eq!(real, e.example, "{}", e.slug);
         }
         // A user catalog has no version to add: its test example is its example.
         let c = Catalog::from_json(
