@@ -3,6 +3,8 @@
 # the test helper, and the real-browser tests. Installs what they need first.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# Cheap, so first: every dependency a crate declares is used by its sources.
+scripts/check-deps.sh
 scripts/setup.sh --test
 
 # One build of the workspace (default members: all but the wasm-only frontend) serves every

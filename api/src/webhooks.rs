@@ -22,7 +22,8 @@ pub struct EventOut {
     pub name: String,
     /// When the event fires.
     pub description: String,
-    /// A realistic payload, sent by "Send Test Event" and by emit without a payload.
+    /// A realistic payload, sent by "Send Test Event" as is and by emit without a payload; a
+    /// built-in event's emit adds `wu_version`, as the plugin adds it to real events only.
     pub example: serde_json::Value,
     /// A JSON Schema of the payload, when the catalog has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]

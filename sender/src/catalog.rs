@@ -1,11 +1,17 @@
 //! The event catalog: which events exist, what they mean, an example payload and a JSON Schema
 //! of each.
 //!
-//! The built-in catalog follows Ultimate Multisite's webhook events: flat JSON objects whose keys
-//! are prefixed by field group (`customer_`, `membership_`, `payment_`, `site_`, `domain_`, the
-//! billing address), plus `wu_version`. Each field is declared once below with an example value
-//! and a schema fragment; an event's example and schema are both built from the same list, so they
-//! cannot drift apart silently (and the tests check every example against its schema).
+//! The built-in catalog follows Ultimate Multisite's webhook events (2.4.10, and the events newer
+//! releases add): flat JSON objects whose keys are prefixed by field group (`customer_`,
+//! `membership_`, `payment_`, `site_`, `domain_`, the billing address), in the order the plugin's
+//! `wu_do_event` callers merge the groups, plus `wu_version`, which the plugin's
+//! `Event_Manager::do_event` adds to real events only: "Send Test Event"
+//! (`Webhook_Manager::send_test_event`) sends the registered example without it, and so does
+//! [`Event::test_example_json`]. No old-name aliases: the plugin registers `deprecated_args` for
+//! `payment_received` and `domain_created` but never merges them into a payload. Each field is
+//! declared once below with an example value and a schema fragment; an event's example and schema
+//! are both built from the same list, so they cannot drift apart silently (and the tests check
+//! every example against its schema).
 //!
 //! A user catalog (`--catalog FILE`) replaces the built-in one. Its format is the same as
 //! `GET /api/events`: `{"events": [{"slug", "name", "description", "example", "schema"?}]}` (a
@@ -40,10 +46,18 @@ pub struct Event {
     pub slug: String,
     pub name: String,
     pub description: String,
+    /// The example as the catalog lists it (`GET /api/events`) and a test send carries it: a
+    /// built-in event's without `wu_version`, like the plugin's event list and its "Send Test
+    /// Event"; keys sorted.
     pub example: Value,
-    /// The example as sent: the JSON text in its own key order (the plugin's for built-in
-    /// events, the file's for a user catalog), where [`Event::example`] has its keys sorted.
+    /// The example as an emitted (real) event sends it: the JSON text in its own key order (the
+    /// plugin's for built-in events, with the `wu_version` it adds to real events last; the
+    /// file's for a user catalog).
     pub example_json: Box<RawValue>,
+    /// [`Event::example`] as a test send carries it, in the same key order as
+    /// [`Event::example_json`]: a built-in event's without `wu_version`, a user catalog's as
+    /// written.
+    pub test_example_json: Box<RawValue>,
     pub schema: Option<Value>,
     validator: Option<jsonschema::Validator>,
 }
@@ -135,7 +149,8 @@ impl Catalog {
                     slug: e.slug.to_owned(),
                     name: e.name.to_owned(),
                     description: e.description.to_owned(),
-                    example_json: e.payload_json(),
+                    example_json: e.payload_json(true),
+                    test_example_json: e.payload_json(false),
                     example: payload,
                     schema: Some(schema),
                     validator: Some(validator),
@@ -235,6 +250,7 @@ impl Catalog {
                 slug: e.slug,
                 name: e.name,
                 description: e.description,
+                test_example_json: example_json.clone(),
                 example_json,
                 example: e.example,
                 schema: e.schema,
@@ -552,30 +568,30 @@ struct BuiltinEvent {
 }
 
 impl BuiltinEvent {
+    /// The registered example, without the `wu_version` of real events.
     fn payload(&self) -> Value {
         let mut map = Map::new();
         for f in &self.fields {
             map.insert(f.key.to_owned(), f.example.clone());
         }
-        map.insert("wu_version".into(), json!(WU_VERSION));
         Value::Object(map)
     }
 
     /// [`BuiltinEvent::payload`] as JSON text, in the order the plugin builds it (the fields'
-    /// order, `wu_version` last).
-    fn payload_json(&self) -> Box<RawValue> {
+    /// order, then `wu_version` when `real`: `Event_Manager::do_event` appends it to real events,
+    /// a test send goes without).
+    fn payload_json(&self, real: bool) -> Box<RawValue> {
         let json = |v: &dyn erased::Json| v.text();
-        let mut text = String::from("{");
-        for f in &self.fields {
-            text.push_str(&json(&f.key));
-            text.push(':');
-            text.push_str(&json(&f.example));
-            text.push(',');
+        let mut parts: Vec<String> = self
+            .fields
+            .iter()
+            .map(|f| format!("{}:{}", json(&f.key), json(&f.example)))
+            .collect();
+        if real {
+            parts.push(format!("\"wu_version\":{}", json(&WU_VERSION)));
         }
-        text.push_str(r#""wu_version":"#);
-        text.push_str(&json(&WU_VERSION));
-        text.push('}');
-        RawValue::from_string(text).expect("built from serialised JSON")
+        RawValue::from_string(format!("{{{}}}", parts.join(",")))
+            .expect("built from serialised JSON")
     }
 
     fn schema(&self) -> Value {
@@ -585,11 +601,15 @@ impl BuiltinEvent {
             properties.insert(f.key.to_owned(), f.schema.clone());
             required.push(f.key);
         }
+        // Optional: real events carry it, test sends do not.
         properties.insert(
             "wu_version".into(),
-            json!({"type": "string", "pattern": "^\\d+\\.\\d+\\.\\d+"}),
+            json!({
+                "type": "string",
+                "pattern": "^\\d+\\.\\d+\\.\\d+",
+                "description": "The plugin's version; on real events only, not on test sends.",
+            }),
         );
-        required.push("wu_version");
         json!({
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "title": self.name,
@@ -629,24 +649,15 @@ fn builtin_events() -> Vec<BuiltinEvent> {
             "payment_received",
             "Payment Received",
             "A payment came in, whatever its status (completed, pending, failed). Carries the \
-             payment, the membership it pays for and the customer. The old names `user_id` and \
-             `amount` are kept alongside for integrations written against earlier versions.",
-            group(vec![
-                payment(),
-                membership(),
-                customer(),
-                vec![
-                    field("user_id", json!(7), int()),
-                    field("amount", json!(31.32), num()),
-                ],
-            ]),
+             payment, the membership it pays for and the customer.",
+            group(vec![payment(), membership(), customer()]),
         ),
         ev(
             "site_published",
             "Site Published",
             "A site tied to a membership went live: created directly, or moved from pending to \
-             published. Carries the site, its owner and the membership.",
-            group(vec![site(), customer(), membership()]),
+             published. Carries the site, the membership and its owner.",
+            group(vec![site(), membership(), customer()]),
         ),
         ev(
             "confirm_email_address",
@@ -732,9 +743,13 @@ fn builtin_events() -> Vec<BuiltinEvent> {
         ev(
             "payment_failed",
             "Recurring Payment Failed",
-            "An automatic renewal charge was declined by the gateway. Carries the failed \
-             payment, the membership at risk and the customer.",
-            group(vec![payment(), membership(), customer()]),
+            "An automatic renewal charge was declined by the gateway. Carries the membership at \
+             risk, the customer and the gateway that declined it.",
+            group(vec![
+                membership(),
+                customer(),
+                vec![field("payment_gateway", json!("stripe"), text())],
+            ]),
         ),
         ev(
             "membership_expired",
@@ -746,9 +761,26 @@ fn builtin_events() -> Vec<BuiltinEvent> {
         ev(
             "invoice_sent",
             "Invoice Sent",
-            "An invoice for a payment was emailed to the customer. Carries the payment (with its \
-             invoice link) and the customer.",
-            group(vec![payment(), customer()]),
+            "A network admin sent a customer an invoice for a payment. Carries the payment (with \
+             its invoice link), the customer, the page where they can pay it and the admin's \
+             message.",
+            group(vec![
+                payment(),
+                customer(),
+                vec![
+                    field(
+                        "payment_url",
+                        json!(format!("{SITE_URL}/register/?payment=PY8K2LRM")),
+                        // Empty when the payment cannot be paid any more (`?: ''`).
+                        json!({"type": "string", "pattern": "^(https?://|$)"}),
+                    ),
+                    field(
+                        "invoice_message",
+                        json!("Your Studio Plan invoice for December; thank you!"),
+                        text(),
+                    ),
+                ],
+            ]),
         ),
     ]
 }
@@ -779,25 +811,237 @@ mod tests {
                 .get(slug)
                 .unwrap_or_else(|| panic!("{slug} missing"));
             assert!(!e.name.is_empty() && e.description.len() > 20, "{slug}");
-            assert_eq!(e.example["wu_version"], WU_VERSION, "{slug}");
-        }
-        let received = &catalog.get("payment_received").unwrap().example;
-        for key in [
-            "payment_total",
-            "membership_id",
-            "customer_user_email",
-            "user_id",
-            "amount",
-        ] {
-            assert!(received.get(key).is_some(), "payment_received lacks {key}");
+            let real: Value = serde_json::from_str(e.example_json.get()).unwrap();
+            assert_eq!(real["wu_version"], WU_VERSION, "{slug}");
+            assert!(e.example.get("wu_version").is_none(), "{slug}");
         }
         let domain = &catalog.get("domain_created").unwrap().example;
         assert_eq!(domain["domain_secure"], "false");
         assert!(domain.get("site_url").is_some());
         let slugs: Vec<_> = catalog.events().iter().map(|e| e.slug.as_str()).collect();
         let mut unique = slugs.clone();
+        unique.sort_unstable();
         unique.dedup();
         assert_eq!(slugs.len(), unique.len());
+    }
+
+    /// The keys of each group as the plugin's `wu_generate_event_payload` (inc/functions/event.php)
+    /// builds them, in its order, and the billing address as `Billing_Address::fields()` lists it.
+    fn plugin_group(name: &'static str) -> Vec<&'static str> {
+        match name {
+            "payment" => vec![
+                "payment_id",
+                "payment_status",
+                "payment_reference_code",
+                "payment_subtotal",
+                "payment_subtotal_raw",
+                "payment_tax_total",
+                "payment_tax_total_raw",
+                "payment_total",
+                "payment_total_raw",
+                "payment_currency",
+                "payment_product_names",
+                "payment_date_created",
+                "payment_gateway",
+                "payment_invoice_url",
+                "payment_manage_url",
+            ],
+            "membership" => vec![
+                "membership_id",
+                "membership_status",
+                "membership_reference_code",
+                "membership_initial_amount",
+                "membership_initial_amount_raw",
+                "membership_amount",
+                "membership_amount_raw",
+                "membership_currency",
+                "membership_description",
+                "membership_gateway",
+                "membership_date_expiration",
+                "membership_manage_url",
+            ],
+            "customer" => vec![
+                "customer_id",
+                "customer_name",
+                "customer_user_id",
+                "customer_user_email",
+                "customer_email_verification",
+                "customer_avatar",
+                "customer_billing_address",
+                "customer_manage_url",
+            ],
+            "site" => vec![
+                "site_id",
+                "site_title",
+                "site_description",
+                "site_url",
+                "site_admin_url",
+                "site_manage_url",
+            ],
+            "domain" => vec![
+                "domain_id",
+                "domain_domain",
+                "domain_site_id",
+                "domain_stage",
+                "domain_active",
+                "domain_primary",
+                "domain_secure",
+                "domain_date_created",
+                "domain_manage_url",
+            ],
+            "billing" => vec![
+                "company_name",
+                "billing_email",
+                "billing_address_line_1",
+                "billing_address_line_2",
+                "billing_country",
+                "billing_state",
+                "billing_city",
+                "billing_zip_code",
+            ],
+            // A single key the caller merges in by hand.
+            key => vec![key],
+        }
+    }
+
+    /// Each built-in event's payload as the plugin's `wu_do_event` caller merges it, in that
+    /// order, with `wu_version` last (`Event_Manager::do_event`) and no old-name aliases: the
+    /// plugin registers `deprecated_args` but never merges them into what it sends.
+    #[test]
+    fn builtin_payloads_have_the_plugin_keys_in_its_order() {
+        let expected: [(&str, &[&str]); 14] = [
+            // Payment_Manager::handle_payment_success
+            ("payment_received", &["payment", "membership", "customer"]),
+            // Site_Manager::handle_site_published
+            ("site_published", &["site", "membership", "customer"]),
+            // Customer::send_verification_email
+            ("confirm_email_address", &["verification_link", "customer"]),
+            // Domain_Manager::handle_domain_created
+            (
+                "domain_created",
+                &["domain", "site", "membership", "customer"],
+            ),
+            // Cron::async_create_renewal_payment (inc/class-cron.php)
+            (
+                "renewal_payment_created",
+                &["default_payment_url", "payment", "membership", "customer"],
+            ),
+            // Event_Manager::get_model_payload: the model, its membership, its customer, the
+            // billing address (a payment's through its membership).
+            ("customer_created", &["customer", "billing"]),
+            ("customer_updated", &["customer", "billing"]),
+            ("membership_created", &["membership", "customer", "billing"]),
+            ("membership_updated", &["membership", "customer", "billing"]),
+            (
+                "payment_created",
+                &["payment", "membership", "customer", "billing"],
+            ),
+            (
+                "payment_updated",
+                &["payment", "membership", "customer", "billing"],
+            ),
+            // Newer releases: the Stripe and PayPal gateways, Cron, the payment admin pages.
+            (
+                "payment_failed",
+                &["membership", "customer", "payment_gateway"],
+            ),
+            ("membership_expired", &["membership", "customer"]),
+            (
+                "invoice_sent",
+                &["payment", "customer", "payment_url", "invoice_message"],
+            ),
+        ];
+        let catalog = Catalog::builtin();
+        assert_eq!(catalog.events().len(), expected.len());
+        for (slug, groups) in expected {
+            let e = catalog
+                .get(slug)
+                .unwrap_or_else(|| panic!("{slug} missing"));
+            let mut want: Vec<&str> = groups.iter().flat_map(|g| plugin_group(g)).collect();
+            want.push("wu_version");
+            let keys = key_order(e.example_json.get());
+            assert_eq!(keys, want, "{slug}");
+        }
+        for (slug, aliases) in [
+            (
+                "payment_received",
+                &["user_id", "amount", "gateway", "status", "date"][..],
+            ),
+            (
+                "domain_created",
+                &[
+                    "user_id",
+                    "user_site_id",
+                    "mapped_domain",
+                    "user_site_url",
+                    "network_ip",
+                ][..],
+            ),
+        ] {
+            let example = &catalog.get(slug).unwrap().example;
+            for alias in aliases {
+                assert!(example.get(alias).is_none(), "{slug} sends {alias}");
+            }
+        }
+    }
+
+    /// The top-level keys of a JSON object text, in the text's order.
+    fn key_order(text: &str) -> Vec<String> {
+        struct Keys(Vec<String>);
+        impl<'de> Deserialize<'de> for Keys {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> serde::de::Visitor<'de> for V {
+                    type Value = Keys;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str("an object")
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(
+                        self,
+                        mut map: A,
+                    ) -> Result<Keys, A::Error> {
+                        let mut keys = Vec::new();
+                        while let Some((k, _)) =
+                            map.next_entry::<String, serde::de::IgnoredAny>()?
+                        {
+                            keys.push(k);
+                        }
+                        Ok(Keys(keys))
+                    }
+                }
+                d.deserialize_map(V)
+            }
+        }
+        serde_json::from_str::<Keys>(text).unwrap().0
+    }
+
+    /// "Send Test Event" sends the registered example as is; only `do_event` (real events) adds
+    /// `wu_version` (Webhook_Manager::send_test_event vs Event_Manager::do_event).
+    #[test]
+    fn a_builtin_test_example_is_the_real_one_without_wu_version() {
+        for e in Catalog::builtin().events() {
+            let mut keys = key_order(e.example_json.get());
+            assert_eq!(keys.pop().as_deref(), Some("wu_version"), "{}", e.slug);
+            assert_eq!(key_order(e.test_example_json.get()), keys, "{}", e.slug);
+            // The listed example is the test one; the real one adds the version.
+            let test: Value = serde_json::from_str(e.test_example_json.get()).unwrap();
+            assert_eq!(test, e.example, "{}", e.slug);
+            let mut real: Value = serde_json::from_str(e.example_json.get()).unwrap();
+            assert_eq!(real["wu_version"], WU_VERSION, "{}", e.slug);
+            // Both are valid payloads of the event.
+            assert_eq!(e.check(&real), Ok(()), "{}", e.slug);
+            real.as_object_mut().unwrap().remove("wu_version");
+            assert_eq!(real, e.example, "{}", e.slug);
+        }
+        // A user catalog has no version to add: its test example is its example.
+        let c = Catalog::from_json(
+            "mine.json",
+            r#"[{"slug": "p", "name": "P", "example": {"b": 1, "a": 2}}]"#,
+        )
+        .unwrap();
+        let p = c.get("p").unwrap();
+        assert_eq!(p.test_example_json.get(), r#"{"b": 1, "a": 2}"#);
+        assert_eq!(p.example_json.get(), p.test_example_json.get());
     }
 
     /// Every built-in example is checked by an independently compiled validator against its
@@ -819,14 +1063,16 @@ mod tests {
                 .collect();
             assert!(errors.is_empty(), "{}: {errors:?}", e.slug);
 
-            // Drop a required key and mistype another: both must be caught.
+            // Drop a required key and mistype another (the version too): all must be caught.
             let mut broken = e.example.clone();
             let obj = broken.as_object_mut().unwrap();
-            obj.remove("wu_version");
-            let first_key = obj.keys().next().unwrap().clone();
-            obj.insert(first_key, json!([1, 2]));
+            let mut keys = obj.keys().filter(|k| *k != "wu_version").cloned();
+            let (dropped, mistyped) = (keys.next().unwrap(), keys.next().unwrap());
+            obj.remove(&dropped);
+            obj.insert(mistyped, json!([1, 2]));
+            obj.insert("wu_version".into(), json!("new"));
             let errors = e.check(&broken).unwrap_err();
-            assert!(errors.len() >= 2, "{}: {errors:?}", e.slug);
+            assert!(errors.len() >= 3, "{}: {errors:?}", e.slug);
         }
     }
 

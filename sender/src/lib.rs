@@ -412,8 +412,9 @@ impl Hooks {
         Ok(removed.to_out())
     }
 
-    /// `POST /api/webhooks/{id}/test`: sends the example of `event` (default: the webhook's
-    /// first event) now and returns what really happened.
+    /// `POST /api/webhooks/{id}/test`: sends the test example of `event` (default: the
+    /// webhook's first event; without `wu_version`, as the plugin's "Send Test Event") now and
+    /// returns what really happened.
     pub async fn test_webhook(
         &self,
         id_or_name: &str,
@@ -434,7 +435,12 @@ impl Hooks {
             .catalog
             .get(&slug)
             .ok_or_else(|| HooksError::UnknownEvent(slug.clone()))?;
-        let body = delivery::message_body(webhook.envelope, &slug, &event.example_json, Utc::now());
+        let body = delivery::message_body(
+            webhook.envelope,
+            &slug,
+            &event.test_example_json,
+            Utc::now(),
+        );
         Ok(self.delivery.test(&webhook, &slug, body).await?)
     }
 

@@ -1261,8 +1261,11 @@ mod tests {
         out.message_ids[0].clone()
     }
 
-    /// Waits (in the test's clock, paused or not) until the message reaches `state`.
+    /// Waits until the message reaches `state`: up to two hours of the test's clock (virtual in
+    /// the paused tests, long enough for their schedules) and never more than
+    /// [`WAIT_REAL_TIME`] of real time, so a regression fails instead of hanging.
     async fn wait_for(hooks: &Hooks, id: &str, state: api::MessageState) -> api::MessageOut {
+        let started = std::time::Instant::now();
         let poll = async {
             loop {
                 if let Some(m) = hooks.delivery().message(id)
@@ -1270,14 +1273,21 @@ mod tests {
                 {
                     return m;
                 }
+                assert!(
+                    started.elapsed() < WAIT_REAL_TIME,
+                    "{id} did not become {state:?} within {WAIT_REAL_TIME:?} of real time (now {:?})",
+                    hooks.delivery().message(id).map(|m| m.state)
+                );
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         };
-        // In virtual time for the paused tests (long enough for their schedules).
         tokio::time::timeout(Duration::from_secs(2 * 3600), poll)
             .await
             .unwrap_or_else(|_| panic!("{id} never became {state:?}"))
     }
+
+    /// The most real time [`wait_for`] waits.
+    const WAIT_REAL_TIME: Duration = Duration::from_secs(5);
 
     // -- The engine ----------------------------------------------------------------------------
 
@@ -1403,6 +1413,33 @@ mod tests {
             let emitted = ids.iter().position(|x| x == id).unwrap();
             assert!(emitted.abs_diff(i) <= 1, "{sent:?} vs {ids:?}");
         }
+    }
+
+    /// The engine-wide bound (`max_in_flight`) holds across webhooks, each of which alone
+    /// could send more at once.
+    #[tokio::test(start_paused = true)]
+    async fn the_global_bound_holds_across_webhooks() {
+        let (url, rx) = receiver().await;
+        rx.script(&[], Reply::Slow(SECOND));
+        let hooks = hooks(|c| {
+            c.max_in_flight = 3;
+            c.max_in_flight_per_webhook = 4;
+        });
+        for name in ["one", "two", "three", "four"] {
+            add(&hooks, name, &url);
+        }
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let out = hooks.emit("payment_received", None).await.unwrap();
+            assert_eq!(out.message_ids.len(), 4);
+            ids.extend(out.message_ids);
+        }
+        for id in &ids {
+            wait_for(&hooks, id, api::MessageState::Delivered).await;
+        }
+        let s = rx.0.lock().unwrap();
+        assert_eq!(s.hits.len(), 12);
+        assert_eq!(s.most_open, 3, "never more than the global bound in flight");
     }
 
     #[tokio::test(start_paused = true)]
@@ -1688,6 +1725,67 @@ mod tests {
         );
     }
 
+    /// An attempt that outlasts the grace period: shutdown returns when the grace is over, says
+    /// the drain timed out and lists the message still in flight.
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_with_a_timed_out_drain_reports_the_message_in_flight() {
+        let (url, rx) = receiver().await;
+        rx.script(&[], Reply::Slow(30 * SECOND));
+        let hooks = hooks(|c| c.request_timeout = 60 * SECOND);
+        add(&hooks, "slow", &url);
+        let id = emit_one(&hooks).await;
+        // The attempt is at the receiver (and will not be answered for 30 s).
+        tokio::time::timeout(5 * SECOND, async {
+            while rx.hits() == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the attempt reached the receiver");
+        let start = Instant::now();
+        let report = hooks.shutdown(2 * SECOND).await;
+        let took = start.elapsed();
+        assert!(report.timed_out, "{report}");
+        assert!(
+            took >= 2 * SECOND && took < 3 * SECOND,
+            "shutdown took {took:?} for a 2 s grace"
+        );
+        let u = report
+            .unfinished
+            .iter()
+            .find(|u| u.message_id == id)
+            .unwrap_or_else(|| panic!("{id} not reported: {report}"));
+        assert!(
+            !matches!(
+                u.state,
+                api::MessageState::Delivered | api::MessageState::Failed
+            ),
+            "{u:?}"
+        );
+        assert_eq!(rx.hits(), 1);
+    }
+
+    /// Deleting a webhook takes its scheduled retry out of the queue: nothing is due any more,
+    /// the message is forgotten, and the retry's time passes without a request.
+    #[tokio::test(start_paused = true)]
+    async fn deleting_a_webhook_ends_its_scheduled_retries() {
+        let (url, rx) = receiver().await;
+        rx.script(&[], Reply::Status(500));
+        let hooks = hooks(|c| c.retry_schedule = vec![Duration::from_secs(3600)]);
+        let wh = add(&hooks, "down", &url);
+        let id = emit_one(&hooks).await;
+        wait_for(&hooks, &id, api::MessageState::Scheduled).await;
+        assert_eq!(hooks.delivery().shared_queue_tasks().await.len(), 1);
+
+        hooks.delete_webhook(&wh.id).await.unwrap();
+        assert!(hooks.delivery().shared_queue_tasks().await.is_empty());
+        assert!(hooks.delivery().message(&id).is_none());
+        // Past the retry's time (virtual; jitter included) nothing went out.
+        tokio::time::sleep(Duration::from_secs(2 * 3600)).await;
+        assert_eq!(rx.hits(), 1);
+        assert!(hooks.delivery().shared_queue_tasks().await.is_empty());
+    }
+
     #[tokio::test(start_paused = true)]
     async fn disabling_ends_sleeping_retries_at_once() {
         let (url, rx) = receiver().await;
@@ -1818,15 +1916,37 @@ mod tests {
         let (url, rx) = receiver().await;
         let hooks = hooks(|_| {});
         let wh = add(&hooks, "order", &url);
-        assert!(hooks.test_webhook(&wh.id, None).await.unwrap().delivered);
+        let id = emit_one(&hooks).await;
+        wait_for(&hooks, &id, api::MessageState::Delivered).await;
         let hit = rx.0.lock().unwrap().hits.pop().unwrap();
         let body = std::str::from_utf8(&hit.body).unwrap();
-        // Payment, then membership, then customer fields, as Ultimate Multisite builds them.
+        // Payment, then membership, then customer fields, as Ultimate Multisite builds them,
+        // and the version it adds to a real event last.
         assert!(body.starts_with(r#"{"payment_id":"#), "{body}");
         let at = |key: &str| body.find(&format!("\"{key}\":")).unwrap();
         assert!(at("payment_manage_url") < at("membership_id"), "{body}");
         assert!(at("membership_manage_url") < at("customer_id"), "{body}");
         assert!(at("customer_manage_url") < at("wu_version"), "{body}");
+        assert!(
+            body.ends_with(&format!(
+                r#""wu_version":"{}"}}"#,
+                crate::catalog::WU_VERSION
+            )),
+            "{body}"
+        );
+
+        // A test send is the same payload without the version, as "Send Test Event" sends it.
+        assert!(hooks.test_webhook(&wh.id, None).await.unwrap().delivered);
+        let hit = rx.0.lock().unwrap().hits.pop().unwrap();
+        let test = std::str::from_utf8(&hit.body).unwrap();
+        assert!(!test.contains("wu_version"), "{test}");
+        let real_without_version = body
+            .strip_suffix(&format!(
+                r#","wu_version":"{}"}}"#,
+                crate::catalog::WU_VERSION
+            ))
+            .unwrap();
+        assert_eq!(format!("{real_without_version}}}"), test);
     }
 
     #[tokio::test]

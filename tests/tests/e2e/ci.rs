@@ -1192,7 +1192,15 @@ async fn test_bin_waits_for_a_signed_request_and_checks_it() {
         .wait_for(Matcher::new().json("/type", "site.created").valid())
         .timeout(Duration::from_secs(5));
     let sending = async {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Sent only once the wait holds on the server (its waiter gauge), so the request is
+        // one the wait was woken by, not one it found already stored.
+        let waiters = &bin.state().metrics.waiters;
+        within("the TestBin wait to hold", async {
+            while waiters.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
         reqwest::Client::new()
             .post(bin.url())
             .header("webhook-id", "msg_9")

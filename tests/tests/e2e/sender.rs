@@ -446,9 +446,31 @@ async fn send_test_event_reports_the_true_outcome() {
         .unwrap();
     assert!(out.delivered, "{out:?}");
     assert_eq!(out.status, Some(200));
-    // A test is sent once: no retry behind the user's back.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A test is sent once: no retry behind the user's back. Retries go out only for messages
+    // the sender holds pending or scheduled; the three tests are logged final, none due again.
     assert_eq!(rx.hits(), 3);
+    let log = c.deliveries(&wh.id, None).await.unwrap();
+    assert_eq!(log.messages.len(), 3, "{log:?}");
+    for m in &log.messages {
+        assert!(
+            matches!(
+                m.state,
+                api::MessageState::Delivered | api::MessageState::Failed
+            ) && m.next_attempt_at.is_none(),
+            "{m:?}"
+        );
+    }
+    assert!(
+        log.attempts
+            .iter()
+            .all(|a| a.trigger == api::AttemptTrigger::Test),
+        "{log:?}"
+    );
+    // As the plugin's "Send Test Event": the example without the `wu_version` of real events.
+    let (_, _, body) = rx.hit(2);
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(body["payment_total"].is_string(), "{body}");
+    assert!(body.get("wu_version").is_none(), "{body}");
     let e = c
         .test_webhook(&wh.id, Some("site_published"))
         .await
@@ -535,13 +557,16 @@ async fn a_message_to_a_real_bin_verifies_with_the_webhook_secret() {
 
     let body: Value = serde_json::from_slice(&raw).unwrap();
     let (_, events) = s.get_json("/api/events").await;
-    let example = events["events"]
+    let mut example = events["events"]
         .as_array()
         .unwrap()
         .iter()
         .find(|e| e["slug"] == "site_published")
         .unwrap()["example"]
         .clone();
+    // A real event: the listed example plus the version the plugin adds to real events.
+    assert!(example.get("wu_version").is_none(), "{example}");
+    example["wu_version"] = json!(sender::catalog::WU_VERSION);
     assert_eq!(body, example);
     assert_eq!(header(&headers, "content-type"), Some("application/json"));
 }
