@@ -160,6 +160,16 @@ impl ServerClient {
         self.call(reqwest::Method::PATCH, &path, Some(patch)).await
     }
 
+    /// A new signing secret; the old one keeps signing beside it for `input.grace`.
+    pub async fn rotate_secret(
+        &self,
+        id_or_name: &str,
+        input: &api::RotateSecretIn,
+    ) -> Result<api::WebhookOut, ClientError> {
+        let path = format!("api/webhooks/{}/secret/rotate", segment(id_or_name));
+        self.call(reqwest::Method::POST, &path, Some(input)).await
+    }
+
     pub async fn test_webhook(
         &self,
         id_or_name: &str,

@@ -404,6 +404,22 @@ impl Hooks {
         Ok(updated.to_out())
     }
 
+    /// `POST /api/webhooks/{id}/secret/rotate`: a new signing secret (`input.secret`, else
+    /// generated); the current one keeps signing beside it for `input.grace` (default
+    /// [`registry::DEFAULT_ROTATION_GRACE`], at most [`registry::MAX_ROTATION_GRACE`]). Every
+    /// invalid field is reported at once (422 `invalid_webhook`, fields `grace`, `secret`).
+    pub fn rotate_secret(
+        &self,
+        id_or_name: &str,
+        input: api::RotateSecretIn,
+    ) -> Result<api::WebhookOut, HooksError> {
+        let id = self.find(id_or_name)?.id;
+        Ok(self
+            .registry
+            .rotate_secret(&id, input.secret.as_deref(), input.grace.as_deref())?
+            .to_out())
+    }
+
     /// `DELETE /api/webhooks/{id}`: its unfinished messages end failed.
     pub async fn delete_webhook(&self, id_or_name: &str) -> Result<api::WebhookOut, HooksError> {
         let id = self.find(id_or_name)?.id;

@@ -47,6 +47,7 @@ use crate::AppState;
         super::webhooks::update,
         super::webhooks::remove,
         super::webhooks::test,
+        super::webhooks::rotate_secret,
         super::webhooks::deliveries,
         super::webhooks::message,
         super::webhooks::resend,

@@ -27,6 +27,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/webhooks", get(list).post(create))
         .route("/api/webhooks/{id}", get(read).patch(update).delete(remove))
         .route("/api/webhooks/{id}/test", post(test))
+        .route("/api/webhooks/{id}/secret/rotate", post(rotate_secret))
         .route("/api/webhooks/{id}/deliveries", get(deliveries))
         .route("/api/deliveries/stream", get(changes))
         .route("/api/deliveries/{id}", get(message))
@@ -154,6 +155,25 @@ async fn remove(
     Path(id): Path<String>,
 ) -> Result<Json<api::WebhookOut>, ApiError> {
     Ok(Json(state.hooks.delete_webhook(&id).await?))
+}
+
+#[utoipa::path(post, path = "/api/webhooks/{id}/secret/rotate", tag = "webhooks", params(("id" = String, Path, description = "The webhook's id (`wh_...`) or its name", example = "fuzz-hook")), request_body = api::RotateSecretIn, security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The webhook with its new `secret`; until `previous_secret_expires_at` every delivery is also signed with `previous_secret`", body = api::WebhookOut),
+        (status = 400, description = "The body is not JSON", body = api::ErrorBody),
+        (status = 413, description = "The body is over the server's request size limit", body = api::ErrorBody),
+        (status = 415, description = "A non-empty body without Content-Type: application/json", body = api::ErrorBody),
+        (status = 401, description = "The server has --auth-token and the admin token was not sent", body = api::ErrorBody),
+        (status = 404, description = "No such webhook", body = api::ErrorBody),
+        (status = 422, description = "Invalid fields (`grace`, `secret`): `errors` names every one (or the body is JSON of the wrong shape)", body = api::ErrorBody),
+        (status = 503, description = "The sender's store is unavailable", body = api::ErrorBody)))]
+async fn rotate_secret(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<api::RotateSecretIn>,
+) -> Result<Json<api::WebhookOut>, WebhookError> {
+    Ok(Json(state.hooks.rotate_secret(&id, input)?))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

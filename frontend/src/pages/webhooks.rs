@@ -10,8 +10,8 @@ use std::collections::HashSet;
 
 use api::{
     AttemptOut, BinIn, BinList, BinOut, DeliveryLog, EmitIn, EmitOut, EventList, EventOut,
-    MessageOut, MessageRef, MessageState, TestOutcome, WebhookIn, WebhookList, WebhookOut,
-    WebhookPatch,
+    MessageOut, MessageRef, MessageState, RotateSecretIn, TestOutcome, WebhookIn, WebhookList,
+    WebhookOut, WebhookPatch,
 };
 use leptos::html::Dialog;
 use leptos::prelude::*;
@@ -734,6 +734,36 @@ fn WebhookCard(data: Data, id: String) -> impl IntoView {
             d.close();
         }
     };
+    // Rotate secret: asked first (with the grace period), then the card shows the new secret
+    // and when the previous one stops signing.
+    let confirm_rotate = RwSignal::new(false);
+    let grace = RwSignal::new(DEFAULT_GRACE.to_owned());
+    let rotated = RwSignal::new(false);
+    let rotate = {
+        let url = format!("{api_path}/secret/rotate");
+        move |_| {
+            set_busy.set(Some("Rotating…"));
+            let url = url.clone();
+            let input = RotateSecretIn {
+                grace: Some(grace.get_untracked()),
+                secret: None,
+            };
+            spawn_local(async move {
+                match server::send::<_, WebhookOut>("POST", &url, &input).await {
+                    Ok(_) => {
+                        let _ = confirm_rotate.try_set(false);
+                        let _ = rotated.try_set(true);
+                        let _ = set_error.try_set(None);
+                        data.reload_webhooks();
+                    }
+                    Err(e) => {
+                        let _ = set_error.try_set(Some(e.message));
+                    }
+                }
+                let _ = set_busy.try_set(None);
+            });
+        }
+    };
 
     // Just saved: scroll to it and highlight it for a moment.
     let card_ref = NodeRef::<leptos::html::Article>::new();
@@ -834,7 +864,16 @@ fn WebhookCard(data: Data, id: String) -> impl IntoView {
                 <dt>"Event"</dt><dd>{events(&w)}</dd>
                 <dt>"Events sent"</dt><dd>{w.event_count}</dd>
                 <dt>"Signing secret"</dt>
-                <dd><SecretView secret=w.secret.clone()/></dd>
+                <dd>
+                    <SecretView secret=w.secret.clone()/>
+                    <button type="button" class="small" on:click=move |_| confirm_rotate.update(|c| *c = !*c)
+                        aria-expanded=move || confirm_rotate.get().to_string()>"Rotate secret"</button>
+                    {w.previous_secret_expires_at.clone().map(|until| view! {
+                        <p class="small muted previous-secret">
+                            "The previous secret also signs every delivery; it expires " <Ago at=until/> "."
+                        </p>
+                    })}
+                </dd>
                 <dt>"Last failure"</dt>
                 <dd>{last_failure.unwrap_or_else(|| view! { <span class="muted">"Never"</span> }.into_any())}</dd>
                 {w.disabled_reason.clone().map(|why| view! {
@@ -868,6 +907,25 @@ fn WebhookCard(data: Data, id: String) -> impl IntoView {
                 }}
             </div>
             <dl class="webhook-facts">{facts}</dl>
+            {move || confirm_rotate.get().then(|| view! {
+                <div class="confirm" role="group" aria-label="Rotate the signing secret">
+                    <p>"A new secret will sign every delivery. The current one keeps signing beside it for "
+                        <select aria-label="Grace period" on:change=move |ev| grace.set(event_target_value(&ev))>
+                            {GRACE_CHOICES.iter().map(|&(value, label)| view! {
+                                <option value=value prop:selected=move || grace.with(|g| g == value)>{label}</option>
+                            }).collect_view()}
+                        </select>
+                        ", so receivers can switch without missing a message."</p>
+                    <div class="row">
+                        <button type="button" class="primary" on:click=rotate.clone()
+                            disabled=move || busy.get().is_some()>"Rotate"</button>
+                        <button type="button" on:click=move |_| confirm_rotate.set(false)>"Cancel"</button>
+                    </div>
+                </div>
+            })}
+            {move || (rotated.get() && !confirm_rotate.get()).then(|| view! {
+                <p class="small" role="status">"Secret rotated: give the new secret to the receiver."</p>
+            })}
             {move || bin_link().map(|bin| view! {
                 <p class="small"><a href=format!("/bins/{}", enc(&bin))>"View in bin"</a>
                     <span class="muted">" (this URL is a bin of this server)"</span></p>
@@ -973,6 +1031,17 @@ fn WebhookCard(data: Data, id: String) -> impl IntoView {
         </dialog>
     }
 }
+
+/// The grace period a rotation offers first: the server's default, a day.
+const DEFAULT_GRACE: &str = "24h";
+
+/// What the rotation's confirm offers (at most the server's 7 days).
+static GRACE_CHOICES: [(&str, &str); 4] = [
+    ("1h", "1 hour"),
+    ("24h", "24 hours"),
+    ("7d", "7 days"),
+    ("0", "no time (it stops now)"),
+];
 
 /// The webhook's signing secret: hidden until asked for, copyable either way. The receiver
 /// verifies the `webhook-signature` header with it (Standard Webhooks).

@@ -656,7 +656,7 @@ impl Delivery {
             &self.shared.client,
             config.request_timeout,
             &webhook.url,
-            &webhook.secret,
+            &webhook.signing_secrets(Utc::now()),
             &id,
             body.clone(),
         )
@@ -1020,7 +1020,7 @@ impl Delivery {
             &shared.client,
             config.request_timeout,
             &webhook.url,
-            &webhook.secret,
+            &webhook.signing_secrets(Utc::now()),
             id,
             body,
         )
