@@ -207,6 +207,21 @@ impl ServerClient {
         self.call(reqwest::Method::GET, &path, None::<&()>).await
     }
 
+    /// "Retry now": a message waiting for its next attempt is sent at once.
+    pub async fn retry_now(
+        &self,
+        id_or_name: &str,
+        message_id: &str,
+    ) -> Result<api::MessageRef, ClientError> {
+        let path = format!(
+            "api/webhooks/{}/messages/{}/retry",
+            segment(id_or_name),
+            segment(message_id)
+        );
+        self.call(reqwest::Method::POST, &path, Some(&serde_json::json!({})))
+            .await
+    }
+
     pub async fn resend(&self, message_id: &str) -> Result<api::MessageRef, ClientError> {
         let path = format!("api/deliveries/{}/resend", segment(message_id));
         self.call(reqwest::Method::POST, &path, Some(&serde_json::json!({})))

@@ -51,6 +51,7 @@ use crate::AppState;
         super::webhooks::deliveries,
         super::webhooks::message,
         super::webhooks::resend,
+        super::webhooks::retry_now,
         super::webhooks::changes,
     ),
     modifiers(&BearerAuth),

@@ -32,6 +32,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/deliveries/stream", get(changes))
         .route("/api/deliveries/{id}", get(message))
         .route("/api/deliveries/{id}/resend", post(resend))
+        .route("/api/webhooks/{id}/messages/{msg}/retry", post(retry_now))
 }
 
 impl From<sender::HooksError> for ApiError {
@@ -273,6 +274,22 @@ async fn resend(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<api::MessageRef>), ApiError> {
     Ok((StatusCode::ACCEPTED, Json(state.hooks.resend(&id).await?)))
+}
+
+#[utoipa::path(post, path = "/api/webhooks/{id}/messages/{msg}/retry", tag = "webhooks", params(("id" = String, Path, description = "The webhook's id (`wh_...`) or its name", example = "fuzz-hook"), ("msg" = String, Path, description = "A message id (`msg_...`) of that webhook", example = "msg_fuzz")),
+    responses(
+        (status = 202, description = "The message's next attempt is due now (the retry schedule goes on from it)", body = api::MessageRef),
+        (status = 404, description = "No such webhook, or no such message of it", body = api::ErrorBody),
+        (status = 409, description = "The message is not waiting for a retry: being sent now, or finished (`delivery_not_waiting`)", body = api::ErrorBody),
+        (status = 503, description = "The sender's store is unavailable or the server is shutting down", body = api::ErrorBody)))]
+async fn retry_now(
+    State(state): State<AppState>,
+    Path((id, msg)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<api::MessageRef>), ApiError> {
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(state.hooks.retry_now(&id, &msg).await?),
+    ))
 }
 
 /// How often a client is told at most that something changed: each `changed` event makes it

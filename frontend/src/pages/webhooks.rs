@@ -1283,10 +1283,36 @@ fn state_label(s: MessageState) -> (&'static str, &'static str) {
 }
 
 /// One message, with Resend. The server resends a finished message (delivered or failed); one
-/// still being tried or waiting for its retry shows the button disabled, and says why.
+/// still being tried or waiting for its retry shows the button disabled, and says why. One
+/// waiting for its next attempt also has **Retry now** (that attempt, at once).
 #[component]
 fn MessageRow(data: Data, m: MessageOut, resend: Resend) -> impl IntoView {
     let id = m.id.clone();
+    let retry_now = {
+        let url = format!(
+            "/api/webhooks/{}/messages/{}/retry",
+            enc(&m.webhook_id),
+            enc(&id)
+        );
+        let id = id.clone();
+        move |_| {
+            let url = url.clone();
+            resend.in_flight.set(Some(id.clone()));
+            spawn_local(async move {
+                let note = match server::post_empty::<MessageRef>(&url).await {
+                    Ok(r) => format!(
+                        "Retrying {} now: the attempt shows below as it is made.",
+                        r.message_id
+                    ),
+                    Err(e) => e.message,
+                };
+                let _ = resend.note.try_set(Some(note));
+                let _ = resend.in_flight.try_set(None);
+                data.reload_webhooks();
+            });
+        }
+    };
+    let waiting = m.state == MessageState::Scheduled;
     let busy = {
         let id = id.clone();
         move || resend.in_flight.with(|f| f.as_deref() == Some(id.as_str()))
@@ -1322,12 +1348,17 @@ fn MessageRow(data: Data, m: MessageOut, resend: Resend) -> impl IntoView {
             <td class="num">{m.attempts}</td>
             <td>{m.next_attempt_at.clone().map(|at| view! { <Ago at=at/> })}</td>
             <td class="error-text">{m.error.clone().unwrap_or_default()}</td>
-            <td>
+            <td><span class="row">
+                {waiting.then(|| view! {
+                    <button type="button" class="small primary" on:click=retry_now
+                        title="Make the next attempt now instead of waiting for it"
+                        disabled={let busy = busy.clone(); move || busy()}>"Retry now"</button>
+                })}
                 <button type="button" class="small" on:click=click title=why
                     disabled={let busy = busy.clone(); move || !finished || busy()}>
                     {let busy = busy.clone(); move || if busy() { "Resending…" } else { "Resend" }}
                 </button>
-            </td>
+            </span></td>
         </tr>
     }
 }

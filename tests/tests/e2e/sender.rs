@@ -656,6 +656,53 @@ async fn a_rotated_secret_signs_beside_the_new_one_during_its_grace() {
 }
 
 #[tokio::test]
+async fn retry_now_sends_a_waiting_message_at_once() {
+    let rx = Receiver::start(&[Mode::Status(503)], Mode::Status(200)).await;
+    // The first retry would wait an hour.
+    let s = server("1h", "5s", 5).await;
+    let wh = add_webhook(&s, "waiting", &rx.url).await;
+    let other = add_webhook(&s, "other", "http://127.0.0.1:9/nowhere").await;
+    let c = client(&s);
+    let msg = emit(&s).await[0].message_id.clone();
+    let waiting = wait_state(&s, &msg, api::MessageState::Scheduled).await;
+    assert_eq!(waiting.attempts, 1);
+
+    // Not this webhook's message, or no such message: 404; no such webhook: 404.
+    let e = c.retry_now(&other.id, &msg).await.unwrap_err();
+    assert!(e.to_string().starts_with("404 delivery_not_found"), "{e}");
+    let e = c.retry_now(&wh.id, "msg_nope").await.unwrap_err();
+    assert!(e.to_string().starts_with("404 delivery_not_found"), "{e}");
+    let e = c.retry_now("nobody", &msg).await.unwrap_err();
+    assert!(e.to_string().starts_with("404 webhook_not_found"), "{e}");
+
+    let queued = c.retry_now("waiting", &msg).await.unwrap();
+    assert_eq!(
+        (queued.message_id.as_str(), queued.webhook_id.as_str()),
+        (msg.as_str(), wh.id.as_str())
+    );
+    let done = wait_state(&s, &msg, api::MessageState::Delivered).await;
+    assert_eq!((done.attempts, rx.hits()), (2, 2));
+    // The same webhook-id: a retry, not a new message.
+    let (_, first, _) = rx.hit(0);
+    let (_, second, _) = rx.hit(1);
+    assert_eq!(header(&first, "webhook-id"), header(&second, "webhook-id"));
+    let log = c.deliveries(&wh.id, None).await.unwrap();
+    assert_eq!(log.attempts[0].trigger, api::AttemptTrigger::Scheduled);
+    assert_eq!(log.attempts[0].attempt, 2);
+
+    // Finished: nothing waits any more.
+    let resp = s
+        .client
+        .post(s.url(&format!("/api/webhooks/{}/messages/{msg}/retry", wh.id)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 409);
+    let e: Value = resp.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "delivery_not_waiting");
+}
+
+#[tokio::test]
 async fn shutdown_stops_retries_promptly() {
     let rx = Receiver::start(&[], Mode::Status(500)).await;
     let s = server("1h", "5s", 5).await;
