@@ -207,7 +207,7 @@ fn server_errors(e: &ApiError) -> Vec<(&'static str, String)> {
         return vec![(error_field(e), e.message.clone())];
     }
     let mut out: Vec<(&'static str, String)> = Vec::new();
-    for (field, problem) in &e.fields {
+    for api::FieldError { field, message } in &e.fields {
         let (slot, label) = match field.as_str() {
             "name" => ("name", "Name"),
             "url" => ("url", "URL"),
@@ -216,7 +216,7 @@ fn server_errors(e: &ApiError) -> Vec<(&'static str, String)> {
             "envelope" => ("form", "Envelope"),
             _ => ("form", field.as_str()),
         };
-        let mut text = format!("{label}: {problem}");
+        let mut text = format!("{label}: {message}");
         if !text.ends_with('.') {
             text.push('.');
         }
