@@ -319,7 +319,7 @@ pub(super) fn WebhookCard(data: Data, id: String) -> impl IntoView {
                 <dt>"Signing secret"</dt>
                 <dd>
                     <SecretView secret=w.secret.clone()/>
-                    <button type="button" class="small" on:click=move |_| confirm_rotate.update(|c| *c = !*c)
+                    <button type="button" class="small rotate-secret" on:click=move |_| confirm_rotate.update(|c| *c = !*c)
                         aria-expanded=move || confirm_rotate.get().to_string()>"Rotate secret"</button>
                     {w.previous_secret_expires_at.clone().map(|until| view! {
                         <p class="small muted previous-secret">
