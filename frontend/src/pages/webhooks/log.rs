@@ -146,7 +146,10 @@ pub(super) fn message_key(m: &MessageOut) -> String {
     )
 }
 
-/// Which message is being resent, and what the last resend said.
+/// Marks a Retry now in [`Resend::in_flight`] (before the message id), apart from a resend.
+const RETRYING: &str = "retry:";
+
+/// Which message is being resent (or retried), and what the last resend said.
 #[derive(Clone, Copy)]
 pub(super) struct Resend {
     pub(super) in_flight: RwSignal<Option<String>>,
@@ -177,7 +180,7 @@ pub(super) fn MessageRow(data: Data, m: MessageOut, resend: Resend) -> impl Into
         let id = id.clone();
         move |_| {
             let url = url.clone();
-            resend.in_flight.set(Some(id.clone()));
+            resend.in_flight.set(Some(format!("{RETRYING}{id}")));
             spawn_local(async move {
                 let note = match server::post_empty::<MessageRef>(&url).await {
                     Ok(r) => format!(
@@ -195,7 +198,20 @@ pub(super) fn MessageRow(data: Data, m: MessageOut, resend: Resend) -> impl Into
     let waiting = m.state == MessageState::Scheduled;
     let busy = {
         let id = id.clone();
-        move || resend.in_flight.with(|f| f.as_deref() == Some(id.as_str()))
+        move || {
+            resend.in_flight.with(|f| {
+                f.as_deref()
+                    .is_some_and(|f| f.strip_prefix(RETRYING).unwrap_or(f) == id)
+            })
+        }
+    };
+    let retrying = {
+        let key = format!("{RETRYING}{id}");
+        move || {
+            resend
+                .in_flight
+                .with(|f| f.as_deref() == Some(key.as_str()))
+        }
     };
     let click = move |_| {
         let id = id.clone();
@@ -232,11 +248,13 @@ pub(super) fn MessageRow(data: Data, m: MessageOut, resend: Resend) -> impl Into
                 {waiting.then(|| view! {
                     <button type="button" class="small primary" on:click=retry_now
                         title="Make the next attempt now instead of waiting for it"
-                        disabled={let busy = busy.clone(); move || busy()}>"Retry now"</button>
+                        disabled={let busy = busy.clone(); move || busy()}>
+                        {let retrying = retrying.clone(); move || if retrying() { "Retrying…" } else { "Retry now" }}
+                    </button>
                 })}
                 <button type="button" class="small" on:click=click title=why
                     disabled={let busy = busy.clone(); move || !finished || busy()}>
-                    {let busy = busy.clone(); move || if busy() { "Resending…" } else { "Resend" }}
+                    {let busy = busy.clone(); move || if busy() && !retrying() { "Resending…" } else { "Resend" }}
                 </button>
             </span></td>
         </tr>
