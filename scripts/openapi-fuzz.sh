@@ -59,6 +59,10 @@ cat >"$config" <<TOML
 [[operations]]
 include-path-regex = '^/api/deliveries/\{id\}'
 parameters = { "path.id" = "$message" }
+
+[[operations]]
+include-path-regex = '^/api/webhooks/\{id\}/messages/'
+parameters = { "path.msg" = "$message" }
 TOML
 timeout -k 5 600 st --config-file "$config" run "$base/api/openapi.json" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \

@@ -162,6 +162,30 @@ pub struct WebhookOut {
     /// Why the sender disabled the webhook (410 Gone, too many failed messages).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disabled_reason: Option<String>,
+    /// The secret before the last rotation, while its grace period runs: until
+    /// `previous_secret_expires_at` every delivery is signed with both (`webhook-signature:
+    /// v1,<new> v1,<previous>`), so receivers can switch without dropping a message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret: Option<String>,
+    /// When `previous_secret` stops being used (RFC 3339, UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret_expires_at: Option<String>,
+}
+
+/// Body of `POST /api/webhooks/{id}/secret/rotate` (optional: `{}` or no body rotates with the
+/// default grace period).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RotateSecretIn {
+    /// How long the current secret keeps signing beside the new one: a duration such as `30m`,
+    /// `24h`, `7d` (a bare number is seconds; `0` ends it at once). Default `24h`, at most `7d`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(example = "24h"))]
+    pub grace: Option<String>,
+    /// The new secret (`whsec_` + base64 of 24 to 64 bytes); generated when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
 }
 
 /// `GET /api/webhooks`.

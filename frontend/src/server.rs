@@ -26,9 +26,9 @@ pub struct ApiError {
     pub status: Option<u16>,
     pub code: String,
     pub message: String,
-    /// Every invalid field the server named (`error.errors`: `{field, message}`), in its order;
-    /// empty when it named none.
-    pub fields: Vec<(String, String)>,
+    /// Every invalid field the server named (`error.errors`), in its order; empty when it named
+    /// none.
+    pub fields: Vec<api::FieldError>,
 }
 
 impl fmt::Display for ApiError {
@@ -53,17 +53,12 @@ impl ApiError {
     }
 
     fn from_response(status: u16, text: &str) -> Self {
-        match serde_json::from_str::<WireError>(text) {
+        match serde_json::from_str::<api::ErrorBody>(text) {
             Ok(body) => ApiError {
                 status: Some(status),
                 code: body.error.code,
                 message: body.error.message,
-                fields: body
-                    .error
-                    .errors
-                    .into_iter()
-                    .map(|f| (f.field, f.message))
-                    .collect(),
+                fields: body.error.errors,
             },
             Err(_) => ApiError {
                 status: Some(status),
@@ -76,27 +71,6 @@ impl ApiError {
             },
         }
     }
-}
-
-/// The error body as sent: `api::ErrorBody` plus the per-field list of a refused form.
-#[derive(serde::Deserialize)]
-struct WireError {
-    error: WireDetail,
-}
-
-#[derive(serde::Deserialize)]
-struct WireDetail {
-    code: String,
-    message: String,
-    #[serde(default)]
-    errors: Vec<WireField>,
-}
-
-#[derive(serde::Deserialize)]
-struct WireField {
-    field: String,
-    #[serde(alias = "problem")]
-    message: String,
 }
 
 /// Percent-encodes a path segment or query value.

@@ -160,6 +160,16 @@ impl ServerClient {
         self.call(reqwest::Method::PATCH, &path, Some(patch)).await
     }
 
+    /// A new signing secret; the old one keeps signing beside it for `input.grace`.
+    pub async fn rotate_secret(
+        &self,
+        id_or_name: &str,
+        input: &api::RotateSecretIn,
+    ) -> Result<api::WebhookOut, ClientError> {
+        let path = format!("api/webhooks/{}/secret/rotate", segment(id_or_name));
+        self.call(reqwest::Method::POST, &path, Some(input)).await
+    }
+
     pub async fn test_webhook(
         &self,
         id_or_name: &str,
@@ -195,6 +205,21 @@ impl ServerClient {
             path.push_str(&format!("?limit={limit}"));
         }
         self.call(reqwest::Method::GET, &path, None::<&()>).await
+    }
+
+    /// "Retry now": a message waiting for its next attempt is sent at once.
+    pub async fn retry_now(
+        &self,
+        id_or_name: &str,
+        message_id: &str,
+    ) -> Result<api::MessageRef, ClientError> {
+        let path = format!(
+            "api/webhooks/{}/messages/{}/retry",
+            segment(id_or_name),
+            segment(message_id)
+        );
+        self.call(reqwest::Method::POST, &path, Some(&serde_json::json!({})))
+            .await
     }
 
     pub async fn resend(&self, message_id: &str) -> Result<api::MessageRef, ClientError> {

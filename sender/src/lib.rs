@@ -98,6 +98,7 @@ impl HooksError {
             HooksError::Delivery(DeliveryError::QueueFull(..)) => 429,
             HooksError::Delivery(DeliveryError::ShuttingDown) => 503,
             HooksError::Delivery(DeliveryError::QueueUnavailable(_)) => 503,
+            HooksError::Delivery(DeliveryError::NotWaiting(_)) => 409,
             HooksError::UnknownEvent(_) => 404,
             HooksError::NotSubscribed { .. } => 422,
             HooksError::PayloadTooLarge(..) => 413,
@@ -120,6 +121,7 @@ impl HooksError {
             HooksError::Delivery(DeliveryError::QueueFull(..)) => "queue_full",
             HooksError::Delivery(DeliveryError::ShuttingDown) => "shutting_down",
             HooksError::Delivery(DeliveryError::QueueUnavailable(_)) => "store_unavailable",
+            HooksError::Delivery(DeliveryError::NotWaiting(_)) => "delivery_not_waiting",
             HooksError::UnknownEvent(_) => "event_not_found",
             HooksError::NotSubscribed { .. } => "not_subscribed",
             HooksError::PayloadTooLarge(..) => "payload_too_large",
@@ -404,6 +406,22 @@ impl Hooks {
         Ok(updated.to_out())
     }
 
+    /// `POST /api/webhooks/{id}/secret/rotate`: a new signing secret (`input.secret`, else
+    /// generated); the current one keeps signing beside it for `input.grace` (default
+    /// [`registry::DEFAULT_ROTATION_GRACE`], at most [`registry::MAX_ROTATION_GRACE`]). Every
+    /// invalid field is reported at once (422 `invalid_webhook`, fields `grace`, `secret`).
+    pub fn rotate_secret(
+        &self,
+        id_or_name: &str,
+        input: api::RotateSecretIn,
+    ) -> Result<api::WebhookOut, HooksError> {
+        let id = self.find(id_or_name)?.id;
+        Ok(self
+            .registry
+            .rotate_secret(&id, input.secret.as_deref(), input.grace.as_deref())?
+            .to_out())
+    }
+
     /// `DELETE /api/webhooks/{id}`: its unfinished messages end failed.
     pub async fn delete_webhook(&self, id_or_name: &str) -> Result<api::WebhookOut, HooksError> {
         let id = self.find(id_or_name)?.id;
@@ -505,6 +523,21 @@ impl Hooks {
     /// `POST /api/deliveries/{id}/resend` (`id` is a message id).
     pub async fn resend(&self, message_id: &str) -> Result<api::MessageRef, HooksError> {
         Ok(self.delivery.resend(message_id).await?)
+    }
+
+    /// `POST /api/webhooks/{id}/messages/{msg}/retry`: the message's next attempt, now (see
+    /// [`Delivery::retry_now`]). A message of another webhook is not found.
+    pub async fn retry_now(
+        &self,
+        id_or_name: &str,
+        message_id: &str,
+    ) -> Result<api::MessageRef, HooksError> {
+        let webhook = self.find(id_or_name)?;
+        match self.delivery.message(message_id) {
+            Some(m) if m.webhook_id == webhook.id => {}
+            _ => return Err(DeliveryError::MessageNotFound(message_id.to_owned()).into()),
+        }
+        Ok(self.delivery.retry_now(message_id).await?)
     }
 
     /// Starts the delivery engine (see [`Delivery::start`]); the server calls it when it

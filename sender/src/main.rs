@@ -76,6 +76,9 @@ enum Command {
     Enable(ToggleArgs),
     /// Switch a webhook off: emitted events skip it until it is enabled.
     Disable(ToggleArgs),
+    /// Give a webhook a new signing secret; the old one keeps signing beside it for a grace
+    /// period (deliveries carry both `v1,` signatures), so receivers switch without a gap.
+    RotateSecret(RotateSecretArgs),
     /// Send a webhook its event's example now and report the true outcome.
     Test(TestArgs),
     /// Emit an event through the server to every active webhook subscribed to it.
@@ -241,6 +244,23 @@ struct ToggleArgs {
 }
 
 #[derive(Args)]
+struct RotateSecretArgs {
+    /// The webhook's id or name, e.g. `billing`.
+    webhook: String,
+    /// How long the old secret keeps signing beside the new one (default 24h, at most 7d, `0`
+    /// for none), e.g. `--grace 1h`.
+    #[arg(long)]
+    grace: Option<String>,
+    /// The new secret (`whsec_` + base64 of 24 to 64 bytes; default: generated), e.g.
+    /// `--secret whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw`.
+    #[arg(long)]
+    secret: Option<String>,
+    /// Print the webhook as JSON, e.g. `--json`.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
 struct TestArgs {
     /// The webhook's id or name, e.g. `billing`.
     webhook: String,
@@ -395,6 +415,15 @@ async fn run(cli: Cli) -> anyhow::Result<Result<(), DeliveryFailed>> {
         }
         Command::Disable(ToggleArgs { webhook, json }) => {
             toggle(&server()?, &webhook, false, json).await
+        }
+        Command::RotateSecret(args) => {
+            let input = api::RotateSecretIn {
+                grace: args.grace,
+                secret: args.secret,
+            };
+            let w = server()?.rotate_secret(&args.webhook, &input).await?;
+            print_webhook("rotated the secret of", &w, args.json)?;
+            Ok(Ok(()))
         }
         Command::Test(args) => {
             let outcome = server()?
@@ -608,7 +637,7 @@ impl Job {
                 &self.client,
                 self.timeout,
                 &self.url,
-                &self.secret,
+                &[&self.secret],
                 &id,
                 body.clone(),
             )
@@ -800,6 +829,9 @@ fn print_webhook(done: &str, w: &api::WebhookOut, json: bool) -> anyhow::Result<
     out!("  active:   {}", if w.active { "yes" } else { "no" })?;
     out!("  envelope: {}", w.envelope.as_str())?;
     out!("  secret:   {}", w.secret)?;
+    if let (Some(previous), Some(until)) = (&w.previous_secret, &w.previous_secret_expires_at) {
+        out!("  previous: {previous} (still signing until {until})")?;
+    }
     Ok(())
 }
 

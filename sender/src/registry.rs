@@ -21,6 +21,12 @@ const MIN_NAME_CHARS: usize = 2;
 const MAX_NAME_CHARS: usize = 100;
 /// URLs longer than this are refused; no real endpoint needs more and it bounds memory.
 const MAX_URL_BYTES: usize = 2048;
+/// How long a rotated-out secret keeps signing when the rotation names no grace period: a
+/// day, as Svix and Stripe give, long enough for a receiver's next deploy.
+pub const DEFAULT_ROTATION_GRACE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+/// The longest grace period a rotation may ask for: a week. A secret that must be replaced
+/// (it leaked) should not keep signing for months.
+pub const MAX_ROTATION_GRACE: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
 /// Why a registry operation was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -98,6 +104,13 @@ pub struct Failure {
     pub reason: String,
 }
 
+/// The secret a rotation replaced, still signing beside the new one until `until`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviousSecret {
+    pub secret: Secret,
+    pub until: DateTime<Utc>,
+}
+
 /// One webhook, as configured and as it is doing.
 #[derive(Debug, Clone)]
 pub struct Webhook {
@@ -106,6 +119,8 @@ pub struct Webhook {
     pub url: String,
     pub events: Vec<String>,
     pub secret: Secret,
+    /// After a rotation ([`Registry::rotate_secret`]): the old secret and when it stops.
+    pub previous_secret: Option<PreviousSecret>,
     pub active: bool,
     pub envelope: api::Envelope,
     pub created_at: DateTime<Utc>,
@@ -125,9 +140,18 @@ impl Webhook {
                 .map(|t| t.with_timezone(&Utc))
                 .map_err(|e| format!("webhook {}: bad time {t:?}: {e}", out.id))
         };
+        let previous_secret = match (&out.previous_secret, &out.previous_secret_expires_at) {
+            (Some(secret), Some(until)) => Some(PreviousSecret {
+                secret: Secret::parse(secret)
+                    .map_err(|e| format!("webhook {}: bad previous secret: {e}", out.id))?,
+                until: time(until)?,
+            }),
+            _ => None,
+        };
         Ok(Self {
             secret: Secret::parse(&out.secret)
                 .map_err(|e| format!("webhook {}: bad secret: {e}", out.id))?,
+            previous_secret,
             created_at: time(&out.created_at)?,
             last_failure: match &out.last_failure {
                 Some(f) => Some(Failure {
@@ -152,7 +176,22 @@ impl Webhook {
         self.events.iter().any(|e| e == slug)
     }
 
+    /// The previous secret while its grace period runs at `now`.
+    pub fn previous_secret_at(&self, now: DateTime<Utc>) -> Option<&PreviousSecret> {
+        self.previous_secret.as_ref().filter(|p| now < p.until)
+    }
+
+    /// The secrets a message sent at `now` is signed with: the current one first, then the
+    /// previous one while its grace period runs (Standard Webhooks: a receiver accepts when any
+    /// `v1,` entry matches).
+    pub fn signing_secrets(&self, now: DateTime<Utc>) -> Vec<&Secret> {
+        std::iter::once(&self.secret)
+            .chain(self.previous_secret_at(now).map(|p| &p.secret))
+            .collect()
+    }
+
     pub fn to_out(&self) -> api::WebhookOut {
+        let previous = self.previous_secret_at(Utc::now());
         api::WebhookOut {
             id: self.id.clone(),
             name: self.name.clone(),
@@ -169,6 +208,8 @@ impl Webhook {
                 reason: f.reason.clone(),
             }),
             disabled_reason: self.disabled_reason.clone(),
+            previous_secret: previous.map(|p| p.secret.as_str().to_owned()),
+            previous_secret_expires_at: previous.map(|p| crate::rfc3339(p.until)),
         }
     }
 }
@@ -323,6 +364,7 @@ impl Registry {
             url,
             events,
             secret,
+            previous_secret: None,
             active: input.active.unwrap_or(true),
             envelope: input.envelope.unwrap_or_default(),
             created_at: Utc::now(),
@@ -444,7 +486,10 @@ impl Registry {
             webhook.events = events;
         }
         if let Some(secret) = secret {
+            // A secret set by hand replaces the old one at once: no grace period (that is what
+            // a rotation is for).
             webhook.secret = secret;
+            webhook.previous_secret = None;
         }
         if let Some(envelope) = patch.envelope {
             webhook.envelope = envelope;
@@ -458,6 +503,60 @@ impl Registry {
             Some(false) => webhook.active = false,
             None => {}
         }
+        self.save(&webhook)?;
+        state.webhooks.insert(webhook.id.clone(), webhook.clone());
+        drop(state);
+        self.touch();
+        Ok(webhook)
+    }
+
+    /// Replaces the signing secret with `new` (generated when `None`); the current one keeps
+    /// signing beside it for `grace` (a duration as [`api::units::parse_duration`] reads it;
+    /// default [`DEFAULT_ROTATION_GRACE`], at most [`MAX_ROTATION_GRACE`]; `0`: none). Only
+    /// the secret just replaced is kept: rotating again ends an older one's grace period at
+    /// once. Every invalid field (`grace`, `secret`) is reported at once.
+    pub fn rotate_secret(
+        &self,
+        id: &str,
+        new: Option<&str>,
+        grace: Option<&str>,
+    ) -> Result<Webhook, RegistryError> {
+        let mut checks = Checks::default();
+        let grace = checks.check(match grace {
+            None => Ok(DEFAULT_ROTATION_GRACE),
+            Some(text) => api::units::parse_duration(text)
+                .map_err(|e| invalid("grace", e))
+                .and_then(|g| {
+                    if g > MAX_ROTATION_GRACE {
+                        Err(invalid("grace", "must be at most 7d (a week)"))
+                    } else {
+                        Ok(g)
+                    }
+                }),
+        });
+        let secret = checks.check(match new {
+            Some(s) => Secret::parse(s).map_err(|e| invalid("secret", e.to_string())),
+            None => Ok(Secret::generate()),
+        });
+        checks.finish()?;
+        let (Some(grace), Some(secret)) = (grace, secret) else {
+            unreachable!("every check passed");
+        };
+        let mut state = self.state();
+        let mut webhook = state
+            .webhooks
+            .get(id)
+            .cloned()
+            .ok_or_else(|| RegistryError::NotFound(id.to_owned()))?;
+        let old = std::mem::replace(&mut webhook.secret, secret);
+        // `grace` is at most a week, so the conversion cannot fail.
+        let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::zero());
+        webhook.previous_secret = (grace > chrono::Duration::zero()).then(|| PreviousSecret {
+            secret: old,
+            // To the millisecond, as the API and the journal write it: the copy restored after
+            // a restart stops at the same instant as this one.
+            until: chrono::SubsecRound::trunc_subsecs(Utc::now() + grace, 3),
+        });
         self.save(&webhook)?;
         state.webhooks.insert(webhook.id.clone(), webhook.clone());
         drop(state);
@@ -866,6 +965,119 @@ mod tests {
             (0, api::Envelope::Standard)
         );
         assert_eq!(back.last_failure.unwrap().reason, "HTTP 500");
+    }
+
+    /// Signs one message with the webhook's secrets at `now`, as a delivery does, and says
+    /// which of `secrets` verify it.
+    fn verifying(w: &Webhook, now: DateTime<Utc>, secrets: &[&str]) -> Vec<bool> {
+        let body = br#"{"payment_total":10}"#;
+        let signed = crate::signing::SignedHeaders::new(
+            &w.signing_secrets(now),
+            "msg_1",
+            now.timestamp(),
+            body,
+        );
+        secrets
+            .iter()
+            .map(|s| crate::verify(s, signed.pairs(), body, now.timestamp(), 300).is_ok())
+            .collect()
+    }
+
+    #[test]
+    fn a_rotated_secret_signs_beside_the_new_one_until_its_grace_ends() {
+        let r = registry(10);
+        let w = r
+            .create(input("one", "http://a.example/", "payment_received"))
+            .unwrap();
+        let old = w.secret.as_str().to_owned();
+        let before = Utc::now();
+        let rotated = r.rotate_secret(&w.id, None, Some("2h")).unwrap();
+        let new = rotated.secret.as_str().to_owned();
+        assert_ne!(new, old);
+        let prev = rotated.previous_secret.clone().unwrap();
+        assert_eq!(prev.secret.as_str(), old);
+        let hours = (prev.until - before).num_minutes();
+        assert!((119..=121).contains(&hours), "{hours} minutes");
+        // During the grace period: two `v1,` entries, the new secret first; each verifies.
+        let now = Utc::now();
+        let signed = crate::signing::SignedHeaders::new(
+            &rotated.signing_secrets(now),
+            "msg_1",
+            now.timestamp(),
+            b"{}",
+        );
+        assert_eq!(
+            signed.signature.split(' ').count(),
+            2,
+            "{}",
+            signed.signature
+        );
+        assert_eq!(
+            signed.signature.split(' ').next().unwrap(),
+            rotated.secret.sign("msg_1", now.timestamp(), b"{}")
+        );
+        assert_eq!(verifying(&rotated, now, &[&new, &old]), [true, true]);
+        let out = rotated.to_out();
+        assert_eq!(out.previous_secret.as_deref(), Some(old.as_str()));
+        assert_eq!(
+            out.previous_secret_expires_at,
+            Some(crate::rfc3339(prev.until))
+        );
+        // After it: the new secret alone, and the API shows no previous one.
+        let later = prev.until + chrono::Duration::seconds(1);
+        assert_eq!(rotated.signing_secrets(later).len(), 1);
+        assert_eq!(verifying(&rotated, later, &[&new, &old]), [true, false]);
+        // Kept as the registry's copy, and back from the journal's JSON as it was.
+        let back = Webhook::from_out(out).unwrap();
+        assert_eq!(back.previous_secret, Some(prev));
+        assert_eq!(
+            r.get(&w.id).unwrap().previous_secret,
+            rotated.previous_secret
+        );
+    }
+
+    #[test]
+    fn rotation_grace_is_bounded_and_zero_ends_the_old_secret_at_once() {
+        let r = registry(10);
+        let w = r
+            .create(input("one", "http://a.example/", "payment_received"))
+            .unwrap();
+        let default = r.rotate_secret(&w.id, None, None).unwrap();
+        let until = default.previous_secret.unwrap().until;
+        assert!((until - Utc::now()).num_hours() == 23, "default: a day");
+        let given = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let now = r.rotate_secret(&w.id, Some(given), Some("0")).unwrap();
+        assert_eq!(now.secret.as_str(), given);
+        assert!(now.previous_secret.is_none());
+        assert_eq!(now.signing_secrets(Utc::now()).len(), 1);
+        assert!(r.rotate_secret(&w.id, None, Some("7d")).is_ok());
+        // Bad input changes nothing and names every field.
+        let before = r.get(&w.id).unwrap().secret;
+        let e = r
+            .rotate_secret(&w.id, Some("whsec_"), Some("8d"))
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "grace: must be at most 7d (a week); secret: is empty after `whsec_`"
+        );
+        let e = r.rotate_secret(&w.id, None, Some("soon")).unwrap_err();
+        assert_eq!(field_of(e), "grace");
+        assert_eq!(r.get(&w.id).unwrap().secret, before);
+        assert_eq!(
+            r.rotate_secret("wh_nope", None, None).unwrap_err(),
+            RegistryError::NotFound("wh_nope".into())
+        );
+        // A secret set by hand replaces the old one with no grace.
+        let patched = r
+            .update(
+                &w.id,
+                api::WebhookPatch {
+                    secret: Some(given.into()),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert!(patched.previous_secret.is_none());
     }
 
     #[test]

@@ -550,6 +550,34 @@ async fn webhook_commands_against_a_real_server() {
     let run = s(&["edit", long]).await;
     assert_eq!(run.code, 3);
     assert!(run.stderr.contains("nothing to change"), "{}", run.stderr);
+    // rotate-secret: a new secret, the old one still signing until the grace ends.
+    let run = s(&["rotate-secret", long, "--grace", "2h", "--json"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let rotated: api::WebhookOut = serde_json::from_str(&run.stdout).unwrap();
+    assert_ne!(rotated.secret, edited.secret);
+    assert_eq!(
+        rotated.previous_secret.as_deref(),
+        Some(edited.secret.as_str())
+    );
+    assert!(rotated.previous_secret_expires_at.is_some());
+    let run = s(&["rotate-secret", long]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains(&format!(
+            "previous: {} (still signing until ",
+            rotated.secret
+        )),
+        "{}",
+        run.stdout
+    );
+    let run = s(&["rotate-secret", long, "--grace", "8d"]).await;
+    assert_eq!(run.code, 3);
+    assert!(
+        run.stderr.contains("422 invalid_webhook")
+            && run.stderr.contains("grace: must be at most 7d"),
+        "{}",
+        run.stderr
+    );
     let run = s(&["edit", "no-such-hook", "--name", "zz"]).await;
     assert_eq!(run.code, 3);
     assert!(

@@ -43,6 +43,8 @@ async function seed() {
     url: bin.url,
     event: 'payment_received',
   });
+  // Rotated: its card shows when the previous secret stops signing.
+  await api(server.base, 'POST', `/api/webhooks/${hook.id}/secret/rotate`, { grace: '24h' });
   await api(server.base, 'POST', `/api/webhooks/${hook.id}/test`);
   await api(server.base, 'POST', '/api/webhooks', {
     name: 'Site published to CRM',

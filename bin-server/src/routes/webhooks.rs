@@ -27,10 +27,12 @@ pub fn router() -> Router<AppState> {
         .route("/api/webhooks", get(list).post(create))
         .route("/api/webhooks/{id}", get(read).patch(update).delete(remove))
         .route("/api/webhooks/{id}/test", post(test))
+        .route("/api/webhooks/{id}/secret/rotate", post(rotate_secret))
         .route("/api/webhooks/{id}/deliveries", get(deliveries))
         .route("/api/deliveries/stream", get(changes))
         .route("/api/deliveries/{id}", get(message))
         .route("/api/deliveries/{id}/resend", post(resend))
+        .route("/api/webhooks/{id}/messages/{msg}/retry", post(retry_now))
 }
 
 impl From<sender::HooksError> for ApiError {
@@ -74,6 +76,35 @@ impl axum::response::IntoResponse for WebhookError {
     }
 }
 
+/// The answers of every webhook route that takes a JSON body and writes to the sender's store,
+/// besides its own: stated once here, named in each route's `responses(...)`. (Built by
+/// [`ApiJson`] and the store's errors, never as this type: it only describes them.)
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum BodyErrors {
+    /// The body is not JSON
+    #[response(status = 400)]
+    NotJson(api::ErrorBody),
+    /// The body is over the server's request size limit
+    #[response(status = 413)]
+    TooLarge(api::ErrorBody),
+    /// A non-empty body without Content-Type: application/json
+    #[response(status = 415)]
+    NotJsonContentType(api::ErrorBody),
+    /// The sender's store is unavailable
+    #[response(status = 503)]
+    StoreUnavailable(api::ErrorBody),
+}
+
+/// The answer of every route that needs the admin (see [`Admin`]) to a call without its token.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 401,
+    description = "The server has --auth-token and the admin token was not sent"
+)]
+#[allow(dead_code)]
+struct AdminOnly(api::ErrorBody);
+
 #[utoipa::path(get, path = "/api/events", tag = "webhooks",
     responses((status = 200, description = "The event catalog, with an example payload for each event", body = api::EventList)))]
 async fn events(State(state): State<AppState>) -> Json<api::EventList> {
@@ -83,7 +114,7 @@ async fn events(State(state): State<AppState>) -> Json<api::EventList> {
 #[utoipa::path(get, path = "/api/webhooks", tag = "webhooks", security((), ("bearer" = [])),
     responses(
         (status = 200, description = "Every webhook, with its signing secret", body = api::WebhookList),
-        (status = 401, description = "The server has --auth-token and the admin token was not sent", body = api::ErrorBody)))]
+        AdminOnly))]
 async fn list(_: Admin, State(state): State<AppState>) -> Json<api::WebhookList> {
     Json(state.hooks.list_webhooks())
 }
@@ -91,13 +122,9 @@ async fn list(_: Admin, State(state): State<AppState>) -> Json<api::WebhookList>
 #[utoipa::path(post, path = "/api/webhooks", tag = "webhooks", request_body = api::WebhookIn, security((), ("bearer" = [])),
     responses(
         (status = 201, description = "Created; `secret` is generated when not given", body = api::WebhookOut),
-        (status = 400, description = "The body is not JSON", body = api::ErrorBody),
-        (status = 413, description = "The body is over the server's request size limit", body = api::ErrorBody),
-        (status = 415, description = "A non-empty body without Content-Type: application/json", body = api::ErrorBody),
-        (status = 401, description = "The server has --auth-token and the admin token was not sent", body = api::ErrorBody),
         (status = 409, description = "A webhook of that name exists (`webhook_name_taken`), or the server holds its most webhooks (`webhook_limit`)", body = api::ErrorBody),
         (status = 422, description = "Invalid fields: `errors` names every one (or the body is JSON of the wrong shape)", body = api::ErrorBody),
-        (status = 503, description = "The sender's store is unavailable", body = api::ErrorBody)))]
+        BodyErrors, AdminOnly))]
 async fn create(
     _: Admin,
     State(state): State<AppState>,
@@ -112,8 +139,8 @@ async fn create(
 #[utoipa::path(get, path = "/api/webhooks/{id}", tag = "webhooks", params(("id" = String, Path, description = "The webhook's id (`wh_...`) or its name", example = "fuzz-hook")), security((), ("bearer" = [])),
     responses(
         (status = 200, body = api::WebhookOut),
-        (status = 401, description = "The server has --auth-token and the admin token was not sent", body = api::ErrorBody),
-        (status = 404, description = "No such webhook", body = api::ErrorBody)))]
+        (status = 404, description = "No such webhook", body = api::ErrorBody),
+        AdminOnly))]
 async fn read(
     _: Admin,
     State(state): State<AppState>,
@@ -125,14 +152,10 @@ async fn read(
 #[utoipa::path(patch, path = "/api/webhooks/{id}", tag = "webhooks", params(("id" = String, Path, description = "The webhook's id (`wh_...`) or its name", example = "fuzz-hook")), request_body = api::WebhookPatch, security((), ("bearer" = [])),
     responses(
         (status = 200, description = "Updated: only the fields given changed", body = api::WebhookOut),
-        (status = 400, description = "The body is not JSON", body = api::ErrorBody),
-        (status = 413, description = "The body is over the server's request size limit", body = api::ErrorBody),
-        (status = 415, description = "A non-empty body without Content-Type: application/json", body = api::ErrorBody),
-        (status = 401, description = "The server has --auth-token and the admin token was not sent", body = api::ErrorBody),
         (status = 404, description = "No such webhook", body = api::ErrorBody),
         (status = 409, description = "Another webhook has that name", body = api::ErrorBody),
         (status = 422, description = "Invalid fields: `errors` names every one (or the body is JSON of the wrong shape)", body = api::ErrorBody),
-        (status = 503, description = "The sender's store is unavailable", body = api::ErrorBody)))]
+        BodyErrors, AdminOnly))]
 async fn update(
     _: Admin,
     State(state): State<AppState>,
@@ -145,15 +168,30 @@ async fn update(
 #[utoipa::path(delete, path = "/api/webhooks/{id}", tag = "webhooks", params(("id" = String, Path, description = "The webhook's id (`wh_...`) or its name", example = "fuzz-hook")), security((), ("bearer" = [])),
     responses(
         (status = 200, description = "Deleted (the webhook as it was); its scheduled retries end", body = api::WebhookOut),
-        (status = 401, description = "The server has --auth-token and the admin token was not sent", body = api::ErrorBody),
         (status = 404, description = "No such webhook", body = api::ErrorBody),
-        (status = 503, description = "The sender's store is unavailable", body = api::ErrorBody)))]
+        (status = 503, description = "The sender's store is unavailable", body = api::ErrorBody),
+        AdminOnly))]
 async fn remove(
     _: Admin,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<api::WebhookOut>, ApiError> {
     Ok(Json(state.hooks.delete_webhook(&id).await?))
+}
+
+#[utoipa::path(post, path = "/api/webhooks/{id}/secret/rotate", tag = "webhooks", params(("id" = String, Path, description = "The webhook's id (`wh_...`) or its name", example = "fuzz-hook")), request_body = api::RotateSecretIn, security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The webhook with its new `secret`; until `previous_secret_expires_at` every delivery is also signed with `previous_secret`", body = api::WebhookOut),
+        (status = 404, description = "No such webhook", body = api::ErrorBody),
+        (status = 422, description = "Invalid fields (`grace`, `secret`): `errors` names every one (or the body is JSON of the wrong shape)", body = api::ErrorBody),
+        BodyErrors, AdminOnly))]
+async fn rotate_secret(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<api::RotateSecretIn>,
+) -> Result<Json<api::WebhookOut>, WebhookError> {
+    Ok(Json(state.hooks.rotate_secret(&id, input)?))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -253,6 +291,22 @@ async fn resend(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<api::MessageRef>), ApiError> {
     Ok((StatusCode::ACCEPTED, Json(state.hooks.resend(&id).await?)))
+}
+
+#[utoipa::path(post, path = "/api/webhooks/{id}/messages/{msg}/retry", tag = "webhooks", params(("id" = String, Path, description = "The webhook's id (`wh_...`) or its name", example = "fuzz-hook"), ("msg" = String, Path, description = "A message id (`msg_...`) of that webhook", example = "msg_fuzz")),
+    responses(
+        (status = 202, description = "The message's next attempt is due now (the retry schedule goes on from it)", body = api::MessageRef),
+        (status = 404, description = "No such webhook, or no such message of it", body = api::ErrorBody),
+        (status = 409, description = "The message is not waiting for a retry: being sent now, or finished (`delivery_not_waiting`)", body = api::ErrorBody),
+        (status = 503, description = "The sender's store is unavailable or the server is shutting down", body = api::ErrorBody)))]
+async fn retry_now(
+    State(state): State<AppState>,
+    Path((id, msg)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<api::MessageRef>), ApiError> {
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(state.hooks.retry_now(&id, &msg).await?),
+    ))
 }
 
 /// How often a client is told at most that something changed: each `changed` event makes it

@@ -127,21 +127,22 @@ pub async fn send_attempt(
     client: &reqwest::Client,
     timeout: Duration,
     url: &str,
-    secret: &crate::signing::Secret,
+    secrets: &[&crate::signing::Secret],
     message_id: &str,
     body: Bytes,
 ) -> AttemptResult {
-    attempt(client.post(url), timeout, secret, message_id, body).await
+    attempt(client.post(url), timeout, secrets, message_id, body).await
 }
 
 /// [`send_attempt`] under the outbound policy: a refused target is an attempt that failed
 /// (verdict [`Verdict::Fail`]: the policy will refuse it again, so it is not retried), with the
-/// refusal, naming the address and the policy, as its error.
+/// refusal, naming the address and the policy, as its error. The body is signed with every
+/// secret given (a webhook's current one and, during a rotation's grace period, the previous).
 pub async fn send_checked(
     client: &OutboundClient,
     timeout: Duration,
     url: &str,
-    secret: &crate::signing::Secret,
+    secrets: &[&crate::signing::Secret],
     message_id: &str,
     body: Bytes,
 ) -> AttemptResult {
@@ -152,12 +153,12 @@ pub async fn send_checked(
         Ok(parsed) => match client.prepare(parsed).await {
             Ok(prepared) => {
                 let request = prepared.request(reqwest::Method::POST);
-                return attempt(request, timeout, secret, message_id, body).await;
+                return attempt(request, timeout, secrets, message_id, body).await;
             }
             Err(refused) => refused.to_string(),
         },
     };
-    let mut result = attempt_result(secret, message_id, &body);
+    let mut result = attempt_result(secrets, message_id, &body);
     result.error = Some(refused);
     result.verdict = Verdict::Fail;
     result
@@ -165,13 +166,13 @@ pub async fn send_checked(
 
 /// The start of an attempt's record: when, and the headers it sends.
 fn attempt_result(
-    secret: &crate::signing::Secret,
+    secrets: &[&crate::signing::Secret],
     message_id: &str,
     body: &Bytes,
 ) -> AttemptResult {
     AttemptResult {
         started_at: Utc::now(),
-        request_headers: signed_headers(secret, message_id, body),
+        request_headers: signed_headers(secrets, message_id, body),
         request_body_size: body.len() as u64,
         request_body: body.clone(),
         status: None,
@@ -186,11 +187,11 @@ fn attempt_result(
 }
 
 fn signed_headers(
-    secret: &crate::signing::Secret,
+    secrets: &[&crate::signing::Secret],
     message_id: &str,
     body: &Bytes,
 ) -> Vec<api::Header> {
-    let signed = SignedHeaders::new(&[secret], message_id, unix_now(), body);
+    let signed = SignedHeaders::new(secrets, message_id, unix_now(), body);
     let mut headers = vec![api::Header {
         name: "content-type".into(),
         value: "application/json".into(),
@@ -207,11 +208,11 @@ fn signed_headers(
 async fn attempt(
     request: reqwest::RequestBuilder,
     timeout: Duration,
-    secret: &crate::signing::Secret,
+    secrets: &[&crate::signing::Secret],
     message_id: &str,
     body: Bytes,
 ) -> AttemptResult {
-    let mut result = attempt_result(secret, message_id, &body);
+    let mut result = attempt_result(secrets, message_id, &body);
     let mut request = request.timeout(timeout);
     for h in &result.request_headers {
         request = request.header(h.name.as_str(), h.value.as_str());

@@ -40,6 +40,8 @@ pub enum DeliveryError {
     ShuttingDown,
     #[error("the delivery queue is unavailable: {0}")]
     QueueUnavailable(String),
+    #[error("message `{0}` is not waiting for a retry (it is being sent now, or has finished)")]
+    NotWaiting(String),
 }
 
 /// A message that had not finished at shutdown.
@@ -623,6 +625,52 @@ impl Delivery {
         })
     }
 
+    /// "Retry now": a message waiting for its next attempt (scheduled after a failure) is due
+    /// at once. The attempt is the next of its run: the retry schedule goes on from there.
+    /// Refused ([`DeliveryError::NotWaiting`]) when it is being sent or has finished.
+    pub async fn retry_now(&self, message_id: &str) -> Result<api::MessageRef, DeliveryError> {
+        if self.shared.shutdown.is_cancelled() {
+            return Err(DeliveryError::ShuttingDown);
+        }
+        let webhook_id = lock(&self.shared.message_index)
+            .get(message_id)
+            .cloned()
+            .ok_or_else(|| DeliveryError::MessageNotFound(message_id.to_owned()))?;
+        let endpoint = self
+            .existing_endpoint(&webhook_id)
+            .ok_or_else(|| DeliveryError::MessageNotFound(message_id.to_owned()))?;
+        let waiting = lock(&endpoint.log)
+            .message_mut(message_id)
+            .ok_or_else(|| DeliveryError::MessageNotFound(message_id.to_owned()))?
+            .state
+            == api::MessageState::Scheduled;
+        let now = self.shared.clock.now_ms();
+        // The queue decides: a task claimed meanwhile (being sent) is not hurried.
+        if !waiting
+            || !self
+                .shared
+                .queue
+                .due_now(message_id, now)
+                .await
+                .map_err(|e| DeliveryError::QueueUnavailable(e.to_string()))?
+        {
+            return Err(DeliveryError::NotWaiting(message_id.to_owned()));
+        }
+        if let Some(m) = lock(&endpoint.log).message_mut(message_id)
+            && m.state == api::MessageState::Scheduled
+        {
+            m.next_attempt_at = DateTime::from_timestamp_millis(now);
+            self.journal_state(m);
+        }
+        self.shared.registry.touch();
+        self.start();
+        self.shared.wake.notify_one();
+        Ok(api::MessageRef {
+            message_id: message_id.to_owned(),
+            webhook_id,
+        })
+    }
+
     /// Sends one message now, outside the queues, with no retry, and returns the true outcome.
     /// The attempt is logged (trigger `test`); delivered, it counts in "Events sent" (as its
     /// resends do), but a failed test does not count towards disabling the webhook.
@@ -656,7 +704,7 @@ impl Delivery {
             &self.shared.client,
             config.request_timeout,
             &webhook.url,
-            &webhook.secret,
+            &webhook.signing_secrets(Utc::now()),
             &id,
             body.clone(),
         )
@@ -1020,7 +1068,7 @@ impl Delivery {
             &shared.client,
             config.request_timeout,
             &webhook.url,
-            &webhook.secret,
+            &webhook.signing_secrets(Utc::now()),
             id,
             body,
         )

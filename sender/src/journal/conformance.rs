@@ -39,6 +39,8 @@ pub(crate) fn webhook(id: &str, name: &str) -> api::WebhookOut {
         consecutive_failures: 0,
         last_failure: None,
         disabled_reason: None,
+        previous_secret: None,
+        previous_secret_expires_at: None,
     }
 }
 
@@ -101,6 +103,10 @@ pub(crate) async fn webhooks_come_back_in_creation_order_with_their_changes(f: F
     let mut edited = webhook("wh_b", "first-renamed");
     edited.active = false;
     edited.disabled_reason = Some("switched off".into());
+    // A rotation's grace period is part of the record: it survives a restart.
+    edited.secret = "whsec_dGhpcnR5LXR3by1ieXRlcy1vZi1rZXktbWF0ZXJpYWwh".into();
+    edited.previous_secret = Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into());
+    edited.previous_secret_expires_at = Some("2026-01-02T00:00:00.000Z".into());
     j.put_webhook(&edited).unwrap();
     let mut counted = webhook("wh_a", "second");
     counted.event_count = 7;

@@ -240,6 +240,37 @@ pub(crate) async fn concurrent_claimers_never_get_the_same_task(f: Fixture) {
     assert!(q.tasks().await.unwrap().is_empty());
 }
 
+pub(crate) async fn due_now_hurries_a_waiting_task_but_not_a_leased_one(f: Fixture) {
+    let q = f.queue;
+    q.send(task("msg_wait", "wh_a"), T0 + 60_000).await.unwrap();
+    q.send(task("msg_soon", "wh_a"), T0 + 10).await.unwrap();
+    // Not queued: nothing to hurry.
+    assert!(!q.due_now("msg_nope", T0).await.unwrap());
+    // Waiting: due now, claimable at once, its failures kept.
+    let leased = q.claim(T0 + 10, LEASE, 1, &none()).await.unwrap();
+    assert_eq!(ids(&leased), ["msg_soon"]);
+    q.retry(&leased[0], T0 + 60_000, 3).await.unwrap();
+    assert!(q.due_now("msg_soon", T0 + 100).await.unwrap());
+    assert_eq!(q.next_due().await.unwrap(), Some(T0 + 100));
+    let got = q.claim(T0 + 100, LEASE, 10, &none()).await.unwrap();
+    assert_eq!(ids(&got), ["msg_soon"]);
+    assert_eq!((got[0].due_ms, got[0].task.failed), (T0 + 100, 3));
+    // Leased (being sent): left alone; the holder still finishes it.
+    assert!(!q.due_now("msg_soon", T0 + 200).await.unwrap());
+    q.ack(&got[0]).await.unwrap();
+    // Already due: stays due when it was (not moved later).
+    assert!(q.due_now("msg_wait", T0 + 60_500).await.unwrap());
+    let got = q.claim(T0 + 60_500, LEASE, 10, &none()).await.unwrap();
+    assert_eq!((ids(&got), got[0].due_ms), (vec!["msg_wait"], T0 + 60_000));
+    // An expired lease is claimable again: due_now says so.
+    let after = T0 + 60_500 + 30_000;
+    assert!(q.due_now("msg_wait", after).await.unwrap());
+    assert_eq!(
+        ids(&q.claim(after, LEASE, 10, &none()).await.unwrap()),
+        ["msg_wait"]
+    );
+}
+
 /// One `#[tokio::test]` per conformance function, each on a fresh fixture made by `$make`
 /// (an async block giving a [`Fixture`]).
 macro_rules! suite {
@@ -254,6 +285,7 @@ macro_rules! suite {
             sending_an_id_again_replaces_it,
             removing_a_webhook_ends_its_tasks,
             concurrent_claimers_never_get_the_same_task,
+            due_now_hurries_a_waiting_task_but_not_a_leased_one,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {

@@ -166,6 +166,25 @@ impl DeliveryQueue for MemoryQueue {
         Ok(())
     }
 
+    async fn due_now(&self, id: &str, now_ms: i64) -> Result<bool, QueueError> {
+        let mut inner = self.inner();
+        inner.expire(now_ms);
+        let Some(entry) = inner.tasks.get_mut(id) else {
+            return Ok(false);
+        };
+        if entry.lease.is_some() {
+            return Ok(false);
+        }
+        if entry.due_ms > now_ms {
+            let old = (entry.due_ms, entry.seq, id.to_owned());
+            entry.due_ms = now_ms;
+            let new = (now_ms, entry.seq, id.to_owned());
+            inner.due.remove(&old);
+            inner.due.insert(new);
+        }
+        Ok(true)
+    }
+
     async fn remove_webhook(&self, webhook_id: &str) -> Result<Vec<String>, QueueError> {
         let mut inner = self.inner();
         let ids: Vec<String> = inner

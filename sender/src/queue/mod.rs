@@ -18,6 +18,9 @@
 //!   it back due at a new time with its failure count (a nack).
 //! - [`remove_webhook`](DeliveryQueue::remove_webhook) drops every task of a webhook (deleted or
 //!   disabled) and returns their ids: its pending retries end.
+//! - [`due_now`](DeliveryQueue::due_now) makes a waiting task (queued, not leased) due at `now`
+//!   ("Retry now"), keeping its failures and its place among tasks due at the same time; a task
+//!   that is leased (being sent) or not queued is left alone and answers false.
 //! - Times are milliseconds since the Unix epoch given by the caller, so the engine's clock
 //!   (paused in tests) is the only clock.
 
@@ -92,6 +95,11 @@ pub trait DeliveryQueue: Send + Sync + 'static {
 
     /// The task is due again at `due_ms`, `failed` attempts into its run.
     async fn retry(&self, leased: &Leased, due_ms: i64, failed: u32) -> Result<(), QueueError>;
+
+    /// Makes task `id` due at `now_ms` when it is waiting for a later time; true when it is now
+    /// claimable (it was waiting, or its lease had expired), false when it is leased or not
+    /// queued.
+    async fn due_now(&self, id: &str, now_ms: i64) -> Result<bool, QueueError>;
 
     /// Drops every task of `webhook_id`, leased or not; returns their ids.
     async fn remove_webhook(&self, webhook_id: &str) -> Result<Vec<String>, QueueError>;

@@ -98,6 +98,23 @@ end
 return 1
 ";
 
+/// ARGV: prefix, id, now. 1 when the task is claimable now, 0 when leased or not queued.
+const DUE_NOW: &str = r"
+local p, id, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local k = p .. 'task:' .. id
+local h = redis.call('HMGET', k, 'member', 'due', 'lease_until')
+if not h[1] then return 0 end
+if h[3] then
+  if tonumber(h[3]) > now then return 0 end
+  return 1
+end
+if tonumber(h[2]) > now then
+  redis.call('HSET', k, 'due', now)
+  redis.call('ZADD', p .. 'due', now, h[1])
+end
+return 1
+";
+
 const REMOVE_WEBHOOK: &str = r"
 local p = ARGV[1]
 local set = p .. 'wh:' .. ARGV[2]
@@ -146,6 +163,7 @@ struct Scripts {
     send: redis::Script,
     claim: redis::Script,
     finish: redis::Script,
+    due_now: redis::Script,
     remove_webhook: redis::Script,
     next_due: redis::Script,
     tasks: redis::Script,
@@ -193,6 +211,7 @@ impl RedisQueue {
                 send: redis::Script::new(SEND),
                 claim: redis::Script::new(CLAIM),
                 finish: redis::Script::new(FINISH),
+                due_now: redis::Script::new(DUE_NOW),
                 remove_webhook: redis::Script::new(REMOVE_WEBHOOK),
                 next_due: redis::Script::new(NEXT_DUE),
                 tasks: redis::Script::new(TASKS),
@@ -283,6 +302,21 @@ impl DeliveryQueue for RedisQueue {
 
     async fn retry(&self, leased: &Leased, due_ms: i64, failed: u32) -> Result<(), QueueError> {
         self.finish(leased, Some((due_ms, failed))).await
+    }
+
+    async fn due_now(&self, id: &str, now_ms: i64) -> Result<bool, QueueError> {
+        let mut conn = self.conn.clone();
+        let claimable: i64 = self
+            .scripts
+            .due_now
+            .prepare_invoke()
+            .arg(&self.prefix)
+            .arg(id)
+            .arg(now_ms)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(claimable == 1)
     }
 
     async fn remove_webhook(&self, webhook_id: &str) -> Result<Vec<String>, QueueError> {

@@ -227,6 +227,22 @@ impl DeliveryQueue for SqliteQueue {
         .await
     }
 
+    async fn due_now(&self, id: &str, now_ms: i64) -> Result<bool, QueueError> {
+        let id = id.to_owned();
+        self.run(move |tx| {
+            // Waiting (not leased, or its lease expired): due now unless it already is.
+            let changed = tx
+                .execute(
+                    "UPDATE delivery_queue SET due_ms = MIN(due_ms, ?2)
+                     WHERE id = ?1 AND (token IS NULL OR lease_until <= ?2)",
+                    params![id, now_ms],
+                )
+                .map_err(unavailable)?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
     async fn remove_webhook(&self, webhook_id: &str) -> Result<Vec<String>, QueueError> {
         let webhook_id = webhook_id.to_owned();
         self.run(move |conn| {

@@ -571,6 +571,162 @@ async fn a_message_to_a_real_bin_verifies_with_the_webhook_secret() {
     assert_eq!(header(&headers, "content-type"), Some("application/json"));
 }
 
+/// Which of `secrets` verify the receiver's `i`th request (its exact bytes, as it got them).
+fn verified_by(rx: &Receiver, i: usize, secrets: &[&str]) -> Vec<bool> {
+    let (_, headers, body) = rx.hit(i);
+    secrets
+        .iter()
+        .map(|secret| {
+            let pairs = headers.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+            sender::verify(secret, pairs, &body, sender::signing::unix_now(), 300).is_ok()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_rotated_secret_signs_beside_the_new_one_during_its_grace() {
+    let rx = Receiver::start(&[], Mode::Status(200)).await;
+    let s = server("100ms", "5s", 5).await;
+    let wh = add_webhook(&s, "rotating", &rx.url).await;
+    let c = client(&s);
+    let old = wh.secret.clone();
+
+    let rotated = c
+        .rotate_secret(
+            "rotating",
+            &api::RotateSecretIn {
+                grace: Some("1h".into()),
+                secret: None,
+            },
+        )
+        .await
+        .unwrap();
+    let new = rotated.secret.clone();
+    assert_ne!(new, old);
+    assert_eq!(rotated.previous_secret.as_deref(), Some(old.as_str()));
+    let until = chrono::DateTime::parse_from_rfc3339(
+        rotated.previous_secret_expires_at.as_deref().unwrap(),
+    )
+    .unwrap();
+    let left = until
+        .signed_duration_since(chrono::Utc::now())
+        .num_minutes();
+    assert!((58..=60).contains(&left), "{left} minutes of grace left");
+    // GET shows the same.
+    assert_eq!(c.webhook(&wh.id).await.unwrap(), rotated);
+
+    // A delivery during the grace period carries both signatures, each valid.
+    let out = emit(&s).await;
+    wait_state(&s, &out[0].message_id, api::MessageState::Delivered).await;
+    let (_, headers, _) = rx.hit(0);
+    let signature = header(&headers, "webhook-signature").unwrap().to_owned();
+    assert_eq!(signature.split(' ').count(), 2, "{signature}");
+    assert_eq!(verified_by(&rx, 0, &[&new, &old]), [true, true]);
+    // So does a Send Test Event.
+    assert!(c.test_webhook(&wh.id, None).await.unwrap().delivered);
+    assert_eq!(verified_by(&rx, 1, &[&new, &old]), [true, true]);
+
+    // Rotated again with no grace: only the newest secret signs.
+    let newest = c
+        .rotate_secret(
+            &wh.id,
+            &api::RotateSecretIn {
+                grace: Some("0".into()),
+                secret: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(newest.previous_secret, None);
+    let out = emit(&s).await;
+    wait_state(&s, &out[0].message_id, api::MessageState::Delivered).await;
+    assert_eq!(
+        verified_by(&rx, 2, &[&newest.secret, &new, &old]),
+        [true, false, false]
+    );
+
+    // Bad input: 422 with every field named, and nothing changed.
+    let resp = s
+        .client
+        .post(s.url(&format!("/api/webhooks/{}/secret/rotate", wh.id)))
+        .json(&json!({"grace": "8d", "secret": "nope"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 422);
+    let e: Value = resp.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "invalid_webhook");
+    assert_eq!(
+        e["error"]["errors"],
+        json!([
+            {"field": "grace", "message": "must be at most 7d (a week)"},
+            {"field": "secret", "message": "must start with `whsec_`"}
+        ])
+    );
+    let resp = s
+        .client
+        .post(s.url(&format!("/api/webhooks/{}/secret/rotate", wh.id)))
+        .json(&json!({"grace": "soon"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 422);
+    assert_eq!(c.webhook(&wh.id).await.unwrap().secret, newest.secret);
+    // An unknown webhook is a 404.
+    let e = c
+        .rotate_secret("nobody", &api::RotateSecretIn::default())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().starts_with("404 webhook_not_found"), "{e}");
+}
+
+#[tokio::test]
+async fn retry_now_sends_a_waiting_message_at_once() {
+    let rx = Receiver::start(&[Mode::Status(503)], Mode::Status(200)).await;
+    // The first retry would wait an hour.
+    let s = server("1h", "5s", 5).await;
+    let wh = add_webhook(&s, "waiting", &rx.url).await;
+    let other = add_webhook(&s, "other", "http://127.0.0.1:9/nowhere").await;
+    let c = client(&s);
+    let msg = emit(&s).await[0].message_id.clone();
+    let waiting = wait_state(&s, &msg, api::MessageState::Scheduled).await;
+    assert_eq!(waiting.attempts, 1);
+
+    // Not this webhook's message, or no such message: 404; no such webhook: 404.
+    let e = c.retry_now(&other.id, &msg).await.unwrap_err();
+    assert!(e.to_string().starts_with("404 delivery_not_found"), "{e}");
+    let e = c.retry_now(&wh.id, "msg_nope").await.unwrap_err();
+    assert!(e.to_string().starts_with("404 delivery_not_found"), "{e}");
+    let e = c.retry_now("nobody", &msg).await.unwrap_err();
+    assert!(e.to_string().starts_with("404 webhook_not_found"), "{e}");
+
+    let queued = c.retry_now("waiting", &msg).await.unwrap();
+    assert_eq!(
+        (queued.message_id.as_str(), queued.webhook_id.as_str()),
+        (msg.as_str(), wh.id.as_str())
+    );
+    let done = wait_state(&s, &msg, api::MessageState::Delivered).await;
+    assert_eq!((done.attempts, rx.hits()), (2, 2));
+    // The same webhook-id: a retry, not a new message.
+    let (_, first, _) = rx.hit(0);
+    let (_, second, _) = rx.hit(1);
+    assert_eq!(header(&first, "webhook-id"), header(&second, "webhook-id"));
+    let log = c.deliveries(&wh.id, None).await.unwrap();
+    assert_eq!(log.attempts[0].trigger, api::AttemptTrigger::Scheduled);
+    assert_eq!(log.attempts[0].attempt, 2);
+
+    // Finished: nothing waits any more.
+    let resp = s
+        .client
+        .post(s.url(&format!("/api/webhooks/{}/messages/{msg}/retry", wh.id)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 409);
+    let e: Value = resp.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "delivery_not_waiting");
+}
+
 #[tokio::test]
 async fn shutdown_stops_retries_promptly() {
     let rx = Receiver::start(&[], Mode::Status(500)).await;
