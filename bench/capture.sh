@@ -122,13 +122,15 @@ if [[ "$WHAT" == stores ]]; then
 
   echo "== storage per stored 1 KiB request: 20,000 captures into one bin per store" >&2
   redis_used() { redis-cli -p "$REDIS_PORT" info memory | awk -F: '/^used_memory:/{print $2+0}'; }
-  sqlite_bytes() { cat "$db" "$db-wal" 2>/dev/null | wc -c; }
+  sqlite_bytes() { { cat "$db" "$db-wal" 2>/dev/null || true; } | wc -c; }
   for s in sqlite redis; do
     curl -sf -X PUT "http://127.0.0.1:${port[$s]}/api/bins/size" -H 'Content-Type: application/json' -d '{}' >/dev/null
   done
   r0=$(redis_used); f0=$(sqlite_bytes)
   for s in sqlite redis; do
-    MEM_CONC=16 COUNT_CMD="true" "$HARNESS/mem.sh" "http://127.0.0.1:${port[$s]}/b/size" \
+    # mem.sh reads the stored count from COUNT_CMD (an empty answer breaks it): the bin's own.
+    MEM_CONC=16 COUNT_CMD="curl -s http://127.0.0.1:${port[$s]}/api/bins/size | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"request_count\"])'" \
+      "$HARNESS/mem.sh" "http://127.0.0.1:${port[$s]}/b/size" \
       "$(cat "$RUN_DIR/hb-$s.pid")" 20000 > "$RUN_DIR/size-$s.out"
   done
   r1=$(redis_used); f1=$(sqlite_bytes)
