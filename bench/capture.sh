@@ -5,6 +5,7 @@
 #   bench/capture.sh rps        # only the throughput comparison
 #   bench/capture.sh mem        # only the memory figures
 #   bench/capture.sh stores     # the three stores side by side: baseline, memory, sqlite, redis
+#   REDIS_CPUS=1 bench/capture.sh stores   # the same with redis-server on wrk's core
 #
 # Throughput: ../shared/bench/compare.sh, ABBA-alternating, baseline `POST /ok` (reads the body,
 # answers 200) vs a bin-server capture URL (bin created first, default per-bin cap), each server
@@ -104,7 +105,9 @@ if [[ "$WHAT" == stores ]]; then
   db="$RUN_DIR/bench.db"; rm -f "$db" "$db-wal" "$db-shm" "$db.lock"
   echo "== stores: baseline, memory, sqlite, redis (run-many.sh)" >&2
   BIND="127.0.0.1:$BASE_PORT" "$HARNESS/serve.sh" baseline "127.0.0.1:$BASE_PORT" -- "$BASELINE" >/dev/null
-  "$HARNESS/serve.sh" redis "127.0.0.1:$REDIS_PORT" -- redis-server --port "$REDIS_PORT" \
+  # REDIS_CPUS: where redis-server runs (default: CPU 0, with the servers, so that every store's
+  # whole cost lands on one core; REDIS_CPUS=1 puts it beside wrk, as a Redis of its own would be).
+  SERVER_CPUS="${REDIS_CPUS:-0}" "$HARNESS/serve.sh" redis "127.0.0.1:$REDIS_PORT" -- redis-server --port "$REDIS_PORT" \
     --bind 127.0.0.1 --save '' --appendonly no >/dev/null
   declare -A port=([memory]=3902 [sqlite]=3903 [redis]=3904)
   declare -A store=([memory]=memory [sqlite]="sqlite:$db" [redis]="redis://127.0.0.1:$REDIS_PORT")
