@@ -632,6 +632,66 @@ pub async fn concurrent_captures_get_unique_increasing_seqs(b: &mut dyn Backend)
     assert_eq!(stored, (1..=400).collect::<Vec<u64>>());
 }
 
+/// Many captures at once into full bins (the SQLite and Redis stores then store them in
+/// batches, trimming each bin once per batch): the caps and the byte budget hold exactly, every
+/// eviction is counted, and what stays is the newest of each bin.
+pub async fn concurrent_captures_into_full_bins_evict_exactly(b: &mut dyn Backend) {
+    let probe = b.open(limits(100, 1 << 20)).await;
+    named(&*probe, "p").await;
+    let one = probe
+        .capture("p", req(&[0; 100]))
+        .await
+        .unwrap()
+        .stored_bytes();
+    drop(probe);
+    // Caps of 10 per bin; a budget of 15 requests across the two bins.
+    let s = b.open(limits(10, one * 15)).await;
+    named(&*s, "a").await;
+    named(&*s, "b").await;
+    let mut tasks = Vec::new();
+    for t in 0..8u8 {
+        let s = Arc::clone(&s);
+        tasks.push(tokio::spawn(async move {
+            for i in 0..25u8 {
+                let bin = if (t + i) % 2 == 0 { "a" } else { "b" };
+                s.capture(bin, req(&[t; 100])).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let (a, b2) = (s.get_bin("a").await.unwrap(), s.get_bin("b").await.unwrap());
+    assert_eq!(a.total_captured + b2.total_captured, 200);
+    let st = s.stats().await.unwrap();
+    assert_eq!(st.captures_total, 200);
+    assert!(
+        a.request_count <= 10 && b2.request_count <= 10,
+        "{a:?} {b2:?}"
+    );
+    assert_eq!(st.requests_stored, a.request_count + b2.request_count);
+    assert_eq!(st.requests_stored, 15, "the budget holds exactly 15");
+    assert_eq!(st.bytes_stored, one * 15);
+    assert_eq!(
+        st.evicted_by_bin_limit + st.evicted_by_byte_budget,
+        200 - 15,
+        "every eviction counted once"
+    );
+    for bin in [&a, &b2] {
+        assert_eq!(
+            bin.evicted.by_bin_limit + bin.evicted.by_byte_budget + bin.request_count,
+            bin.total_captured,
+            "{bin:?}"
+        );
+        // What stays is the newest of the bin, without a gap.
+        let kept = seqs(&*s, bin.name.as_str()).await;
+        let newest: Vec<u64> = (0..bin.request_count)
+            .map(|k| bin.total_captured - k)
+            .collect();
+        assert_eq!(kept, newest, "{}", bin.name);
+    }
+}
+
 pub async fn a_capture_racing_a_delete_leaves_nothing_behind(b: &mut dyn Backend) {
     let s = b.open(limits(1000, 1 << 24)).await;
     for round in 0..5 {
@@ -780,6 +840,7 @@ macro_rules! conformance {
                 idle_bins_expire,
                 the_live_feed_carries_every_change,
                 concurrent_captures_get_unique_increasing_seqs,
+                concurrent_captures_into_full_bins_evict_exactly,
                 a_capture_racing_a_delete_leaves_nothing_behind,
                 max_bins_holds_under_concurrent_creation,
                 a_put_racing_a_delete_leaves_a_whole_bin_or_none,

@@ -158,6 +158,14 @@ impl Writer {
                 )?;
                 answers.push((reply, outcome));
             }
+            settle(
+                &tx,
+                &self.limits,
+                &mut self.bins,
+                &self.by_id,
+                &mut self.counters,
+                &mut self.dirty,
+            )?;
             flush(&tx, &self.bins, &self.counters, &self.dirty)?;
             tx.commit()
         })();
@@ -265,6 +273,10 @@ fn apply(
     events: &mut Vec<(BinName, LiveEvent)>,
     op: Op,
 ) -> rusqlite::Result<Result<Outcome, StoreError>> {
+    if !matches!(op, Op::Capture(..)) {
+        // Every other operation sees the store as if each capture had been trimmed at once.
+        settle(tx, limits, bins, by_id, counters, dirty)?;
+    }
     match op {
         Op::Create(name, settings) => {
             let name = name.unwrap_or_else(BinName::random);
@@ -341,15 +353,11 @@ fn apply(
             if truncated {
                 counters.truncated_total += 1;
             }
-            let over = bin
-                .request_count
-                .saturating_sub(u64::from(bin.max_requests));
+            // The bin's cap and the byte budget are applied by `settle`, once for every
+            // capture of the batch to this bin (before the next other operation, or the
+            // commit), so nothing outside the transaction sees the difference.
             let bin_name = bin.name.clone();
-            if over > 0 {
-                evict_from_bin(tx, bins, counters, &bin_name, over)?;
-            }
             dirty.insert(bin_name.clone());
-            enforce_budget(tx, limits, bins, by_id, counters, dirty)?;
             events.push((
                 bin_name.clone(),
                 LiveEvent::Captured {
@@ -516,6 +524,32 @@ fn delete_bin_rows(tx: &Connection, id: i64) -> rusqlite::Result<()> {
 }
 
 /// Evicts the `n` oldest requests of a bin, counted as bin-limit evictions.
+/// Brings every bin changed so far within its cap, then the store within the byte budget.
+/// Captures leave this to here: a batch of captures to one bin evicts with one statement.
+fn settle(
+    tx: &Connection,
+    limits: &StoreLimits,
+    bins: &mut HashMap<BinName, BinRow>,
+    by_id: &HashMap<i64, BinName>,
+    counters: &mut Counters,
+    dirty: &mut HashSet<BinName>,
+) -> rusqlite::Result<()> {
+    let over: Vec<(BinName, u64)> = dirty
+        .iter()
+        .filter_map(|name| {
+            let bin = bins.get(name)?;
+            let over = bin
+                .request_count
+                .saturating_sub(u64::from(bin.max_requests));
+            (over > 0).then(|| (name.clone(), over))
+        })
+        .collect();
+    for (name, n) in over {
+        evict_from_bin(tx, bins, counters, &name, n)?;
+    }
+    enforce_budget(tx, limits, bins, by_id, counters, dirty)
+}
+
 fn evict_from_bin(
     tx: &Connection,
     bins: &mut HashMap<BinName, BinRow>,
@@ -524,17 +558,29 @@ fn evict_from_bin(
     n: u64,
 ) -> rusqlite::Result<()> {
     let bin = bins.get_mut(name).expect("the caller holds this bin");
-    let oldest: Vec<(i64, i64)> = tx
-        .prepare_cached("SELECT gseq, bytes FROM requests WHERE bin = ?1 ORDER BY seq LIMIT ?2")?
-        .query_map(params![bin.id, n as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut delete = tx.prepare_cached("DELETE FROM requests WHERE gseq = ?1")?;
-    for (gseq, bytes) in oldest {
-        delete.execute([gseq])?;
-        forget(bin, counters, 1, bytes as u64);
-        bin.evicted_by_bin_limit += 1;
-        counters.evicted_by_bin_limit += 1;
-    }
+    // The n oldest: their sizes, and the last one's number, up to which one range delete
+    // takes them all.
+    let (count, bytes, last) = tx
+        .prepare_cached(
+            "SELECT count(*), coalesce(sum(bytes), 0), max(seq) FROM \
+             (SELECT seq, bytes FROM requests WHERE bin = ?1 ORDER BY seq LIMIT ?2)",
+        )?
+        .query_row(params![bin.id, n as i64], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+            ))
+        })?;
+    let Some(last) = last else {
+        return Ok(());
+    };
+    tx.prepare_cached("DELETE FROM requests WHERE bin = ?1 AND seq <= ?2")?
+        .execute(params![bin.id, last])?;
+    let count = count as u64;
+    forget(bin, counters, count, bytes as u64);
+    bin.evicted_by_bin_limit += count;
+    counters.evicted_by_bin_limit += count;
     Ok(())
 }
 
