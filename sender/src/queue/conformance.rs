@@ -183,6 +183,32 @@ pub(crate) async fn sending_an_id_again_replaces_it(f: Fixture) {
     assert_eq!(got[0].task, resend);
 }
 
+pub(crate) async fn send_many_queues_each_in_the_order_given(f: Fixture) {
+    let q = f.queue;
+    q.send(task("msg_2", "wh_b"), T0).await.unwrap();
+    let old = q.claim(T0, LEASE, 10, &none()).await.unwrap().remove(0);
+    q.send_many(Vec::new()).await.unwrap();
+    let mut resend = task("msg_2", "wh_b");
+    resend.trigger = api::AttemptTrigger::Resend;
+    q.send_many(vec![
+        (task("msg_3", "wh_a"), T0 + 10),
+        (task("msg_1", "wh_c"), T0 + 10),
+        (resend.clone(), T0 + 10),
+        (task("msg_4", "wh_a"), T0 + 5_000),
+    ])
+    .await
+    .unwrap();
+    // An id already queued is replaced, as with `send`: its old holder has lost it.
+    assert!(matches!(q.ack(&old).await, Err(QueueError::LeaseLost(_))));
+    assert_eq!(q.next_due().await.unwrap(), Some(T0 + 10));
+    // Same due time: the order given.
+    let got = q.claim(T0 + 10, LEASE, 10, &none()).await.unwrap();
+    assert_eq!(ids(&got), ["msg_3", "msg_1", "msg_2"]);
+    assert_eq!(got[2].task, resend);
+    let later = q.claim(T0 + 5_000, LEASE, 10, &none()).await.unwrap();
+    assert_eq!(ids(&later), ["msg_4"]);
+}
+
 pub(crate) async fn removing_a_webhook_ends_its_tasks(f: Fixture) {
     let q = f.queue;
     q.send(task("msg_a1", "wh_a"), T0).await.unwrap();
@@ -252,6 +278,7 @@ macro_rules! suite {
             retry_puts_it_back_due_later_with_its_failures,
             skipped_webhooks_wait_and_others_pass,
             sending_an_id_again_replaces_it,
+            send_many_queues_each_in_the_order_given,
             removing_a_webhook_ends_its_tasks,
             concurrent_claimers_never_get_the_same_task,
         );
