@@ -18,7 +18,9 @@ PORT=3950
 HOLE_PORT=3951
 
 echo "== building (release)" >&2
-cargo build --release -q -p hookbin-sender --example bench --manifest-path "$ROOT/Cargo.toml"
+# The example needs no web UI (bin-server is only a dev-dependency): skip its wasm build.
+HOOKBIN_SKIP_UI=1 cargo build --release -q -p hookbin-sender --example bench \
+  --manifest-path "$ROOT/Cargo.toml"
 BENCH="$ROOT/target/release/examples/bench"
 # Pinned with taskset where it exists (it execs, so $! is the receiver itself).
 CPU0=(); CPU1=()

@@ -311,6 +311,14 @@ impl Journal for SqliteJournal {
 }
 
 fn upsert_webhook(tx: &Connection, id: &str, json: &str) -> Result<(), rusqlite::Error> {
+    // An update first: a counters write (one per delivery) then skips the insert's MAX(seq),
+    // a scan of the webhooks.
+    let updated = tx
+        .prepare_cached("UPDATE webhooks SET json = ?2 WHERE id = ?1")?
+        .execute(params![id, json])?;
+    if updated > 0 {
+        return Ok(());
+    }
     tx.prepare_cached(
         "INSERT INTO webhooks (id, seq, json)
          VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM webhooks), ?2)

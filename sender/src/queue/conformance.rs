@@ -170,6 +170,34 @@ pub(crate) async fn skipped_webhooks_wait_and_others_pass(f: Fixture) {
     assert_eq!(ids(&got), ["msg_a1", "msg_a2"]);
 }
 
+pub(crate) async fn a_skipped_webhook_with_a_long_line_holds_nobody_back(f: Fixture) {
+    let q = f.queue;
+    // A black hole's backlog first, then two webhooks interleaved.
+    let hole: Vec<_> = (0..300)
+        .map(|i| (task(&format!("msg_h{i:03}"), "wh_hole"), T0))
+        .collect();
+    q.send_many(hole).await.unwrap();
+    q.send(task("msg_a1", "wh_a"), T0 + 1).await.unwrap();
+    q.send(task("msg_b1", "wh_b"), T0 + 1).await.unwrap();
+    q.send(task("msg_a2", "wh_a"), T0 + 2).await.unwrap();
+    q.send(task("msg_b2", "wh_b"), T0 + 3).await.unwrap();
+    q.send(task("msg_a3", "wh_a"), T0 + 3).await.unwrap();
+    let skip: HashSet<String> = ["wh_hole".to_owned()].into();
+    let got = q.claim(T0 + 10, LEASE, 3, &skip).await.unwrap();
+    assert_eq!(ids(&got), ["msg_a1", "msg_b1", "msg_a2"]);
+    let skip: HashSet<String> = ["wh_hole".to_owned(), "wh_a".to_owned()].into();
+    let got = q.claim(T0 + 10, LEASE, 10, &skip).await.unwrap();
+    assert_eq!(ids(&got), ["msg_b2"]);
+    // Skipped, not lost: the hole's line and wh_a's rest are still first in line.
+    assert_eq!(q.next_due().await.unwrap(), Some(T0));
+    let got = q.claim(T0 + 10, LEASE, 2, &none()).await.unwrap();
+    assert_eq!(ids(&got), ["msg_h000", "msg_h001"]);
+    let skip: HashSet<String> = ["wh_hole".to_owned()].into();
+    let got = q.claim(T0 + 10, LEASE, 10, &skip).await.unwrap();
+    assert_eq!(ids(&got), ["msg_a3"]);
+    assert_eq!(q.tasks().await.unwrap().len(), 305);
+}
+
 pub(crate) async fn sending_an_id_again_replaces_it(f: Fixture) {
     let q = f.queue;
     q.send(task("msg_1", "wh_a"), T0).await.unwrap();
@@ -277,6 +305,7 @@ macro_rules! suite {
             ack_removes_the_task,
             retry_puts_it_back_due_later_with_its_failures,
             skipped_webhooks_wait_and_others_pass,
+            a_skipped_webhook_with_a_long_line_holds_nobody_back,
             sending_an_id_again_replaces_it,
             send_many_queues_each_in_the_order_given,
             removing_a_webhook_ends_its_tasks,
