@@ -5,6 +5,7 @@
 #   bench/sender/run.sh [ROUNDS] [TRIALS]     # default 300 rounds (30,000 deliveries), 3 trials
 #   STORE=sqlite bench/sender/run.sh ...       # the sender's SQLite store instead of memory
 #   STORE=redis bench/sender/run.sh ...        # on Redis (a redis-server of its own, port 3952)
+#   BENCH=/tmp/bench-before bench/sender/run.sh # a prebuilt sender/examples/bench (no build)
 #
 # The receiver (answers 200; a second port accepts and never answers) runs pinned to CPU 1, the
 # sender to CPU 0, each with one tokio worker: sender/examples/bench.rs. Everything is on
@@ -17,9 +18,14 @@ TRIALS="${2:-3}"
 PORT=3950
 HOLE_PORT=3951
 
-echo "== building (release)" >&2
-cargo build --release -q -p hookbin-sender --example bench --manifest-path "$ROOT/Cargo.toml"
-BENCH="$ROOT/target/release/examples/bench"
+# BENCH=PATH runs a bench binary built elsewhere (another commit, for a before/after).
+if [ -z "${BENCH:-}" ]; then
+  echo "== building (release)" >&2
+  # The example needs no web UI (bin-server is only a dev-dependency): skip its wasm build.
+  HOOKBIN_SKIP_UI=1 cargo build --release -q -p hookbin-sender --example bench \
+    --manifest-path "$ROOT/Cargo.toml"
+  BENCH="$ROOT/target/release/examples/bench"
+fi
 # Pinned with taskset where it exists (it execs, so $! is the receiver itself).
 CPU0=(); CPU1=()
 if command -v taskset >/dev/null; then CPU0=(taskset -c 0); CPU1=(taskset -c 1); fi

@@ -491,20 +491,30 @@ impl Hooks {
             message_ids: Vec::new(),
             messages: Vec::new(),
         };
-        for webhook in self.registry.subscribers(slug) {
-            let body = match webhook.envelope {
-                api::Envelope::Flat => flat.clone(),
-                api::Envelope::Standard => standard
-                    .get_or_insert_with(|| {
-                        delivery::message_body(api::Envelope::Standard, slug, &payload, now)
-                    })
-                    .clone(),
-            };
-            let id = self.delivery.enqueue(&webhook, slug, body).await?;
+        let targets: Vec<_> = self
+            .registry
+            .subscribers(slug)
+            .into_iter()
+            .map(|webhook| {
+                let body = match webhook.envelope {
+                    api::Envelope::Flat => flat.clone(),
+                    api::Envelope::Standard => standard
+                        .get_or_insert_with(|| {
+                            delivery::message_body(api::Envelope::Standard, slug, &payload, now)
+                        })
+                        .clone(),
+                };
+                (webhook, body)
+            })
+            .collect();
+        let webhook_ids: Vec<String> = targets.iter().map(|(w, _)| w.id.clone()).collect();
+        // One journal write and one queue call for every subscriber (see enqueue_many).
+        let ids = self.delivery.enqueue_many(slug, targets).await?;
+        for (id, webhook_id) in ids.into_iter().zip(webhook_ids) {
             out.message_ids.push(id.clone());
             out.messages.push(api::MessageRef {
                 message_id: id,
-                webhook_id: webhook.id,
+                webhook_id,
             });
         }
         Ok(out)

@@ -481,26 +481,28 @@ impl Delivery {
         index.insert(id.clone(), webhook_id.to_owned());
     }
 
-    /// Queues one event for one webhook and returns the message id once the queue holds it
-    /// (committed, with a persistent queue). At the webhook's pending bound the message is
-    /// logged as failed ("queue full") instead; it can be resent.
-    pub async fn enqueue(
+    /// Queues one event for several webhooks (an emit's fan-out) and returns the message ids,
+    /// in the order given, once the queue holds their tasks (committed, with a persistent
+    /// queue). The messages go to the journal in one write and their tasks to the queue in one
+    /// call ([`DeliveryQueue::send_many`]): one commit (SQLite) or one script (Redis) for the
+    /// lot instead of one per webhook. At a webhook's pending bound its message is logged as
+    /// failed ("queue full") instead; it can be resent.
+    pub async fn enqueue_many(
         &self,
-        webhook: &Webhook,
         event: &str,
-        body: Bytes,
-    ) -> Result<String, DeliveryError> {
+        targets: Vec<(Webhook, Bytes)>,
+    ) -> Result<Vec<String>, DeliveryError> {
         if self.shared.shutdown.is_cancelled() {
             return Err(DeliveryError::ShuttingDown);
         }
         let config = &self.shared.config;
-        let endpoint = self.endpoint(&webhook.id);
-        let id: Arc<str> = crate::random_id("msg_").into();
-        let (queued, evicted) = {
-            let mut log = lock(&endpoint.log);
-            let full = log.pending >= config.max_pending_per_webhook;
+        // Each message is decided first, its pending slot taken under the log's lock (so two
+        // emits at once cannot both pass the bound).
+        let mut planned = Vec::with_capacity(targets.len());
+        for (webhook, body) in targets {
+            let endpoint = self.endpoint(&webhook.id);
             let mut message = Message {
-                id: id.clone(),
+                id: crate::random_id("msg_").into(),
                 event: event.into(),
                 body,
                 created_at: Utc::now(),
@@ -509,6 +511,14 @@ impl Delivery {
                 next_attempt_at: None,
                 error: None,
             };
+            let full = {
+                let mut log = lock(&endpoint.log);
+                let full = log.pending >= config.max_pending_per_webhook;
+                if !full {
+                    log.pending += 1;
+                }
+                full
+            };
             if full {
                 message.state = api::MessageState::Failed;
                 message.error = Some(format!(
@@ -516,54 +526,74 @@ impl Delivery {
                     config.max_pending_per_webhook
                 ));
             }
-            // In the journal before anything answers (and before the queue holds its task).
-            if let Some(j) = &self.shared.journal {
-                j.insert_message(&message.record(&webhook.id))
-                    .map_err(|e| DeliveryError::QueueUnavailable(e.to_string()))?;
-            }
-            if !full {
-                log.pending += 1;
-            }
-            let evicted = log.insert(message, config.max_messages_per_webhook);
-            (!full, evicted)
-        };
-        self.journal_evict(&webhook.id, &evicted, &[]);
-        self.index_add(&id, &webhook.id, evicted);
-        self.shared.registry.touch();
-        if queued {
-            let task = Task {
-                id: id.to_string(),
-                webhook_id: webhook.id.clone(),
-                failed: 0,
-                trigger: api::AttemptTrigger::Scheduled,
-            };
-            self.queue_now(&endpoint, task).await?;
-        } else {
-            let reason = "queue full";
-            self.shared
-                .registry
-                .note_failed_attempt(&webhook.id, reason);
+            planned.push((webhook, endpoint, message, full));
         }
-        Ok(id.to_string())
+        // In the journal before anything answers (and before the queue holds their tasks).
+        if let Some(j) = &self.shared.journal {
+            let records: Vec<_> = planned
+                .iter()
+                .map(|(webhook, _, message, _)| message.record(&webhook.id))
+                .collect();
+            if let Err(e) = j.insert_messages(&records) {
+                for (_, endpoint, _, full) in &planned {
+                    if !full {
+                        let mut log = lock(&endpoint.log);
+                        log.pending = log.pending.saturating_sub(1);
+                    }
+                }
+                return Err(DeliveryError::QueueUnavailable(e.to_string()));
+            }
+        }
+        let mut ids = Vec::with_capacity(planned.len());
+        let mut tasks = Vec::new();
+        let mut queued = Vec::new();
+        for (webhook, endpoint, message, full) in planned {
+            let id = message.id.clone();
+            let evicted = lock(&endpoint.log).insert(message, config.max_messages_per_webhook);
+            self.journal_evict(&webhook.id, &evicted, &[]);
+            self.index_add(&id, &webhook.id, evicted);
+            if full {
+                self.shared
+                    .registry
+                    .note_failed_attempt(&webhook.id, "queue full");
+            } else {
+                tasks.push(Task {
+                    id: id.to_string(),
+                    webhook_id: webhook.id.clone(),
+                    failed: 0,
+                    trigger: api::AttemptTrigger::Scheduled,
+                });
+                queued.push((endpoint, id.clone()));
+            }
+            ids.push(id.to_string());
+        }
+        self.shared.registry.touch();
+        self.queue_now(tasks, &queued).await?;
+        Ok(ids)
     }
 
-    /// Puts a task in the queue, due now, and wakes the dispatcher. A queue that cannot take
-    /// it ends the message failed (visible, resendable) and answers the error.
-    async fn queue_now(&self, endpoint: &Endpoint, task: Task) -> Result<(), DeliveryError> {
-        let id = task.id.clone();
-        match self
-            .shared
-            .queue
-            .send(task, self.shared.clock.now_ms())
-            .await
-        {
+    /// Puts tasks in the queue, due now, and wakes the dispatcher. A queue that cannot take
+    /// them ends their messages failed (visible, resendable) and answers the error.
+    async fn queue_now(
+        &self,
+        tasks: Vec<Task>,
+        messages: &[(Arc<Endpoint>, Arc<str>)],
+    ) -> Result<(), DeliveryError> {
+        if tasks.is_empty() {
+            return Ok(());
+        }
+        let now = self.shared.clock.now_ms();
+        let tasks = tasks.into_iter().map(|t| (t, now)).collect();
+        match self.shared.queue.send_many(tasks).await {
             Ok(()) => {
                 self.start();
                 self.shared.wake.notify_one();
                 Ok(())
             }
             Err(e) => {
-                let _ = self.finish(endpoint, &id, Some(format!("not queued: {e}")));
+                for (endpoint, id) in messages {
+                    let _ = self.finish(endpoint, id, Some(format!("not queued: {e}")));
+                }
                 Err(DeliveryError::QueueUnavailable(e.to_string()))
             }
         }
@@ -618,7 +648,8 @@ impl Delivery {
             failed: 0,
             trigger: api::AttemptTrigger::Resend,
         };
-        self.queue_now(&endpoint, task).await?;
+        self.queue_now(vec![task], &[(endpoint, id.clone())])
+            .await?;
         Ok(api::MessageRef {
             message_id: id.to_string(),
             webhook_id,

@@ -163,15 +163,18 @@ pub(super) fn attempt_out(
         url: webhook.url.clone(),
         request_headers: result.request_headers.clone(),
         request_body_size: result.request_body_size,
-        request_body: Some(
-            String::from_utf8_lossy(
-                &result.request_body[..result
-                    .request_body
-                    .len()
-                    .min(super::attempt::LOGGED_BODY_BYTES)],
-            )
-            .into_owned(),
-        ),
+        request_body: Some({
+            let kept = &result.request_body[..result
+                .request_body
+                .len()
+                .min(super::attempt::LOGGED_BODY_BYTES)];
+            // Valid UTF-8 (JSON, nearly always) is checked by the fast path; the lossy
+            // conversion walks it byte by byte.
+            match std::str::from_utf8(kept) {
+                Ok(text) => text.to_owned(),
+                Err(_) => String::from_utf8_lossy(kept).into_owned(),
+            }
+        }),
         request_body_truncated: result.request_body.len() > super::attempt::LOGGED_BODY_BYTES,
         delivered: result.verdict == Verdict::Delivered,
         status: result.status,

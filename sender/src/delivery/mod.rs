@@ -1,7 +1,8 @@
 //! The delivery engine: sends signed messages, retries them, and logs every attempt.
 //!
 //! # How a message travels
-//! [`Delivery::enqueue`] records the message in its webhook's log and spawns one task for it.
+//! [`Delivery::enqueue_many`] records an emit's messages in their webhooks' logs and queues
+//! their tasks.
 //! The task waits for a slot of its webhook (a per-webhook semaphore: that FIFO wait *is* the
 //! per-endpoint queue), then for a slot of the whole engine (a global semaphore bounding
 //! in-flight requests), then makes one attempt: a POST signed per Standard Webhooks with a

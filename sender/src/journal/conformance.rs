@@ -147,6 +147,32 @@ pub(crate) async fn messages_keep_their_exact_bytes_and_latest_state(f: Fixture)
     assert_eq!(load(&j).messages[0].state, delivered);
 }
 
+pub(crate) async fn insert_messages_writes_each_in_the_order_given(f: Fixture) {
+    let j = f.journal;
+    j.put_webhook(&webhook("wh_a", "a")).unwrap();
+    j.put_webhook(&webhook("wh_b", "b")).unwrap();
+    j.insert_messages(&[]).unwrap();
+    let first = message("msg_1", "wh_a", b"{\"n\":1}");
+    j.insert_message(&first).unwrap();
+    let mut full = message("msg_3", "wh_a", b"{\"n\":3}");
+    full.state = MessageStateRecord {
+        state: api::MessageState::Failed,
+        attempts: 0,
+        next_attempt_at_ms: None,
+        error: Some("queue full".into()),
+    };
+    let batch = [
+        message("msg_4", "wh_b", br#"{"z":1,"a":2}"#),
+        full,
+        message("msg_2", "wh_a", b"\xff\x00"),
+    ];
+    j.insert_messages(&batch).unwrap();
+    let snap = load(&j);
+    let mut expected = vec![first];
+    expected.extend(batch);
+    assert_eq!(snap.messages, expected);
+}
+
 pub(crate) async fn attempts_come_back_in_order(f: Fixture) {
     let j = f.journal;
     j.put_webhook(&webhook("wh_a", "a")).unwrap();
@@ -214,6 +240,7 @@ macro_rules! suite {
             an_empty_journal_loads_empty,
             webhooks_come_back_in_creation_order_with_their_changes,
             messages_keep_their_exact_bytes_and_latest_state,
+            insert_messages_writes_each_in_the_order_given,
             attempts_come_back_in_order,
             evictions_drop_entries_and_add_up,
             deleting_a_webhook_drops_its_log_and_only_its,

@@ -101,6 +101,11 @@ pub trait Journal: Send + Sync + 'static {
     /// Deletes a webhook with its messages, attempts and eviction counts.
     fn delete_webhook(&self, id: &str) -> Result<(), JournalError>;
     fn insert_message(&self, message: &MessageRecord) -> Result<(), JournalError>;
+    /// [`Journal::insert_message`] for several messages (an emit's fan-out), in order, as one
+    /// write: one job of the SQLite writer, one pipelined round trip to Redis.
+    fn insert_messages(&self, messages: &[MessageRecord]) -> Result<(), JournalError> {
+        messages.iter().try_for_each(|m| self.insert_message(m))
+    }
     fn update_message(&self, id: &str, state: &MessageStateRecord) -> Result<(), JournalError>;
     /// Messages and attempts dropped from a webhook's log by its bounds (counted).
     fn evict(

@@ -211,6 +211,9 @@ type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// came after its deadline), it runs and answers its caller itself.
 struct Op {
     queued: Instant,
+    /// Runs with nothing pipelined beside it (several commands whose order with other calls
+    /// matters: the snapshot).
+    alone: bool,
     job: Box<dyn FnOnce(Result<Ctx, JournalError>) -> BoxFuture + Send>,
 }
 
@@ -223,13 +226,28 @@ struct Ctx {
 }
 
 struct Scripts {
-    put_webhook: redis::Script,
-    delete_webhook: redis::Script,
-    insert_message: redis::Script,
-    update_message: redis::Script,
-    evict: redis::Script,
-    insert_attempt: redis::Script,
+    put_webhook: Lua,
+    delete_webhook: Lua,
+    update_message: Lua,
+    evict: Lua,
+    insert_attempt: Lua,
 }
+
+/// A script sent whole with `EVAL` on every call (Redis caches it compiled), never
+/// `EVALSHA`: a Redis that lost its script cache (a restart) would answer `NOSCRIPT` and the
+/// retry would run after calls pipelined behind it, out of order.
+struct Lua(&'static str);
+
+impl Lua {
+    fn prepare_invoke(&self) -> redis::Cmd {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(self.0).arg(0);
+        cmd
+    }
+}
+
+/// Calls written to Redis at once (pipelined) at most.
+const PIPELINE: usize = 256;
 
 /// See the module documentation.
 pub struct RedisJournal {
@@ -353,24 +371,51 @@ impl RedisJournal {
                         conn,
                         p: thread_p,
                         scripts: Arc::new(Scripts {
-                            put_webhook: redis::Script::new(PUT_WEBHOOK),
-                            delete_webhook: redis::Script::new(DELETE_WEBHOOK),
-                            insert_message: redis::Script::new(INSERT_MESSAGE),
-                            update_message: redis::Script::new(UPDATE_MESSAGE),
-                            evict: redis::Script::new(EVICT),
-                            insert_attempt: redis::Script::new(INSERT_ATTEMPT),
+                            put_webhook: Lua(PUT_WEBHOOK),
+                            delete_webhook: Lua(DELETE_WEBHOOK),
+                            update_message: Lua(UPDATE_MESSAGE),
+                            evict: Lua(EVICT),
+                            insert_attempt: Lua(INSERT_ATTEMPT),
                         }),
                     };
-                    // In order, one at a time: the journal sees changes as they happened.
-                    while let Some(op) = rx.recv().await {
-                        let ctx = if op.queued.elapsed() > DEADLINE {
-                            Err(JournalError(
-                                "the store did not answer within the deadline".into(),
-                            ))
-                        } else {
-                            Ok(ctx.clone())
+                    // In order, pipelined: every call waiting (up to PIPELINE) is started in
+                    // turn, which writes its command to the one connection in that order, so
+                    // Redis runs them in order; then they are awaited together. One round trip
+                    // for a backlog instead of one per call.
+                    let mut next: Option<Op> = None;
+                    loop {
+                        let first = match next.take() {
+                            Some(op) => op,
+                            None => match rx.recv().await {
+                                Some(op) => op,
+                                None => break,
+                            },
                         };
-                        (op.job)(ctx).await;
+                        let mut batch = vec![first];
+                        while !batch[0].alone && batch.len() < PIPELINE {
+                            match rx.try_recv() {
+                                Ok(op) if op.alone => {
+                                    next = Some(op);
+                                    break;
+                                }
+                                Ok(op) => batch.push(op),
+                                Err(_) => break,
+                            }
+                        }
+                        let runs: Vec<BoxFuture> = batch
+                            .into_iter()
+                            .map(|op| {
+                                let ctx = if op.queued.elapsed() > DEADLINE {
+                                    Err(JournalError(
+                                        "the store did not answer within the deadline".into(),
+                                    ))
+                                } else {
+                                    Ok(ctx.clone())
+                                };
+                                (op.job)(ctx)
+                            })
+                            .collect();
+                        futures_util::future::join_all(runs).await;
                     }
                 });
             })
@@ -394,9 +439,14 @@ impl RedisJournal {
         format!("{}changes", self.p)
     }
 
-    fn submit(&self, job: impl FnOnce(Result<Ctx, JournalError>) -> BoxFuture + Send + 'static) {
+    fn submit(
+        &self,
+        alone: bool,
+        job: impl FnOnce(Result<Ctx, JournalError>) -> BoxFuture + Send + 'static,
+    ) {
         let _ = self.ops.send(Op {
             queued: Instant::now(),
+            alone,
             job: Box::new(job),
         });
     }
@@ -408,9 +458,19 @@ impl RedisJournal {
         F: FnOnce(Ctx) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, JournalError>> + Send + 'static,
     {
+        self.call_with(false, f)
+    }
+
+    /// [`RedisJournal::call`]; `alone`: nothing is pipelined beside it (see [`Op::alone`]).
+    fn call_with<T, F, Fut>(&self, alone: bool, f: F) -> Result<T, JournalError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Ctx) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, JournalError>> + Send + 'static,
+    {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let shown = self.shown.clone();
-        self.submit(move |ctx| {
+        self.submit(alone, move |ctx| {
             Box::pin(async move {
                 let r = match ctx {
                     Ok(ctx) => match tokio::time::timeout(DEADLINE, f(ctx)).await {
@@ -439,7 +499,7 @@ impl RedisJournal {
         F: FnOnce(Ctx) -> Fut + Send + 'static,
         Fut: Future<Output = Result<(), JournalError>> + Send + 'static,
     {
-        self.submit(move |ctx| {
+        self.submit(false, move |ctx| {
             Box::pin(async move {
                 let r = match ctx {
                     Ok(ctx) => match tokio::time::timeout(DEADLINE, f(ctx)).await {
@@ -455,6 +515,15 @@ impl RedisJournal {
         });
     }
 
+    /// A notice whose one field besides `from` and `kind` is a value already in JSON: `head`
+    /// is `"kind":"...","field"`, `json` the value.
+    fn notice_with(&self, head: &str, json: &str) -> String {
+        format!(
+            "{{\"from\":{},{head}:{json}}}",
+            serde_json::Value::from(self.instance.as_str())
+        )
+    }
+
     fn notice(&self, change: WireChange) -> Result<String, JournalError> {
         serde_json::to_string(&Notice {
             from: self.instance.clone(),
@@ -465,9 +534,9 @@ impl RedisJournal {
 
     fn put(&self, webhook: &api::WebhookOut, quiet: bool) -> Result<(), JournalError> {
         let json = serde_json::to_string(webhook).map_err(err)?;
-        let notice = self.notice(WireChange::Webhook {
-            webhook: webhook.clone(),
-        })?;
+        // What `self.notice(WireChange::Webhook { .. })` writes, the webhook's JSON made once
+        // (a counters write, one per delivery, comes here too).
+        let notice = self.notice_with(r#""kind":"webhook","webhook""#, &json);
         let id = webhook.id.clone();
         let run = move |mut c: Ctx| async move {
             let _: i64 = c
@@ -479,7 +548,7 @@ impl RedisJournal {
                 .arg(json)
                 .arg(if quiet { "1" } else { "0" })
                 .arg(notice)
-                .invoke_async(&mut c.conn)
+                .query_async(&mut c.conn)
                 .await
                 .map_err(err)?;
             Ok(())
@@ -505,6 +574,13 @@ impl RedisJournal {
         let channel = self.channel();
         let client = self.client.clone();
         let shown = self.shown.clone();
+        // Every notice starts with its sender (`from` is serialized first): this instance's
+        // own are recognised by that prefix and skipped unparsed (a busy instance hears
+        // several of its own per delivery).
+        let own = format!(
+            r#"{{"from":{}"#,
+            serde_json::Value::from(self.instance.clone())
+        );
         let instance = self.instance.clone();
         let subscribe = move |client: redis::Client, channel: String| async move {
             let connect = async {
@@ -552,6 +628,9 @@ impl RedisJournal {
                     tokio::select! {
                         msg = messages.next() => match msg {
                             Some(msg) => {
+                                if msg.get_payload_bytes().starts_with(own.as_bytes()) {
+                                    continue;
+                                }
                                 let Ok(notice) =
                                     serde_json::from_slice::<Notice>(msg.get_payload_bytes())
                                 else {
@@ -717,7 +796,7 @@ async fn load(mut c: Ctx) -> Result<Snapshot, JournalError> {
 
 impl Journal for RedisJournal {
     fn load(&self) -> Result<Snapshot, JournalError> {
-        self.call(load)
+        self.call_with(true, load)
     }
 
     fn put_webhook(&self, webhook: &api::WebhookOut) -> Result<(), JournalError> {
@@ -741,32 +820,36 @@ impl Journal for RedisJournal {
                 .arg(&*c.p)
                 .arg(id)
                 .arg(notice)
-                .invoke_async(&mut c.conn)
+                .query_async(&mut c.conn)
                 .await
                 .map_err(err)?;
             Ok(())
         })
     }
 
-    /// Waits for Redis: another instance may claim the message's task as soon as it is queued,
-    /// and must find the message here.
     fn insert_message(&self, m: &MessageRecord) -> Result<(), JournalError> {
-        let notice = self.notice(WireChange::Message {
-            id: m.id.clone(),
-            webhook_id: m.webhook_id.clone(),
-            event: m.event.clone(),
-            body: std::str::from_utf8(&m.body).ok().map(str::to_owned),
-            created_at_ms: m.created_at_ms,
-            state: (&m.state).into(),
-        })?;
-        let m = m.clone();
-        self.call(move |mut c| async move {
+        self.insert_messages(std::slice::from_ref(m))
+    }
+
+    /// Waits for Redis: another instance may claim a message's task as soon as it is queued,
+    /// and must find the message here. One pipeline (one round trip) for all of them.
+    fn insert_messages(&self, messages: &[MessageRecord]) -> Result<(), JournalError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for m in messages {
+            let notice = self.notice(WireChange::Message {
+                id: m.id.clone(),
+                webhook_id: m.webhook_id.clone(),
+                event: m.event.clone(),
+                body: std::str::from_utf8(&m.body).ok().map(str::to_owned),
+                created_at_ms: m.created_at_ms,
+                state: (&m.state).into(),
+            })?;
             let (has_error, error) = opt_str(&m.state.error);
-            let _: i64 = c
-                .scripts
-                .insert_message
-                .prepare_invoke()
-                .arg(&*c.p)
+            let mut cmd = Lua(INSERT_MESSAGE).prepare_invoke();
+            cmd.arg(&*self.p)
                 .arg(&m.id)
                 .arg(&m.webhook_id)
                 .arg(&m.event)
@@ -777,10 +860,11 @@ impl Journal for RedisJournal {
                 .arg(opt_ms(m.state.next_attempt_at_ms))
                 .arg(has_error)
                 .arg(error)
-                .arg(notice)
-                .invoke_async(&mut c.conn)
-                .await
-                .map_err(err)?;
+                .arg(notice);
+            pipe.add_command(cmd);
+        }
+        self.call(move |mut c| async move {
+            let _: Vec<i64> = pipe.query_async(&mut c.conn).await.map_err(err)?;
             Ok(())
         })
     }
@@ -805,7 +889,7 @@ impl Journal for RedisJournal {
                 .arg(has_error)
                 .arg(error)
                 .arg(notice)
-                .invoke_async(&mut c.conn)
+                .query_async(&mut c.conn)
                 .await
                 .map_err(err)?;
             Ok(())
@@ -833,7 +917,7 @@ impl Journal for RedisJournal {
                 for id in messages.iter().chain(&attempts) {
                     call.arg(id);
                 }
-                let _: i64 = call.invoke_async(&mut c.conn).await.map_err(err)?;
+                let _: i64 = call.query_async(&mut c.conn).await.map_err(err)?;
                 Ok(())
             },
         );
@@ -842,9 +926,9 @@ impl Journal for RedisJournal {
 
     fn insert_attempt(&self, a: &api::AttemptOut) -> Result<(), JournalError> {
         let json = serde_json::to_string(a).map_err(err)?;
-        let notice = self.notice(WireChange::Attempt {
-            attempt: Box::new(a.clone()),
-        })?;
+        // What `self.notice(WireChange::Attempt { .. })` writes, the attempt's JSON made once:
+        // it is the biggest notice, one per attempt.
+        let notice = self.notice_with(r#""kind":"attempt","attempt""#, &json);
         let (id, webhook_id) = (a.id.clone(), a.webhook_id.clone());
         self.later(format!("saving attempt {id}"), move |mut c| async move {
             let _: i64 = c
@@ -856,7 +940,7 @@ impl Journal for RedisJournal {
                 .arg(&id)
                 .arg(json)
                 .arg(notice)
-                .invoke_async(&mut c.conn)
+                .query_async(&mut c.conn)
                 .await
                 .map_err(err)?;
             Ok(())
@@ -894,7 +978,7 @@ impl Journal for RedisJournal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::conformance::{Fixture, message, webhook};
+    use crate::journal::conformance::{Fixture, attempt, message, webhook};
     use crate::queue::TestRedis;
 
     crate::journal::conformance::suite!(async {
@@ -947,11 +1031,13 @@ mod tests {
                 },
             )
             .unwrap();
+            a2.insert_attempt(&attempt("att_1", "msg_1", "wh_a", 1))
+                .unwrap();
             a2.delete_webhook("wh_a").unwrap();
         })
         .await;
         let mut got = Vec::new();
-        while got.len() < 4 {
+        while got.len() < 5 {
             let change = tokio::time::timeout(Duration::from_secs(5), rx.recv())
                 .await
                 .expect("a change within 5 s")
@@ -962,7 +1048,11 @@ mod tests {
         assert_eq!(got[1], Change::MessageAdded(msg));
         assert!(matches!(&got[2], Change::MessageState { id, state }
             if id == "msg_1" && state.state == api::MessageState::Delivered));
-        assert_eq!(got[3], Change::WebhookDeleted("wh_a".into()));
+        assert_eq!(
+            got[3],
+            Change::AttemptAdded(Box::new(attempt("att_1", "msg_1", "wh_a", 1)))
+        );
+        assert_eq!(got[4], Change::WebhookDeleted("wh_a".into()));
         assert!(rx.try_recv().is_err(), "b heard its own change");
         heard_b.abort();
     }

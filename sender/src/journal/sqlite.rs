@@ -213,24 +213,34 @@ impl Journal for SqliteJournal {
     }
 
     fn insert_message(&self, m: &MessageRecord) -> Result<(), JournalError> {
-        let m = m.clone();
-        self.later(format!("saving message {}", m.id), move |tx| {
-            tx.prepare_cached(
+        self.insert_messages(std::slice::from_ref(m))
+    }
+
+    fn insert_messages(&self, messages: &[MessageRecord]) -> Result<(), JournalError> {
+        let Some(first) = messages.first() else {
+            return Ok(());
+        };
+        let what = format!("saving message {}", first.id);
+        let messages = messages.to_vec();
+        self.later(what, move |tx| {
+            let mut stmt = tx.prepare_cached(
                 "INSERT OR REPLACE INTO messages
                      (id, webhook_id, event, body, created_at, state, attempts, next_at, error)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )?
-            .execute(params![
-                m.id,
-                m.webhook_id,
-                m.event,
-                &m.body[..],
-                m.created_at_ms,
-                state_name(m.state.state),
-                m.state.attempts,
-                m.state.next_attempt_at_ms,
-                m.state.error
-            ])?;
+            )?;
+            for m in &messages {
+                stmt.execute(params![
+                    m.id,
+                    m.webhook_id,
+                    m.event,
+                    &m.body[..],
+                    m.created_at_ms,
+                    state_name(m.state.state),
+                    m.state.attempts,
+                    m.state.next_attempt_at_ms,
+                    m.state.error
+                ])?;
+            }
             Ok(())
         });
         Ok(())
@@ -301,6 +311,14 @@ impl Journal for SqliteJournal {
 }
 
 fn upsert_webhook(tx: &Connection, id: &str, json: &str) -> Result<(), rusqlite::Error> {
+    // An update first: a counters write (one per delivery) then skips the insert's MAX(seq),
+    // a scan of the webhooks.
+    let updated = tx
+        .prepare_cached("UPDATE webhooks SET json = ?2 WHERE id = ?1")?
+        .execute(params![id, json])?;
+    if updated > 0 {
+        return Ok(());
+    }
     tx.prepare_cached(
         "INSERT INTO webhooks (id, seq, json)
          VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM webhooks), ?2)

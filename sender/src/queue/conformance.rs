@@ -170,6 +170,34 @@ pub(crate) async fn skipped_webhooks_wait_and_others_pass(f: Fixture) {
     assert_eq!(ids(&got), ["msg_a1", "msg_a2"]);
 }
 
+pub(crate) async fn a_skipped_webhook_with_a_long_line_holds_nobody_back(f: Fixture) {
+    let q = f.queue;
+    // A black hole's backlog first, then two webhooks interleaved.
+    let hole: Vec<_> = (0..300)
+        .map(|i| (task(&format!("msg_h{i:03}"), "wh_hole"), T0))
+        .collect();
+    q.send_many(hole).await.unwrap();
+    q.send(task("msg_a1", "wh_a"), T0 + 1).await.unwrap();
+    q.send(task("msg_b1", "wh_b"), T0 + 1).await.unwrap();
+    q.send(task("msg_a2", "wh_a"), T0 + 2).await.unwrap();
+    q.send(task("msg_b2", "wh_b"), T0 + 3).await.unwrap();
+    q.send(task("msg_a3", "wh_a"), T0 + 3).await.unwrap();
+    let skip: HashSet<String> = ["wh_hole".to_owned()].into();
+    let got = q.claim(T0 + 10, LEASE, 3, &skip).await.unwrap();
+    assert_eq!(ids(&got), ["msg_a1", "msg_b1", "msg_a2"]);
+    let skip: HashSet<String> = ["wh_hole".to_owned(), "wh_a".to_owned()].into();
+    let got = q.claim(T0 + 10, LEASE, 10, &skip).await.unwrap();
+    assert_eq!(ids(&got), ["msg_b2"]);
+    // Skipped, not lost: the hole's line and wh_a's rest are still first in line.
+    assert_eq!(q.next_due().await.unwrap(), Some(T0));
+    let got = q.claim(T0 + 10, LEASE, 2, &none()).await.unwrap();
+    assert_eq!(ids(&got), ["msg_h000", "msg_h001"]);
+    let skip: HashSet<String> = ["wh_hole".to_owned()].into();
+    let got = q.claim(T0 + 10, LEASE, 10, &skip).await.unwrap();
+    assert_eq!(ids(&got), ["msg_a3"]);
+    assert_eq!(q.tasks().await.unwrap().len(), 305);
+}
+
 pub(crate) async fn sending_an_id_again_replaces_it(f: Fixture) {
     let q = f.queue;
     q.send(task("msg_1", "wh_a"), T0).await.unwrap();
@@ -181,6 +209,32 @@ pub(crate) async fn sending_an_id_again_replaces_it(f: Fixture) {
     assert!(matches!(q.ack(&old).await, Err(QueueError::LeaseLost(_))));
     let got = q.claim(T0 + 50, LEASE, 10, &none()).await.unwrap();
     assert_eq!(got[0].task, resend);
+}
+
+pub(crate) async fn send_many_queues_each_in_the_order_given(f: Fixture) {
+    let q = f.queue;
+    q.send(task("msg_2", "wh_b"), T0).await.unwrap();
+    let old = q.claim(T0, LEASE, 10, &none()).await.unwrap().remove(0);
+    q.send_many(Vec::new()).await.unwrap();
+    let mut resend = task("msg_2", "wh_b");
+    resend.trigger = api::AttemptTrigger::Resend;
+    q.send_many(vec![
+        (task("msg_3", "wh_a"), T0 + 10),
+        (task("msg_1", "wh_c"), T0 + 10),
+        (resend.clone(), T0 + 10),
+        (task("msg_4", "wh_a"), T0 + 5_000),
+    ])
+    .await
+    .unwrap();
+    // An id already queued is replaced, as with `send`: its old holder has lost it.
+    assert!(matches!(q.ack(&old).await, Err(QueueError::LeaseLost(_))));
+    assert_eq!(q.next_due().await.unwrap(), Some(T0 + 10));
+    // Same due time: the order given.
+    let got = q.claim(T0 + 10, LEASE, 10, &none()).await.unwrap();
+    assert_eq!(ids(&got), ["msg_3", "msg_1", "msg_2"]);
+    assert_eq!(got[2].task, resend);
+    let later = q.claim(T0 + 5_000, LEASE, 10, &none()).await.unwrap();
+    assert_eq!(ids(&later), ["msg_4"]);
 }
 
 pub(crate) async fn removing_a_webhook_ends_its_tasks(f: Fixture) {
@@ -282,7 +336,9 @@ macro_rules! suite {
             ack_removes_the_task,
             retry_puts_it_back_due_later_with_its_failures,
             skipped_webhooks_wait_and_others_pass,
+            a_skipped_webhook_with_a_long_line_holds_nobody_back,
             sending_an_id_again_replaces_it,
+            send_many_queues_each_in_the_order_given,
             removing_a_webhook_ends_its_tasks,
             concurrent_claimers_never_get_the_same_task,
             due_now_hurries_a_waiting_task_but_not_a_leased_one,

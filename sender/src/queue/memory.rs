@@ -6,18 +6,28 @@ use std::time::Duration;
 
 use super::{DeliveryQueue, Leased, QueueError, Task, lease_ms, new_token};
 
-/// The in-memory [`DeliveryQueue`]: due tasks ordered by (due, send order), leased tasks
-/// ordered by lease end. Every call is a short critical section; nothing awaits inside.
+/// The in-memory [`DeliveryQueue`]: each webhook's due tasks ordered by (due, send order),
+/// the webhooks ordered by their first due task, leased tasks ordered by lease end. Every call
+/// is a short critical section; nothing awaits inside.
+///
+/// A claim merges the webhooks' lines in due order, so a webhook it skips (at its bound, or a
+/// black hole holding its slots) costs one step however many tasks it has waiting, not one
+/// per task.
 #[derive(Default)]
 pub struct MemoryQueue {
     inner: Mutex<Inner>,
 }
 
+/// (due, send order, id) of a task, the order tasks are claimed in.
+type Key = (i64, u64, String);
+
 #[derive(Default)]
 struct Inner {
     tasks: HashMap<String, Entry>,
-    /// (due, seq, id) of tasks not leased.
-    due: BTreeSet<(i64, u64, String)>,
+    /// Per webhook, the keys of its tasks not leased.
+    lines: HashMap<String, BTreeSet<Key>>,
+    /// (due, send order, webhook id) of each webhook's first task not leased.
+    heads: BTreeSet<Key>,
     /// (lease end, id) of leased tasks.
     leased: BTreeSet<(i64, String)>,
     next_seq: u64,
@@ -28,6 +38,12 @@ struct Entry {
     due_ms: i64,
     seq: u64,
     lease: Option<(String, i64)>,
+}
+
+impl Entry {
+    fn key(&self) -> Key {
+        (self.due_ms, self.seq, self.task.id.clone())
+    }
 }
 
 impl std::fmt::Debug for MemoryQueue {
@@ -49,14 +65,66 @@ impl MemoryQueue {
     }
 }
 
+fn head_of(webhook: &str, key: &Key) -> Key {
+    (key.0, key.1, webhook.to_owned())
+}
+
 impl Inner {
+    /// Puts a task not leased in its webhook's line (and the line's head in `heads`).
+    fn line_insert(&mut self, webhook: &str, key: Key) {
+        let line = self.lines.entry(webhook.to_owned()).or_default();
+        let old = line.first().map(|k| head_of(webhook, k));
+        line.insert(key);
+        let new = line.first().map(|k| head_of(webhook, k));
+        if old != new {
+            if let Some(old) = old {
+                self.heads.remove(&old);
+            }
+            self.heads.extend(new);
+        }
+    }
+
+    fn line_remove(&mut self, webhook: &str, key: &Key) {
+        let Some(line) = self.lines.get_mut(webhook) else {
+            return;
+        };
+        let old = line.first().map(|k| head_of(webhook, k));
+        line.remove(key);
+        let new = line.first().map(|k| head_of(webhook, k));
+        if line.is_empty() {
+            self.lines.remove(webhook);
+        }
+        if old != new {
+            if let Some(old) = old {
+                self.heads.remove(&old);
+            }
+            self.heads.extend(new);
+        }
+    }
+
     fn unlink(&mut self, id: &str) -> Option<Entry> {
         let entry = self.tasks.remove(id)?;
         match &entry.lease {
-            Some((_, until)) => self.leased.remove(&(*until, id.to_owned())),
-            None => self.due.remove(&(entry.due_ms, entry.seq, id.to_owned())),
-        };
+            Some((_, until)) => {
+                self.leased.remove(&(*until, id.to_owned()));
+            }
+            None => self.line_remove(&entry.task.webhook_id, &entry.key()),
+        }
         Some(entry)
+    }
+
+    fn send(&mut self, task: Task, due_ms: i64) {
+        self.unlink(&task.id);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let entry = Entry {
+            task,
+            due_ms,
+            seq,
+            lease: None,
+        };
+        self.line_insert(&entry.task.webhook_id, entry.key());
+        self.tasks.insert(entry.task.id.clone(), entry);
     }
 
     /// The entry if `leased` still holds its lease.
@@ -79,7 +147,8 @@ impl Inner {
             self.leased.pop_first();
             if let Some(entry) = self.tasks.get_mut(&id) {
                 entry.lease = None;
-                self.due.insert((entry.due_ms, entry.seq, id));
+                let (webhook, key) = (entry.task.webhook_id.clone(), entry.key());
+                self.line_insert(&webhook, key);
             }
         }
     }
@@ -88,20 +157,15 @@ impl Inner {
 #[async_trait::async_trait]
 impl DeliveryQueue for MemoryQueue {
     async fn send(&self, task: Task, due_ms: i64) -> Result<(), QueueError> {
+        self.inner().send(task, due_ms);
+        Ok(())
+    }
+
+    async fn send_many(&self, tasks: Vec<(Task, i64)>) -> Result<(), QueueError> {
         let mut inner = self.inner();
-        inner.unlink(&task.id);
-        let seq = inner.next_seq;
-        inner.next_seq += 1;
-        inner.due.insert((due_ms, seq, task.id.clone()));
-        inner.tasks.insert(
-            task.id.clone(),
-            Entry {
-                task,
-                due_ms,
-                seq,
-                lease: None,
-            },
-        );
+        for (task, due_ms) in tasks {
+            inner.send(task, due_ms);
+        }
         Ok(())
     }
 
@@ -115,20 +179,34 @@ impl DeliveryQueue for MemoryQueue {
         let mut inner = self.inner();
         inner.expire(now_ms);
         let until = now_ms.saturating_add(lease_ms(lease));
-        let mut picked = Vec::new();
-        for (due, _, id) in &inner.due {
-            if *due > now_ms || picked.len() >= max {
+        let mut out = Vec::with_capacity(max.min(inner.tasks.len()));
+        // The lines merged in due order: take the earliest head, its line's next task becomes
+        // the line's head. Skipped webhooks' heads are set aside and put back at the end.
+        let mut skipped = Vec::new();
+        while out.len() < max {
+            let Some(head) = inner.heads.pop_first() else {
+                break;
+            };
+            if head.0 > now_ms {
+                inner.heads.insert(head);
                 break;
             }
-            let entry = &inner.tasks[id];
-            if !skip.contains(&entry.task.webhook_id) {
-                picked.push((entry.due_ms, entry.seq, id.clone()));
+            let webhook = head.2;
+            if skip.contains(&webhook) {
+                skipped.push((head.0, head.1, webhook));
+                continue;
             }
-        }
-        let mut out = Vec::with_capacity(picked.len());
-        for key in picked {
-            inner.due.remove(&key);
-            let id = key.2;
+            let line = inner.lines.get_mut(&webhook).expect("a head has its line");
+            let (_, _, id) = line.pop_first().expect("a line is never empty");
+            match line.first() {
+                Some(next) => {
+                    let next = head_of(&webhook, next);
+                    inner.heads.insert(next);
+                }
+                None => {
+                    inner.lines.remove(&webhook);
+                }
+            }
             let token = new_token();
             inner.leased.insert((until, id.clone()));
             let entry = inner.tasks.get_mut(&id).expect("due tasks are in the map");
@@ -140,6 +218,7 @@ impl DeliveryQueue for MemoryQueue {
                 lease_until_ms: until,
             });
         }
+        inner.heads.extend(skipped);
         Ok(out)
     }
 
@@ -159,9 +238,7 @@ impl DeliveryQueue for MemoryQueue {
         entry.lease = None;
         entry.due_ms = due_ms;
         entry.task.failed = failed;
-        inner
-            .due
-            .insert((due_ms, entry.seq, leased.task.id.clone()));
+        inner.line_insert(&entry.task.webhook_id, entry.key());
         inner.tasks.insert(leased.task.id.clone(), entry);
         Ok(())
     }
@@ -201,7 +278,7 @@ impl DeliveryQueue for MemoryQueue {
 
     async fn next_due(&self) -> Result<Option<i64>, QueueError> {
         let inner = self.inner();
-        let due = inner.due.first().map(|k| k.0);
+        let due = inner.heads.first().map(|k| k.0);
         let lease = inner.leased.first().map(|k| k.0);
         Ok(match (due, lease) {
             (Some(a), Some(b)) => Some(a.min(b)),

@@ -14,6 +14,8 @@
 //!   lease runs; an expired lease makes it due again (its holder is presumed dead), and the
 //!   old holder's [`ack`](DeliveryQueue::ack) or [`retry`](DeliveryQueue::retry) then answers
 //!   [`QueueError::LeaseLost`] so two holders never both finish it.
+//! - [`send_many`](DeliveryQueue::send_many) is `send` for several tasks, in their order
+//!   (an emit's fan-out: one commit or one script instead of one per webhook).
 //! - [`ack`](DeliveryQueue::ack) removes a finished task; [`retry`](DeliveryQueue::retry) puts
 //!   it back due at a new time with its failure count (a nack).
 //! - [`remove_webhook`](DeliveryQueue::remove_webhook) drops every task of a webhook (deleted or
@@ -80,6 +82,15 @@ pub enum QueueError {
 pub trait DeliveryQueue: Send + Sync + 'static {
     /// Queues `task` due at `due_ms` (replacing a queued task of the same id).
     async fn send(&self, task: Task, due_ms: i64) -> Result<(), QueueError>;
+
+    /// [`send`](DeliveryQueue::send) for several tasks in one call (an emit's messages), in the
+    /// order given: one commit, one script. The default sends them one by one.
+    async fn send_many(&self, tasks: Vec<(Task, i64)>) -> Result<(), QueueError> {
+        for (task, due_ms) in tasks {
+            self.send(task, due_ms).await?;
+        }
+        Ok(())
+    }
 
     /// Leases up to `max` due tasks, earliest first, skipping the webhooks in `skip`.
     async fn claim(

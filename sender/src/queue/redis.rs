@@ -20,23 +20,26 @@ use super::{
     DeliveryQueue, Leased, QueueError, Task, lease_ms, new_token, trigger_from, trigger_name,
 };
 
+/// ARGV: prefix, then per task: id, webhook, failed, trigger, due (an emit's tasks at once).
 const SEND: &str = r"
 local p = ARGV[1]
-local id, webhook = ARGV[2], ARGV[3]
-local k = p .. 'task:' .. id
-local old = redis.call('HMGET', k, 'member', 'webhook')
-if old[1] then
-  redis.call('ZREM', p .. 'due', old[1])
-  redis.call('ZREM', p .. 'leased', id)
-  redis.call('SREM', p .. 'wh:' .. old[2], id)
-  redis.call('DEL', k)
+for i = 2, #ARGV, 5 do
+  local id, webhook = ARGV[i], ARGV[i + 1]
+  local k = p .. 'task:' .. id
+  local old = redis.call('HMGET', k, 'member', 'webhook')
+  if old[1] then
+    redis.call('ZREM', p .. 'due', old[1])
+    redis.call('ZREM', p .. 'leased', id)
+    redis.call('SREM', p .. 'wh:' .. old[2], id)
+    redis.call('DEL', k)
+  end
+  local seq = redis.call('INCR', p .. 'seq')
+  local member = string.format('%020d', seq) .. ':' .. id
+  redis.call('HSET', k, 'webhook', webhook, 'failed', ARGV[i + 2], 'trigger', ARGV[i + 3],
+    'due', ARGV[i + 4], 'seq', seq, 'member', member)
+  redis.call('ZADD', p .. 'due', ARGV[i + 4], member)
+  redis.call('SADD', p .. 'wh:' .. webhook, id)
 end
-local seq = redis.call('INCR', p .. 'seq')
-local member = string.format('%020d', seq) .. ':' .. id
-redis.call('HSET', k, 'webhook', webhook, 'failed', ARGV[4], 'trigger', ARGV[5],
-  'due', ARGV[6], 'seq', seq, 'member', member)
-redis.call('ZADD', p .. 'due', ARGV[6], member)
-redis.call('SADD', p .. 'wh:' .. webhook, id)
 return 1
 ";
 
@@ -240,20 +243,24 @@ impl RedisQueue {
 #[async_trait::async_trait]
 impl DeliveryQueue for RedisQueue {
     async fn send(&self, task: Task, due_ms: i64) -> Result<(), QueueError> {
+        self.send_many(vec![(task, due_ms)]).await
+    }
+
+    async fn send_many(&self, tasks: Vec<(Task, i64)>) -> Result<(), QueueError> {
+        if tasks.is_empty() {
+            return Ok(());
+        }
         let mut conn = self.conn.clone();
-        let _: i64 = self
-            .scripts
-            .send
-            .prepare_invoke()
-            .arg(&self.prefix)
-            .arg(&task.id)
-            .arg(&task.webhook_id)
-            .arg(task.failed)
-            .arg(trigger_name(task.trigger))
-            .arg(due_ms)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+        let mut call = self.scripts.send.prepare_invoke();
+        call.arg(&self.prefix);
+        for (task, due_ms) in &tasks {
+            call.arg(&task.id)
+                .arg(&task.webhook_id)
+                .arg(task.failed)
+                .arg(trigger_name(task.trigger))
+                .arg(due_ms);
+        }
+        let _: i64 = call.invoke_async(&mut conn).await.map_err(unavailable)?;
         Ok(())
     }
 

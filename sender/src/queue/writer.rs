@@ -45,16 +45,17 @@ impl Writer {
         reply: impl FnOnce(Result<T, String>) + Send + 'static,
     ) {
         let job: Job = Box::new(move |conn: &Connection| {
-            let result = match conn.execute_batch("SAVEPOINT job") {
+            let result = match run_cached(conn, "SAVEPOINT job") {
                 Err(e) => Err(e.to_string()),
                 Ok(()) => {
                     let r = f(conn);
                     let end = if r.is_ok() {
-                        "RELEASE job"
+                        run_cached(conn, "RELEASE job")
                     } else {
-                        "ROLLBACK TO job; RELEASE job"
+                        run_cached(conn, "ROLLBACK TO job")
+                            .and_then(|()| run_cached(conn, "RELEASE job"))
                     };
-                    match conn.execute_batch(end) {
+                    match end {
                         Ok(()) => r,
                         Err(e) => Err(e.to_string()),
                     }
@@ -103,6 +104,12 @@ impl Writer {
             wait()
         }
     }
+}
+
+/// One statement from the connection's cache (every job runs two or three of these: parsed
+/// once, not per job).
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
 fn run(conn: &Connection, rx: &mpsc::Receiver<Job>) {
