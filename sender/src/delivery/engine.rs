@@ -1145,6 +1145,17 @@ impl Delivery {
             times,
         );
         self.journal_attempt(&attempt);
+        if matches!(decision, Decision::Retry { .. }) {
+            // Queued (and so, on SQLite or Redis, stored) before the log says "scheduled": a
+            // crash after anyone saw that finds the retry due, not held by a dead lease.
+            let due = next_ms.unwrap_or(now);
+            if let Err(e) = queue
+                .retry(&leased, due, leased.task.failed.saturating_add(1))
+                .await
+            {
+                tracing::warn!("delivery queue: scheduling the retry of {id}: {e}");
+            }
+        }
         let evicted = {
             let mut log = lock(&endpoint.log);
             let evicted = log.push_attempt(attempt, config.max_attempts_per_webhook);
@@ -1173,13 +1184,6 @@ impl Delivery {
                 Some(reason)
             }
             Decision::Retry { .. } => {
-                let due = next_ms.unwrap_or(now);
-                if let Err(e) = queue
-                    .retry(&leased, due, leased.task.failed.saturating_add(1))
-                    .await
-                {
-                    tracing::warn!("delivery queue: scheduling the retry of {id}: {e}");
-                }
                 registry.touch();
                 // Disabled or deleted while this attempt ran: the retry just queued ends too.
                 match registry.get(&webhook.id) {

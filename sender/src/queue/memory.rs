@@ -246,18 +246,18 @@ impl DeliveryQueue for MemoryQueue {
     async fn due_now(&self, id: &str, now_ms: i64) -> Result<bool, QueueError> {
         let mut inner = self.inner();
         inner.expire(now_ms);
-        let Some(entry) = inner.tasks.get_mut(id) else {
+        let Some(entry) = inner.tasks.get(id) else {
             return Ok(false);
         };
         if entry.lease.is_some() {
             return Ok(false);
         }
         if entry.due_ms > now_ms {
-            let old = (entry.due_ms, entry.seq, id.to_owned());
+            // Out of its webhook's line and back in at its new due time, its order kept.
+            let mut entry = inner.unlink(id).expect("found above");
             entry.due_ms = now_ms;
-            let new = (now_ms, entry.seq, id.to_owned());
-            inner.due.remove(&old);
-            inner.due.insert(new);
+            inner.line_insert(&entry.task.webhook_id, entry.key());
+            inner.tasks.insert(id.to_owned(), entry);
         }
         Ok(true)
     }

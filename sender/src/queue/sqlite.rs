@@ -57,6 +57,12 @@ pub fn open_connection(path: &Path) -> Result<Connection, rusqlite::Error> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.busy_timeout(Duration::from_secs(5))?;
+    // Cached statements keep their plans: without this, SQLite (built with STAT4) re-prepares
+    // a statement each time a new value is bound to a parameter the plan may depend on.
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
     // Every statement the writer runs per delivery stays prepared (the default keeps 16).
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
