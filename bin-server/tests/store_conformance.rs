@@ -74,6 +74,18 @@ async fn next_event(rx: &mut tokio::sync::broadcast::Receiver<LiveEvent>) -> Liv
         .expect("the feed is open")
 }
 
+/// What one request of a 100-byte body weighs in this backend's byte budget, measured on a
+/// store of its own.
+async fn weight_of_one(b: &mut dyn Backend) -> u64 {
+    let probe = b.open(limits(100, 1 << 20)).await;
+    named(&*probe, "p").await;
+    probe
+        .capture("p", req(&[0; 100]))
+        .await
+        .unwrap()
+        .stored_bytes()
+}
+
 pub async fn per_bin_cap_evicts_oldest_first_and_counts(b: &mut dyn Backend) {
     let s = b.open(limits(3, 1 << 20)).await;
     named(&*s, "a").await;
@@ -106,15 +118,7 @@ pub async fn per_bin_cap_evicts_oldest_first_and_counts(b: &mut dyn Backend) {
 }
 
 pub async fn byte_budget_evicts_oldest_across_bins(b: &mut dyn Backend) {
-    // Measure one request's weight on this backend first.
-    let probe = b.open(limits(100, 1 << 20)).await;
-    named(&*probe, "p").await;
-    let one = probe
-        .capture("p", req(&[0; 100]))
-        .await
-        .unwrap()
-        .stored_bytes();
-    drop(probe);
+    let one = weight_of_one(b).await;
     // Room for exactly four requests.
     let s = b.open(limits(100, one * 4)).await;
     named(&*s, "a").await;
@@ -137,14 +141,7 @@ pub async fn byte_budget_evicts_oldest_across_bins(b: &mut dyn Backend) {
 }
 
 pub async fn budget_skips_requests_already_gone(b: &mut dyn Backend) {
-    let probe = b.open(limits(100, 1 << 20)).await;
-    named(&*probe, "p").await;
-    let one = probe
-        .capture("p", req(&[0; 100]))
-        .await
-        .unwrap()
-        .stored_bytes();
-    drop(probe);
+    let one = weight_of_one(b).await;
     let s = b.open(limits(100, one * 2)).await;
     named(&*s, "a").await;
     named(&*s, "b").await;
@@ -636,14 +633,7 @@ pub async fn concurrent_captures_get_unique_increasing_seqs(b: &mut dyn Backend)
 /// batches, trimming each bin once per batch): the caps and the byte budget hold exactly, every
 /// eviction is counted, and what stays is the newest of each bin.
 pub async fn concurrent_captures_into_full_bins_evict_exactly(b: &mut dyn Backend) {
-    let probe = b.open(limits(100, 1 << 20)).await;
-    named(&*probe, "p").await;
-    let one = probe
-        .capture("p", req(&[0; 100]))
-        .await
-        .unwrap()
-        .stored_bytes();
-    drop(probe);
+    let one = weight_of_one(b).await;
     // Caps of 10 per bin; a budget of 15 requests across the two bins.
     let s = b.open(limits(10, one * 15)).await;
     named(&*s, "a").await;

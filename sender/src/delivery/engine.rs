@@ -599,16 +599,22 @@ impl Delivery {
         }
     }
 
-    /// Sends a message again (after it was delivered or failed), with a fresh retry schedule.
-    /// The message keeps its id so receivers can recognise a duplicate.
-    pub async fn resend(&self, message_id: &str) -> Result<api::MessageRef, DeliveryError> {
+    /// The webhook a message belongs to, for an operation on the message; refused while
+    /// shutting down.
+    fn webhook_of(&self, message_id: &str) -> Result<String, DeliveryError> {
         if self.shared.shutdown.is_cancelled() {
             return Err(DeliveryError::ShuttingDown);
         }
-        let webhook_id = lock(&self.shared.message_index)
+        lock(&self.shared.message_index)
             .get(message_id)
             .cloned()
-            .ok_or_else(|| DeliveryError::MessageNotFound(message_id.to_owned()))?;
+            .ok_or_else(|| DeliveryError::MessageNotFound(message_id.to_owned()))
+    }
+
+    /// Sends a message again (after it was delivered or failed), with a fresh retry schedule.
+    /// The message keeps its id so receivers can recognise a duplicate.
+    pub async fn resend(&self, message_id: &str) -> Result<api::MessageRef, DeliveryError> {
+        let webhook_id = self.webhook_of(message_id)?;
         let webhook = self
             .shared
             .registry
@@ -660,13 +666,7 @@ impl Delivery {
     /// at once. The attempt is the next of its run: the retry schedule goes on from there.
     /// Refused ([`DeliveryError::NotWaiting`]) when it is being sent or has finished.
     pub async fn retry_now(&self, message_id: &str) -> Result<api::MessageRef, DeliveryError> {
-        if self.shared.shutdown.is_cancelled() {
-            return Err(DeliveryError::ShuttingDown);
-        }
-        let webhook_id = lock(&self.shared.message_index)
-            .get(message_id)
-            .cloned()
-            .ok_or_else(|| DeliveryError::MessageNotFound(message_id.to_owned()))?;
+        let webhook_id = self.webhook_of(message_id)?;
         let endpoint = self
             .existing_endpoint(&webhook_id)
             .ok_or_else(|| DeliveryError::MessageNotFound(message_id.to_owned()))?;

@@ -523,7 +523,6 @@ fn delete_bin_rows(tx: &Connection, id: i64) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Evicts the `n` oldest requests of a bin, counted as bin-limit evictions.
 /// Brings every bin changed so far within its cap, then the store within the byte budget.
 /// Captures leave this to here: a batch of captures to one bin evicts with one statement.
 fn settle(
@@ -550,6 +549,7 @@ fn settle(
     enforce_budget(tx, limits, bins, by_id, counters, dirty)
 }
 
+/// Evicts the `n` oldest requests of a bin, counted as bin-limit evictions.
 fn evict_from_bin(
     tx: &Connection,
     bins: &mut HashMap<BinName, BinRow>,
