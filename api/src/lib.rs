@@ -5,7 +5,7 @@
 //! `wasm32-unknown-unknown`.
 //!
 //! Layout:
-//! - [`error`]: the JSON error body every route uses.
+//! - [`error`]: the JSON error body every route uses, and [`error_chain`] for clients.
 //! - [`bins`]: bins, their configured responses and limits, captured requests, live events.
 //! - [`ci`]: the CI toolkit: replaying a captured request.
 //! - [`object`]: [`Object`], structs read from JSON objects only (request bodies).

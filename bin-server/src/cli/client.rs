@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 
-use sender::client::error_chain;
+use api::error_chain;
 
 /// Why a call to the server failed.
 #[derive(Debug, thiserror::Error)]
