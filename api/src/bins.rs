@@ -189,6 +189,12 @@ pub struct SignatureCheck {
     pub reason: Option<String>,
 }
 
+/// Whether a captured request passed every check its bin ran (a bin without checks: yes); what
+/// `wait?valid=true` and `bin-server wait` ask for.
+pub fn checks_passed(validation: Option<&Validation>, signature: Option<&SignatureCheck>) -> bool {
+    validation.is_none_or(|v| v.valid) && signature.is_none_or(|s| s.status == "valid")
+}
+
 /// One captured request, byte-exact.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

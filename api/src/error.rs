@@ -54,3 +54,20 @@ impl ErrorBody {
         body
     }
 }
+
+/// An error with its causes on one line, e.g. "error sending request: connection refused"
+/// (a cause its parent already quotes is left out): how both CLIs and the sender's delivery log
+/// report a failed call.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}

@@ -5,9 +5,9 @@
 //! `wasm32-unknown-unknown`.
 //!
 //! Layout:
-//! - [`error`]: the JSON error body every route uses.
+//! - [`error`]: the JSON error body every route uses, and [`error_chain`] for clients.
 //! - [`bins`]: bins, their configured responses and limits, captured requests, live events.
-//! - [`ci`]: the CI toolkit: replaying a captured request.
+//! - [`ci`]: the CI toolkit: the `wait` query, replaying a captured request.
 //! - [`object`]: [`Object`], structs read from JSON objects only (request bodies).
 //! - [`units`]: sizes and durations as flags and queries spell them.
 //! - [`webhooks`]: the sending side: catalog events, webhooks, messages, attempts, test outcomes.

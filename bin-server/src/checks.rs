@@ -371,11 +371,6 @@ impl CaptureCheck for Checks {
     }
 }
 
-/// Whether a captured request passed every check its bin ran (a bin without checks: yes).
-pub fn passed(validation: Option<&Validation>, signature: Option<&SignatureCheck>) -> bool {
-    validation.is_none_or(|v| v.valid) && signature.is_none_or(|s| s.status == "valid")
-}
-
 /// One line describing why a request failed its checks, for the CLI and test failures.
 pub fn describe_failures(
     validation: Option<&Validation>,

@@ -5,7 +5,8 @@
 //!
 //! ## Layout
 //! - [`store`]: bins and captured requests, limits and eviction; no HTTP in it. [`store::Store`]
-//!   is the seam for other backends, [`store::MemoryStore`] the embedded one.
+//!   is the seam for other backends, [`store::MemoryStore`] the embedded one. Request matching
+//!   (page filters, text search, what a `wait` waits for) is the store's too ([`store::Matcher`]).
 //! - [`conn`]: the accept loop, connection caps and deadlines (`conn::watch`), bounded shutdown,
 //!   and the tap that keeps headers as they came (checked against hyper's own parse).
 //! - [`routes`]: one module per resource, each with a `router()`; [`app`] puts them together

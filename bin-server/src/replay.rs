@@ -12,6 +12,7 @@
 
 use std::time::{Duration, Instant};
 
+use api::error_chain;
 use reqwest::Url;
 
 /// How long one replayed request may take before it is reported as failed.
@@ -199,9 +200,6 @@ async fn exchange<'h>(
         error: None,
     }
 }
-
-/// An error with its causes, on one line: the one definition, shared with the sender's client.
-pub use sender::client::error_chain;
 
 #[cfg(test)]
 mod tests {

@@ -136,10 +136,11 @@ impl Drop for TestBin {
 }
 
 /// Which request to wait for; every filter given must match. Built like
-/// `Matcher::new().method("POST").path("/hooks/*").header("X-Event", "paid")`.
+/// `Matcher::new().method("POST").path("/hooks/*").header("X-Event", "paid")`: a builder of
+/// the wait contract ([`api::WaitQuery`]), which the server matches by its one set of rules.
 #[derive(Debug, Clone, Default)]
 pub struct Matcher {
-    query: Vec<(String, String)>,
+    query: api::WaitQuery,
 }
 
 impl Matcher {
@@ -148,35 +149,39 @@ impl Matcher {
         Self::default()
     }
 
-    fn with(mut self, key: &str, value: String) -> Self {
-        self.query.push((key.to_owned(), value));
+    /// The method, case-insensitive.
+    pub fn method(mut self, method: &str) -> Self {
+        self.query.method = Some(method.to_owned());
         self
     }
 
-    /// The method, case-insensitive.
-    pub fn method(self, method: &str) -> Self {
-        self.with("method", method.to_owned())
-    }
-
     /// The path below the bin: exact, or a glob with `*` and `?`.
-    pub fn path(self, path: &str) -> Self {
-        self.with("path", path.to_owned())
+    pub fn path(mut self, path: &str) -> Self {
+        self.query.path = Some(path.to_owned());
+        self
     }
 
     /// A header with this value (exact or a glob); names are case-insensitive.
-    pub fn header(self, name: &str, value: &str) -> Self {
-        self.with("header", format!("{name}:{value}"))
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.query
+            .headers
+            .push((name.to_owned(), Some(value.to_owned())));
+        self
     }
 
     /// The JSON body has `value` at `pointer` (`"/order/id"`).
-    pub fn json(self, pointer: &str, value: impl Into<serde_json::Value>) -> Self {
+    pub fn json(mut self, pointer: &str, value: impl Into<serde_json::Value>) -> Self {
         let value = value.into();
-        self.with("json", format!("{pointer}={value}"))
+        self.query
+            .json
+            .push((pointer.to_owned(), Some(value.to_string())));
+        self
     }
 
     /// The request passed the bin's schema and signature checks.
-    pub fn valid(self) -> Self {
-        self.with("valid", "true".to_owned())
+    pub fn valid(mut self) -> Self {
+        self.query.valid = Some(true);
+        self
     }
 }
 
@@ -222,7 +227,7 @@ impl<'a> IntoFuture for WaitFor<'a> {
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
             let timeout = self.timeout;
-            let what = format!("{:?}", self.matcher.query);
+            let what = format!("{:?}", self.matcher.query.pairs());
             let name = self.bin.name().to_owned();
             match self.try_wait().await {
                 Ok(Some(r)) => r,
@@ -290,7 +295,7 @@ impl Captured {
     /// Panics unless the request passed its bin's schema and signature checks.
     pub fn assert_valid(&self) {
         assert!(
-            crate::checks::passed(self.validation.as_ref(), self.signature.as_ref()),
+            api::checks_passed(self.validation.as_ref(), self.signature.as_ref()),
             "request #{} failed its bin's checks: {}",
             self.seq,
             describe_failures(self.validation.as_ref(), self.signature.as_ref())

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use api::error_chain;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -240,21 +241,6 @@ fn segment(text: &str) -> String {
         }
     }
     out
-}
-
-/// An error with its causes, e.g. "error sending request: connection refused".
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 
-use sender::client::error_chain;
+use api::error_chain;
 
 /// Why a call to the server failed.
 #[derive(Debug, thiserror::Error)]
@@ -158,19 +158,22 @@ impl Client {
         self.json(self.send(req, &[]).await?).await
     }
 
-    /// One long poll of `GET /api/bins/{bin}/wait`; `None` when the server timed out (408).
+    /// One long poll of `GET /api/bins/{bin}/wait` with `query`'s filters and `after`, for
+    /// `timeout` (at most [`api::WAIT_MAX_TIMEOUT`]); `None` when the server timed out (408).
     pub async fn wait_once(
         &self,
         bin: &str,
-        query: &[(String, String)],
+        query: &api::WaitQuery,
         timeout: Duration,
     ) -> Result<Option<api::CapturedRequestOut>, ClientError> {
-        let mut query = query.to_vec();
-        query.push(("timeout".into(), format!("{}ms", timeout.as_millis())));
+        let query = api::WaitQuery {
+            timeout: Some(timeout),
+            ..query.clone()
+        };
         let req = self
             .http
             .get(self.url(&format!("/api/bins/{bin}/wait")))
-            .query(&query)
+            .query(&query.pairs())
             // The server answers by `timeout`; leave room for a slow network.
             .timeout(timeout + Duration::from_secs(30));
         let resp = self.send(req, &[408]).await?;

@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 
 use eventsource_stream::{EventStreamError, Eventsource};
 
-use sender::client::error_chain;
+use api::error_chain;
 
 use super::client::{Client, ClientError};
 use crate::replay;

@@ -230,12 +230,23 @@ pub async fn execute(
             let opts = WaitOptions {
                 bin: bin_name(&a.bin)?,
                 timeout: a.timeout,
-                method: a.method,
-                path: a.path,
-                headers: a.headers,
-                json: a.json,
+                query: api::WaitQuery {
+                    method: a.method,
+                    path: a.path,
+                    headers: a
+                        .headers
+                        .iter()
+                        .map(|h| api::WaitQuery::header_filter(h))
+                        .collect(),
+                    json: a
+                        .json
+                        .iter()
+                        .map(|j| api::WaitQuery::json_filter(j))
+                        .collect(),
+                    after: a.after,
+                    ..Default::default()
+                },
                 schema,
-                after: a.after,
                 count: a.count,
             };
             let mut write_err = None;

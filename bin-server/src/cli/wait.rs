@@ -9,23 +9,19 @@
 use std::time::Duration;
 
 use super::client::{Client, ClientError};
-use crate::checks::{SchemaCheck, describe_failures, passed};
+use crate::checks::{SchemaCheck, describe_failures};
 
 /// What to wait for.
 #[derive(Debug, Clone, Default)]
 pub struct WaitOptions {
     pub bin: String,
+    /// How long to wait in all (chained polls when longer than [`api::WAIT_MAX_TIMEOUT`]).
     pub timeout: Duration,
-    pub method: Option<String>,
-    pub path: Option<String>,
-    /// `Name: value` (or `Name`).
-    pub headers: Vec<String>,
-    /// `/pointer=value` (or `/pointer`).
-    pub json: Vec<String>,
+    /// The filters, and `after` for the first poll (a sequence number or request id); its
+    /// `timeout` is set per poll.
+    pub query: api::WaitQuery,
     /// Checked here, on top of the bin's own checks.
     pub schema: Option<SchemaCheck>,
-    /// A sequence number or request id.
-    pub after: Option<String>,
     /// Requests to wait for (at least 1).
     pub count: u32,
 }
@@ -48,29 +44,14 @@ pub enum WaitOutcome {
 }
 
 impl WaitOptions {
-    fn query(&self, after: Option<&str>) -> Vec<(String, String)> {
-        let mut q = Vec::new();
-        if let Some(m) = &self.method {
-            q.push(("method".into(), m.clone()));
-        }
-        if let Some(p) = &self.path {
-            q.push(("path".into(), p.clone()));
-        }
-        for h in &self.headers {
-            q.push(("header".into(), h.clone()));
-        }
-        for j in &self.json {
-            q.push(("json".into(), j.clone()));
-        }
-        if let Some(a) = after {
-            q.push(("after".into(), a.to_owned()));
-        }
-        q
-    }
-
     /// The filters in words, for messages.
     fn describe(&self) -> String {
-        let q = self.query(None);
+        let filters = api::WaitQuery {
+            after: None,
+            timeout: None,
+            ..self.query.clone()
+        };
+        let q = filters.pairs();
         if q.is_empty() {
             "any request".into()
         } else {
@@ -84,7 +65,7 @@ impl WaitOptions {
 fn violations(r: &api::CapturedRequestOut, schema: Option<&SchemaCheck>) -> Option<String> {
     let local = schema.map(|s| s.validate_body(&r.body_bytes()));
     let mut problems = Vec::new();
-    if !passed(r.validation.as_ref(), r.signature.as_ref()) {
+    if !api::checks_passed(r.validation.as_ref(), r.signature.as_ref()) {
         problems.push(describe_failures(
             r.validation.as_ref(),
             r.signature.as_ref(),
@@ -104,16 +85,12 @@ pub async fn wait(
 ) -> Result<WaitOutcome, ClientError> {
     let count = opts.count.max(1) as usize;
     let deadline = tokio::time::Instant::now() + opts.timeout;
-    let mut after = opts.after.clone();
+    let mut query = opts.query.clone();
     let mut got: Vec<api::CapturedRequestOut> = Vec::new();
     while got.len() < count {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let found = client
-            .wait_once(
-                &opts.bin,
-                &opts.query(after.as_deref()),
-                left.min(api::WAIT_MAX_TIMEOUT),
-            )
+            .wait_once(&opts.bin, &query, left.min(api::WAIT_MAX_TIMEOUT))
             .await?;
         let Some(r) = found else {
             if tokio::time::Instant::now() < deadline {
@@ -132,7 +109,7 @@ pub async fn wait(
             });
         };
         on_match(&r);
-        after = Some(r.seq.to_string());
+        query.after = Some(r.seq.to_string());
         let problems = violations(&r, opts.schema.as_ref());
         let seq = r.seq;
         got.push(r);

@@ -16,7 +16,7 @@ use dashmap::DashMap;
 
 use super::{
     BinName, BinSettings, BinSnapshot, CaptureSettings, CapturedRequest, LiveEvent, LiveHub,
-    NewCapture, Page, PageQuery, RequestFilter, Store, StoreError, StoreLimits, StoreStats,
+    NewCapture, Page, PageQuery, Store, StoreError, StoreLimits, StoreStats,
 };
 
 impl Borrow<str> for BinName {
@@ -445,7 +445,7 @@ impl Store for MemoryStore {
             if query.before.is_some_and(|b| r.seq >= b) || query.after.is_some_and(|a| r.seq <= a) {
                 continue;
             }
-            if !matches(r, &query.filter) {
+            if !query.filter.matches(r) {
                 continue;
             }
             matched += 1;
@@ -553,25 +553,6 @@ fn find(requests: &VecDeque<Arc<CapturedRequest>>, id: &str) -> Option<usize> {
     }
     let id = uuid::Uuid::parse_str(id).ok()?;
     requests.iter().position(|r| r.id == id)
-}
-
-/// Whether a request passes a page's filters (shared with the SQLite store's reads).
-pub(super) fn matches(r: &CapturedRequest, f: &RequestFilter) -> bool {
-    if let Some(m) = &f.method
-        && !r.method().eq_ignore_ascii_case(m)
-    {
-        return false;
-    }
-    if let Some(p) = &f.path {
-        let ok = match p.strip_suffix('*') {
-            Some(prefix) => r.path().starts_with(prefix),
-            None => r.path() == p,
-        };
-        if !ok {
-            return false;
-        }
-    }
-    f.text.as_ref().is_none_or(|t| t.matches(r))
 }
 
 #[cfg(test)]

@@ -17,13 +17,17 @@
 //!   evicted first (`evicted.by_byte_budget`);
 //! - the number of bins: creating one more is refused with [`StoreError::TooManyBins`];
 //! - idle bins expire after the configured TTL ([`MemoryStore::expire_idle`]).
+//!
+//! Request matching has one home, `matching`: the page filters every backend applies
+//! ([`RequestFilter`], with the text search [`TextSearch`]) and what a `wait` waits for
+//! ([`Matcher`]).
 
 mod captured;
 pub mod codec;
 mod live;
+mod matching;
 mod memory;
 mod redis;
-mod search;
 mod sqlite;
 
 pub use self::redis::{RedisStore, split_prefix as split_redis_prefix};
@@ -32,8 +36,8 @@ pub use self::redis::{RedisStore, split_prefix as split_redis_prefix};
 pub use async_trait::async_trait;
 pub use captured::{CapturedRequest, HeaderIter, NewCapture, RawHeaders};
 pub use live::LiveHub;
+pub use matching::{MAX_TEXT_BYTES, Matcher, RequestFilter, TextSearch, TextTooLong};
 pub use memory::MemoryStore;
-pub use search::{MAX_TEXT_BYTES, TextSearch, TextTooLong};
 pub use sqlite::SqliteStore;
 
 use std::sync::{Arc, OnceLock};
@@ -153,19 +157,6 @@ pub struct BinSnapshot {
     /// The limits in force (settings capped by the server's).
     pub max_requests: u32,
     pub max_body_bytes: u64,
-}
-
-/// Filters of `GET .../requests`; all must match.
-#[derive(Debug, Clone, Default)]
-pub struct RequestFilter {
-    /// Method, case-insensitive.
-    pub method: Option<String>,
-    /// Path below the bin: exact, or a prefix when it ends with `*`.
-    pub path: Option<String>,
-    /// Text searched (ASCII case-insensitive) in path, query, header names and values, and
-    /// body. The scan reads every stored byte of the bin: with it, call
-    /// [`Store::requests`] off the async runtime's worker threads.
-    pub text: Option<TextSearch>,
 }
 
 /// Which page of a bin's requests, newest first.

@@ -49,7 +49,6 @@ use redis::Value;
 use redis::aio::ConnectionManager;
 
 use self::scripts::Scripts;
-use super::memory::matches;
 use super::{
     BinName, BinSettings, BinSnapshot, CaptureSettings, CapturedRequest, LiveEvent, LiveHub,
     NewCapture, Page, PageQuery, Store, StoreError, StoreLimits, StoreStats, codec,
@@ -588,7 +587,7 @@ impl Store for RedisStore {
         let matched = if filtered {
             let mut n = 0u64;
             for r in members {
-                if !matches(&r, f) {
+                if !f.matches(&r) {
                     continue;
                 }
                 n += 1;

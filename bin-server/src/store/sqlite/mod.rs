@@ -24,7 +24,6 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use self::schema::{BinRow, unavailable};
 use self::writer::{Op, Outcome};
-use super::memory::matches;
 use super::{
     BinName, BinSettings, BinSnapshot, CaptureSettings, CapturedRequest, LiveHub, NewCapture, Page,
     PageQuery, Store, StoreError, StoreLimits, StoreStats,
@@ -432,7 +431,7 @@ impl Store for SqliteStore {
                             .as_blob()
                             .map_err(|e| unavailable(&path, e))?;
                         let r = decode(&path, data)?;
-                        if !matches(&r, f) {
+                        if !f.matches(&r) {
                             continue;
                         }
                         n += 1;

@@ -10,7 +10,7 @@
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind};
 
-use super::CapturedRequest;
+use crate::store::CapturedRequest;
 
 /// The longest needle accepted, in bytes. Searching is linear in the needle too, but a longer
 /// query is no search a person types; the routes refuse one with `400 invalid_query`.
@@ -65,33 +65,11 @@ impl TextSearch {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::request;
     use super::*;
-    use crate::store::{NewCapture, RawHeaders};
 
     fn search(n: &str) -> TextSearch {
         TextSearch::new(n).unwrap()
-    }
-
-    fn request(
-        path: &str,
-        query: Option<&str>,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> CapturedRequest {
-        let mut h = RawHeaders::new();
-        for (n, v) in headers {
-            h.push(n.as_bytes(), v.as_bytes());
-        }
-        let mut c = NewCapture::new(
-            "POST",
-            path,
-            query,
-            &h,
-            body.len(),
-            "127.0.0.1:1".parse().unwrap(),
-        );
-        c.push_body(body);
-        c.finish(1, chrono::Utc::now())
     }
 
     #[test]
