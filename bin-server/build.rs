@@ -248,8 +248,8 @@ fn bindgen(wasm: &Path, ui_dir: &Path) -> Result<(), Box<dyn std::error::Error>>
 }
 
 /// Writes `ui_assets.rs`: the asset version, `index.html` with the versioned asset prefix filled in,
-/// and every file under `ui_dir` as `(relative path, bytes, gzipped bytes)` (the gzip written
-/// under `gz_dir`; `None` when it is not smaller).
+/// and every file under `ui_dir` as a `ui::Asset` (its gzip written under `gz_dir`; none when it
+/// is not smaller).
 fn write_manifest(ui_dir: &Path, gz_dir: &Path, index_template: &str, dest: &Path) {
     let mut files = Vec::new();
     collect_files(ui_dir, ui_dir, &mut files);
@@ -285,15 +285,10 @@ fn write_manifest(ui_dir: &Path, gz_dir: &Path, index_template: &str, dest: &Pat
     .unwrap();
     writeln!(
         src,
-        "/// The assets under `/assets/{{ASSET_VERSION}}/`, by relative path: their bytes, and their"
+        "/// The assets under `/assets/{{ASSET_VERSION}}/`, by relative path."
     )
     .unwrap();
-    writeln!(src, "/// gzip when that is smaller.").unwrap();
-    writeln!(
-        src,
-        "pub const ASSETS: &[(&str, &[u8], Option<&[u8]>)] = &["
-    )
-    .unwrap();
+    writeln!(src, "pub const ASSETS: &[super::Asset] = &[").unwrap();
     for rel in &files {
         let abs = ui_dir.join(rel);
         let bytes = fs::read(&abs).expect("read built asset");
@@ -306,7 +301,11 @@ fn write_manifest(ui_dir: &Path, gz_dir: &Path, index_template: &str, dest: &Pat
             "None".to_owned()
         };
         let abs = abs.display().to_string();
-        writeln!(src, "    ({rel:?}, include_bytes!({abs:?}), {gz_src}),").unwrap();
+        writeln!(
+            src,
+            "    super::Asset {{ name: {rel:?}, bytes: include_bytes!({abs:?}), gzip: {gz_src} }},"
+        )
+        .unwrap();
     }
     writeln!(src, "];").unwrap();
     fs::write(dest, src).expect("write ui_assets.rs");

@@ -19,6 +19,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tower_http::compression::CompressionLayer;
 
+/// One file under `/assets/{version}/`, embedded by `build.rs` (`ui_assets.rs`).
+struct Asset {
+    /// Its path under the versioned prefix.
+    name: &'static str,
+    bytes: &'static [u8],
+    /// `bytes` gzipped (Zopfli), when that is smaller.
+    gzip: Option<&'static [u8]>,
+}
+
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/ui_assets.rs"));
 }
@@ -108,19 +117,19 @@ fn shell() -> Response {
 
 async fn asset(Path((version, file)): Path<(String, String)>, headers: HeaderMap) -> Response {
     let found = (version == ASSET_VERSION)
-        .then(|| embedded::ASSETS.iter().find(|(name, ..)| *name == file))
+        .then(|| embedded::ASSETS.iter().find(|a| a.name == file))
         .flatten();
-    let Some((name, bytes, gzipped)) = found else {
+    let Some(asset) = found else {
         return not_found(&format!("no UI asset /assets/{version}/{file}"));
     };
     // Whether to send the gzip depends on the request: caches must know.
-    let varies = gzipped.is_some();
-    let gzipped = gzipped.filter(|_| accepts_gzip(&headers));
+    let varies = asset.gzip.is_some();
+    let gzipped = asset.gzip.filter(|_| accepts_gzip(&headers));
     let mut res = (
         [
             (
                 header::CONTENT_TYPE,
-                HeaderValue::from_static(content_type(name)),
+                HeaderValue::from_static(content_type(asset.name)),
             ),
             (header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE)),
             (
@@ -128,7 +137,7 @@ async fn asset(Path((version, file)): Path<(String, String)>, headers: HeaderMap
                 HeaderValue::from_static("nosniff"),
             ),
         ],
-        gzipped.unwrap_or(bytes),
+        gzipped.unwrap_or(asset.bytes),
     )
         .into_response();
     if gzipped.is_some() {
@@ -262,7 +271,7 @@ mod tests {
 
     #[tokio::test]
     async fn assets_are_immutable_typed_and_gzipped() {
-        for (name, bytes, gzipped) in embedded::ASSETS {
+        for &Asset { name, bytes, gzip } in embedded::ASSETS {
             let url = format!("/assets/{ASSET_VERSION}/{name}");
             let res = get(&url, false).await;
             assert_eq!(res.status(), StatusCode::OK, "{name}");
@@ -270,9 +279,9 @@ mod tests {
             assert_eq!(header_of(&res, header::CONTENT_TYPE), content_type(name));
             assert_eq!(header_of(&res, header::CONTENT_ENCODING), "", "{name}");
             let body = res.into_body().collect().await.unwrap().to_bytes();
-            assert_eq!(&body[..], *bytes, "{name} is served byte-exact");
+            assert_eq!(&body[..], bytes, "{name} is served byte-exact");
 
-            let Some(gzipped) = gzipped else { continue };
+            let Some(gzipped) = gzip else { continue };
             assert!(gzipped.len() < bytes.len(), "{name}");
             let res = get(&url, true).await;
             assert_eq!(res.status(), StatusCode::OK, "{name}");
@@ -280,18 +289,17 @@ mod tests {
             assert_eq!(header_of(&res, header::CONTENT_TYPE), content_type(name));
             assert_eq!(header_of(&res, header::VARY), "accept-encoding", "{name}");
             let body = res.into_body().collect().await.unwrap().to_bytes();
-            assert_eq!(&body[..], *gzipped, "{name}: the gzip build.rs made");
+            assert_eq!(&body[..], gzipped, "{name}: the gzip build.rs made");
             let mut plain = Vec::new();
             std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut plain)
                 .unwrap();
-            assert_eq!(plain, *bytes, "{name}: the gzip is of the asset");
+            assert_eq!(plain, bytes, "{name}: the gzip is of the asset");
         }
-        let Some((name, _, gzipped)) = embedded::ASSETS.iter().find(|(n, ..)| n.ends_with(".wasm"))
-        else {
+        let Some(wasm) = embedded::ASSETS.iter().find(|a| a.name.ends_with(".wasm")) else {
             return; // built with HOOKBIN_SKIP_UI
         };
-        assert!(gzipped.is_some(), "the wasm is served gzipped");
-        let res = get(&format!("/assets/{ASSET_VERSION}/{name}"), true).await;
+        assert!(wasm.gzip.is_some(), "the wasm is served gzipped");
+        let res = get(&format!("/assets/{ASSET_VERSION}/{}", wasm.name), true).await;
         assert_eq!(header_of(&res, header::CONTENT_ENCODING), "gzip");
         assert_eq!(header_of(&res, header::CONTENT_TYPE), "application/wasm");
     }
