@@ -1,7 +1,8 @@
 //! The web UI: the assets `build.rs` built from the `frontend` crate, embedded in the binary.
 //!
 //! - `/assets/{version}/{file}`: the wasm, its JS glue, the stylesheet; the version is a hash of
-//!   all of them, so they are cached for a year as `immutable`.
+//!   all of them, so they are cached for a year as `immutable`. A client that accepts gzip gets
+//!   the gzip `build.rs` made at the best level (most of what the browser downloads is the wasm).
 //! - the app's pages (`/`, `/bins/{bin}`, `/webhooks`): the SPA shell (`index.html`, `no-cache`),
 //!   whose client-side router renders the page. The shell is served for these routes only, never as
 //!   a catch-all: `/api/...`, `/b/...` and unknown paths keep the server's JSON 404, except that
@@ -13,10 +14,19 @@
 use api::ErrorBody;
 use axum::Router;
 use axum::extract::Path;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tower_http::compression::CompressionLayer;
+
+/// One file under `/assets/{version}/`, embedded by `build.rs` (`ui_assets.rs`).
+struct Asset {
+    /// Its path under the versioned prefix.
+    name: &'static str,
+    bytes: &'static [u8],
+    /// `bytes` gzipped (Zopfli), when that is smaller.
+    gzip: Option<&'static [u8]>,
+}
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/ui_assets.rs"));
@@ -42,7 +52,8 @@ pub const PAGES: &[&str] = &[
     "/webhooks",
 ];
 
-/// Routes serving the UI, with gzip for clients that accept it.
+/// Routes serving the UI, with gzip for clients that accept it (the assets' made by `build.rs`,
+/// the shell's per response).
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     PAGES
         .iter()
@@ -104,18 +115,21 @@ fn shell() -> Response {
         .into_response()
 }
 
-async fn asset(Path((version, file)): Path<(String, String)>) -> Response {
+async fn asset(Path((version, file)): Path<(String, String)>, headers: HeaderMap) -> Response {
     let found = (version == ASSET_VERSION)
-        .then(|| embedded::ASSETS.iter().find(|(name, _)| *name == file))
+        .then(|| embedded::ASSETS.iter().find(|a| a.name == file))
         .flatten();
-    let Some((name, bytes)) = found else {
+    let Some(asset) = found else {
         return not_found(&format!("no UI asset /assets/{version}/{file}"));
     };
-    (
+    // Whether to send the gzip depends on the request: caches must know.
+    let varies = asset.gzip.is_some();
+    let gzipped = asset.gzip.filter(|_| accepts_gzip(&headers));
+    let mut res = (
         [
             (
                 header::CONTENT_TYPE,
-                HeaderValue::from_static(content_type(name)),
+                HeaderValue::from_static(content_type(asset.name)),
             ),
             (header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE)),
             (
@@ -123,9 +137,38 @@ async fn asset(Path((version, file)): Path<(String, String)>) -> Response {
                 HeaderValue::from_static("nosniff"),
             ),
         ],
-        *bytes,
+        gzipped.unwrap_or(asset.bytes),
     )
-        .into_response()
+        .into_response();
+    if gzipped.is_some() {
+        // Already encoded: the compression layer leaves a response with this header alone.
+        res.headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    if varies {
+        res.headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    }
+    res
+}
+
+/// Whether `Accept-Encoding` lists `gzip` (or `*`) without `q=0`.
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';').map(str::trim);
+            let coding = parts.next().unwrap_or("");
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
+        })
 }
 
 fn not_found(message: &str) -> Response {
@@ -228,20 +271,57 @@ mod tests {
 
     #[tokio::test]
     async fn assets_are_immutable_typed_and_gzipped() {
-        for (name, bytes) in embedded::ASSETS {
-            let res = get(&format!("/assets/{ASSET_VERSION}/{name}"), false).await;
+        for &Asset { name, bytes, gzip } in embedded::ASSETS {
+            let url = format!("/assets/{ASSET_VERSION}/{name}");
+            let res = get(&url, false).await;
             assert_eq!(res.status(), StatusCode::OK, "{name}");
             assert_eq!(header_of(&res, header::CACHE_CONTROL), IMMUTABLE);
             assert_eq!(header_of(&res, header::CONTENT_TYPE), content_type(name));
+            assert_eq!(header_of(&res, header::CONTENT_ENCODING), "", "{name}");
             let body = res.into_body().collect().await.unwrap().to_bytes();
-            assert_eq!(&body[..], *bytes, "{name} is served byte-exact");
+            assert_eq!(&body[..], bytes, "{name} is served byte-exact");
+
+            let Some(gzipped) = gzip else { continue };
+            assert!(gzipped.len() < bytes.len(), "{name}");
+            let res = get(&url, true).await;
+            assert_eq!(res.status(), StatusCode::OK, "{name}");
+            assert_eq!(header_of(&res, header::CONTENT_ENCODING), "gzip", "{name}");
+            assert_eq!(header_of(&res, header::CONTENT_TYPE), content_type(name));
+            assert_eq!(header_of(&res, header::VARY), "accept-encoding", "{name}");
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(&body[..], gzipped, "{name}: the gzip build.rs made");
+            let mut plain = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut plain)
+                .unwrap();
+            assert_eq!(plain, bytes, "{name}: the gzip is of the asset");
         }
-        let Some((name, _)) = embedded::ASSETS.iter().find(|(n, _)| n.ends_with(".wasm")) else {
+        let Some(wasm) = embedded::ASSETS.iter().find(|a| a.name.ends_with(".wasm")) else {
             return; // built with HOOKBIN_SKIP_UI
         };
-        let res = get(&format!("/assets/{ASSET_VERSION}/{name}"), true).await;
+        assert!(wasm.gzip.is_some(), "the wasm is served gzipped");
+        let res = get(&format!("/assets/{ASSET_VERSION}/{}", wasm.name), true).await;
         assert_eq!(header_of(&res, header::CONTENT_ENCODING), "gzip");
         assert_eq!(header_of(&res, header::CONTENT_TYPE), "application/wasm");
+    }
+
+    #[test]
+    fn gzip_is_sent_only_when_accepted() {
+        let accepts = |values: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for v in values {
+                headers.append(header::ACCEPT_ENCODING, HeaderValue::from_str(v).unwrap());
+            }
+            accepts_gzip(&headers)
+        };
+        assert!(accepts(&["gzip"]));
+        assert!(accepts(&["gzip, deflate, br, zstd"]));
+        assert!(accepts(&["br", "GZIP;q=0.5"]));
+        assert!(accepts(&["*"]));
+        assert!(!accepts(&[]));
+        assert!(!accepts(&["br, deflate"]));
+        assert!(!accepts(&["gzip;q=0"]));
+        assert!(!accepts(&["gzip; q=0.0, br"]));
+        assert!(!accepts(&["x-gzip"]));
     }
 
     #[tokio::test]
