@@ -762,8 +762,8 @@ fn builtin_events() -> Vec<BuiltinEvent> {
             "invoice_sent",
             "Invoice Sent",
             "A network admin sent a customer an invoice for a payment. Carries the payment (with \
-             its invoice link), the customer, the page where they can pay it and the admin's \
-             message.",
+             its invoice link), the customer, the page where they can pay it (`payment_url`, \
+             empty when the payment has none) and the admin's message (`invoice_message`).",
             group(vec![
                 payment(),
                 customer(),
