@@ -12,11 +12,10 @@
 
 use std::sync::Arc;
 
-use redis::Value;
 use redis::aio::ConnectionManager;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::{DEADLINE, GRACE, items, now_ms, uint};
+use super::{invocation, invoke, uint, unavailable_at};
 use crate::store::StoreError;
 
 /// Captures per script call at most (four arguments each).
@@ -77,12 +76,8 @@ async fn run(target: Arc<Target>, mut rx: mpsc::Receiver<Pending>) {
 
 /// Calls the script once for `batch` and answers every capture in it.
 async fn send(target: &Target, batch: Vec<Pending>) {
-    let mut inv = target.script.prepare_invoke();
-    inv.arg(&target.prefix)
-        .arg(now_ms())
-        .arg(target.ttl_ms)
-        .arg(GRACE.as_millis() as u64)
-        .arg(target.max_bytes)
+    let mut inv = invocation(&target.script, &target.prefix, target.ttl_ms);
+    inv.arg(target.max_bytes)
         .arg(target.max_requests_per_bin)
         .arg(batch.len());
     for p in &batch {
@@ -91,15 +86,21 @@ async fn send(target: &Target, batch: Vec<Pending>) {
             .arg(p.stored_bytes)
             .arg(if p.truncated { &b"1"[..] } else { &b"0"[..] });
     }
-    let mut conn = target.conn.clone();
-    let answer = match tokio::time::timeout(DEADLINE, inv.invoke_async::<Value>(&mut conn)).await {
-        Ok(Ok(v)) => Ok(items(v)),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no answer within {} s", DEADLINE.as_secs())),
-    };
-    let unavailable = |e: &str| StoreError::Unavailable(format!("redis at {}: {e}", target.shown));
+    let answer = invoke(&target.conn, &inv, &target.shown)
+        .await
+        .and_then(|seqs| match seqs.len() == batch.len() {
+            true => Ok(seqs),
+            false => Err(unavailable_at(
+                &target.shown,
+                format!(
+                    "{} answers for a batch of {} captures",
+                    seqs.len(),
+                    batch.len()
+                ),
+            )),
+        });
     match answer {
-        Ok(seqs) if seqs.len() == batch.len() => {
+        Ok(seqs) => {
             for (p, seq) in batch.into_iter().zip(&seqs) {
                 let outcome = match uint(seq) {
                     0 => Err(StoreError::NoSuchBin(p.name)),
@@ -109,18 +110,7 @@ async fn send(target: &Target, batch: Vec<Pending>) {
                 let _ = p.reply.send(outcome);
             }
         }
-        Ok(seqs) => {
-            let e = unavailable(&format!(
-                "{} answers for a batch of {} captures",
-                seqs.len(),
-                batch.len()
-            ));
-            for p in batch {
-                let _ = p.reply.send(Err(e.clone()));
-            }
-        }
         Err(e) => {
-            let e = unavailable(&e);
             for p in batch {
                 let _ = p.reply.send(Err(e.clone()));
             }

@@ -192,6 +192,41 @@ fn uint(v: &Value) -> u64 {
     int(v).max(0) as u64
 }
 
+fn unavailable_at(shown: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("redis at {shown}: {e}"))
+}
+
+/// A call of `script` with the arguments every script starts with (see `common.lua`).
+fn invocation<'a>(
+    script: &'a redis::Script,
+    prefix: &str,
+    ttl_ms: u64,
+) -> redis::ScriptInvocation<'a> {
+    let mut inv = script.prepare_invoke();
+    inv.arg(prefix)
+        .arg(now_ms())
+        .arg(ttl_ms)
+        .arg(GRACE.as_millis() as u64);
+    inv
+}
+
+/// Runs a prepared script call within the deadline; Redis down or late is `Unavailable`.
+async fn invoke(
+    conn: &ConnectionManager,
+    inv: &redis::ScriptInvocation<'_>,
+    shown: &str,
+) -> Result<Vec<Value>, StoreError> {
+    let mut conn = conn.clone();
+    match tokio::time::timeout(DEADLINE, inv.invoke_async::<Value>(&mut conn)).await {
+        Ok(Ok(v)) => Ok(items(v)),
+        Ok(Err(e)) => Err(unavailable_at(shown, e)),
+        Err(_) => Err(unavailable_at(
+            shown,
+            format!("no answer within {} s", DEADLINE.as_secs()),
+        )),
+    }
+}
+
 impl RedisStore {
     /// Connects to the server `url` names (`redis://HOST:PORT[/DB][?prefix=P]`) and subscribes
     /// this instance's live feed. Fails when the server cannot be reached now.
@@ -263,25 +298,16 @@ impl RedisStore {
     }
 
     fn unavailable(&self, e: impl std::fmt::Display) -> StoreError {
-        StoreError::Unavailable(format!("redis at {}: {e}", self.shown))
+        unavailable_at(&self.shown, e)
     }
 
     /// Runs a script with the common arguments and then `args`, within the deadline.
     async fn run(&self, script: &redis::Script, args: &[&[u8]]) -> Result<Vec<Value>, StoreError> {
-        let mut inv = script.prepare_invoke();
-        inv.arg(&self.prefix)
-            .arg(now_ms())
-            .arg(self.ttl_ms)
-            .arg(GRACE.as_millis() as u64);
+        let mut inv = invocation(script, &self.prefix, self.ttl_ms);
         for a in args {
             inv.arg(*a);
         }
-        let mut conn = self.conn.clone();
-        match tokio::time::timeout(DEADLINE, inv.invoke_async::<Value>(&mut conn)).await {
-            Ok(Ok(v)) => Ok(items(v)),
-            Ok(Err(e)) => Err(self.unavailable(e)),
-            Err(_) => Err(self.unavailable(format!("no answer within {} s", DEADLINE.as_secs()))),
-        }
+        invoke(&self.conn, &inv, &self.shown).await
     }
 
     async fn health_ping(&self) -> Result<(), StoreError> {
