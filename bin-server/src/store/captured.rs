@@ -318,7 +318,12 @@ impl CapturedRequest {
                 .as_ref()
                 .map(|s| serde_json::to_vec(s).expect("signature serialises")),
         );
-        let mut out = Vec::with_capacity(64 + validation.len() + signature.len() + self.data.len());
+        // The head at most: format, id, sequence, time, an IPv6 peer and its port, the offsets,
+        // the flags and the two check lengths. Sized exactly, the encoding is one allocation
+        // and no copy of the body beyond the one into it.
+        const HEAD: usize = 1 + 16 + 8 + 8 + 1 + 16 + 2 + 4 * 4 + 1 + 4 + 4;
+        let mut out =
+            Vec::with_capacity(HEAD + validation.len() + signature.len() + self.data.len());
         out.push(FORMAT_V1);
         out.extend_from_slice(self.id.as_bytes());
         out.extend_from_slice(&self.seq.to_le_bytes());
@@ -479,6 +484,8 @@ mod tests {
             DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(),
         );
         let bytes = r.encode();
+        // One allocation of the exact size (the largest head: an IPv6 peer).
+        assert_eq!(bytes.capacity(), bytes.len());
         let back = CapturedRequest::decode(&bytes).expect("decodes");
         assert_eq!(back.id, r.id);
         assert_eq!(back.seq, 42);

@@ -28,6 +28,10 @@ use crate::store::{
 /// stays short.
 pub(super) const MAX_BATCH: usize = 512;
 
+/// A capture's row (the statement every batch of captures runs).
+const INSERT_REQUEST: &str =
+    "INSERT INTO requests (bin, seq, id, bytes, data) VALUES (?1, ?2, ?3, ?4, ?5)";
+
 /// What a caller asks the writer.
 pub(super) enum Op {
     Create(Option<BinName>, BinSettings),
@@ -145,9 +149,13 @@ impl Writer {
             let tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // Prepared once per batch: looking it up in the statement cache and handing it back
+            // cost ~1,300 instructions per capture (callgrind).
+            let mut insert = tx.prepare_cached(INSERT_REQUEST)?;
             for (op, reply) in pending.by_ref() {
                 let outcome = apply(
                     &tx,
+                    &mut insert,
                     &self.limits,
                     &mut self.bins,
                     &mut self.by_id,
@@ -158,6 +166,7 @@ impl Writer {
                 )?;
                 answers.push((reply, outcome));
             }
+            drop(insert);
             settle(
                 &tx,
                 &self.limits,
@@ -265,6 +274,7 @@ fn forget(bin: &mut BinRow, counters: &mut Counters, requests: u64, bytes: u64) 
 #[allow(clippy::too_many_arguments)]
 fn apply(
     tx: &Connection,
+    insert: &mut rusqlite::Statement<'_>,
     limits: &StoreLimits,
     bins: &mut HashMap<BinName, BinRow>,
     by_id: &mut HashMap<i64, BinName>,
@@ -333,10 +343,7 @@ fn apply(
             let truncated = new.truncated;
             let now = schema::now();
             let request = Arc::new(new.finish(bin.next_seq, now));
-            tx.prepare_cached(
-                "INSERT INTO requests (bin, seq, id, bytes, data) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![
+            insert.execute(params![
                 bin.id,
                 request.seq as i64,
                 request.id.as_bytes(),
