@@ -3,7 +3,8 @@
 //!
 //! - Writes go to one writer thread ([`writer`]) that owns the read-write connection and
 //!   commits whatever operations are waiting as one transaction (group commit); a caller hears
-//!   `Ok` only after its operation is committed (WAL, `synchronous = FULL`).
+//!   `Ok` only after its operation is committed (WAL, `synchronous = NORMAL`: in the log, so a
+//!   killed process loses nothing answered; see [`schema::open_writer`]).
 //! - Reads of requests run on a few read-only connections on blocking threads; WAL lets them
 //!   read beside the writer.
 //! - Bins (settings, counters) are also kept in memory: this process owns the file (an
