@@ -6,6 +6,7 @@
 //!
 //! Layout:
 //! - [`app`]: the shell (header, theme, routes) and the context every page shares.
+//! - [`router`]: the routes over the browser's history (`pushState`, `popstate`, link clicks).
 //! - [`server`]: the HTTP API through `fetch` and `EventSource`, over the `api` crate's wire types.
 //! - [`pages`]: Bins, Bin (one bin's live requests), Webhooks.
 //! - [`components`]: pieces the pages share (copy button, JSON view, dialog).
@@ -17,6 +18,7 @@ mod body;
 mod components;
 mod curl;
 mod pages;
+mod router;
 mod server;
 mod units;
 

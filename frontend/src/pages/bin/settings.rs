@@ -5,7 +5,7 @@ use super::*;
 /// The bin's settings: its custom response, clear, delete.
 #[component]
 pub(super) fn BinSettings(state: BinState) -> impl IntoView {
-    let navigate = use_navigate();
+    let location = use_location();
     let loaded = Memo::new(move |_| state.bin.with(|b| matches!(b, Some(Ok(_)))));
     let (clearing, set_clearing) = signal(0u8);
     let (deleting, set_deleting) = signal(0u8);
@@ -37,10 +37,9 @@ pub(super) fn BinSettings(state: BinState) -> impl IntoView {
         }
         set_deleting.set(2);
         let url = state.api("");
-        let navigate = navigate.clone();
         spawn_local(async move {
             match server::delete(&url).await {
-                Ok(()) => navigate("/", Default::default()),
+                Ok(()) => location.navigate("/", false),
                 Err(e) => {
                     set_error.set(Some(e.message));
                     set_deleting.set(0);
