@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use api::{BinIn, BinList, BinOut};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use send_wrapper::SendWrapper;
@@ -12,6 +11,7 @@ use crate::app::set_title;
 use crate::components::Ago;
 use crate::router::use_location;
 use crate::server::{self, ApiError, LiveStream};
+use crate::wire::{BinIn, BinList, BinOut};
 
 #[component]
 pub fn BinsPage() -> impl IntoView {

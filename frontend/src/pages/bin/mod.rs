@@ -22,8 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use api::{
-    BinIn, BinOut, BinResponse, CapturedRequestOut, DeletedEvent, Header, ReplayIn, ReplayOut,
-    RequestPage,
+    BinResponse, CapturedRequestOut, DeletedEvent, Header, ReplayIn, ReplayOut, RequestPage,
 };
 use leptos::html::{Div, Input};
 use leptos::prelude::*;
@@ -36,6 +35,7 @@ use crate::body::{self, View};
 use crate::components::{Ago, CopyButton, JsonView, KeyValueTable, copy_text, exact};
 use crate::router::{request_seq, use_location};
 use crate::server::{self, ApiError, Connection, LiveStream, StreamEvent, enc};
+use crate::wire::{BinIn, BinOut, Json};
 use crate::{curl, units};
 
 mod detail;

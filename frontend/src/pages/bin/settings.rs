@@ -88,7 +88,7 @@ pub(super) fn ChecksPanel(state: BinState, bin: BinOut) -> impl IntoView {
     let schema = RwSignal::new(
         bin.schema
             .as_ref()
-            .and_then(|s| serde_json::to_string_pretty(s).ok())
+            .map(|s| body::pretty_json_text(s.text()))
             .unwrap_or_default(),
     );
     let scheme = RwSignal::new(bin.signature_scheme.clone().unwrap_or_default());
@@ -109,8 +109,8 @@ pub(super) fn ChecksPanel(state: BinState, bin: BinOut) -> impl IntoView {
         let schema_v = if text.trim().is_empty() {
             None
         } else {
-            match serde_json::from_str::<serde_json::Value>(&text) {
-                Ok(v) => Some(v),
+            match serde_json::value::RawValue::from_string(text) {
+                Ok(v) => Some(Json(v)),
                 Err(e) => {
                     errs.push(("schema", format!("Not JSON: {e}")));
                     None

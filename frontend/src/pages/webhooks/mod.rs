@@ -15,9 +15,8 @@
 use std::collections::HashSet;
 
 use api::{
-    AttemptOut, BinIn, BinList, BinOut, DeliveryLog, EmitIn, EmitOut, EventList, EventOut,
-    MessageOut, MessageRef, MessageState, RotateSecretIn, TestOutcome, WebhookIn, WebhookList,
-    WebhookOut, WebhookPatch,
+    AttemptOut, DeliveryLog, EmitIn, EmitOut, MessageOut, MessageRef, MessageState, RotateSecretIn,
+    TestOutcome, WebhookIn, WebhookList, WebhookOut, WebhookPatch,
 };
 use leptos::html::Dialog;
 use leptos::prelude::*;
@@ -28,7 +27,8 @@ use wasm_bindgen::JsCast;
 use crate::app::set_title;
 use crate::components::{Ago, CopyButton, JsonView, KeyValueTable, exact};
 use crate::server::{self, ApiError, LiveStream, enc};
-use crate::units;
+use crate::wire::{BinIn, BinList, BinOut, EventList, EventOut};
+use crate::{body, units};
 
 mod card;
 mod catalog;
