@@ -110,7 +110,7 @@ fn ThemeToggle() -> impl IntoView {
 
 #[component]
 fn NotFound() -> impl IntoView {
-    set_title(|| "Page not found".to_owned());
+    set_title("Page not found");
     let path = use_location().path_untracked();
     view! {
         <section class="page not-found">
@@ -121,7 +121,8 @@ fn NotFound() -> impl IntoView {
     }
 }
 
-/// Sets the document's title while a page is shown.
-pub fn set_title(title: impl Fn() -> String + 'static) {
-    Effect::new(move |_| document().set_title(&format!("{} · Hookbin", title())));
+/// Sets the document's title as a page is shown (each page's title is fixed: not an effect,
+/// which would cost a copy of Leptos' effect machinery per page).
+pub fn set_title(title: &str) {
+    document().set_title(&format!("{title} · Hookbin"));
 }

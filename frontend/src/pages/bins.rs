@@ -8,14 +8,14 @@ use leptos::task::spawn_local;
 use send_wrapper::SendWrapper;
 
 use crate::app::set_title;
-use crate::components::Ago;
+use crate::components::{Ago, KeyedRows};
 use crate::router::use_location;
 use crate::server::{self, ApiError, LiveStream};
 use crate::wire::{BinIn, BinList, BinOut};
 
 #[component]
 pub fn BinsPage() -> impl IntoView {
-    set_title(|| "Bins".to_owned());
+    set_title("Bins");
     let bins = RwSignal::new(None::<Result<Vec<BinOut>, ApiError>>);
     let reload = move || {
         spawn_local(async move {
@@ -195,9 +195,8 @@ fn BinTable(
                 </thead>
                 <tbody>
                     // Keyed by id: a reload updates counts in place and keeps a pending "Confirm delete".
-                    <For each=ids key=|id| id.clone() let:id>
-                        <BinRow bins=bins id=id reload=reload/>
-                    </For>
+                    <KeyedRows keys=Signal::derive(ids)
+                        row=Callback::new(move |id| view! { <BinRow bins=bins id=id reload=reload/> }.into_any())/>
                 </tbody>
             </table>
         </div>

@@ -90,8 +90,7 @@ pub fn BinPage(
 
 #[component]
 fn BinView(id: String) -> impl IntoView {
-    let title_id = id.clone();
-    set_title(move || format!("Bin {title_id}"));
+    set_title(&format!("Bin {id}"));
     let location = use_location();
     let base = format!("/bins/{}", enc(&id));
     let navigate = Callback::new(move |seq: Option<u64>| {
