@@ -143,17 +143,17 @@ impl Location {
     /// to the top, or with `replace` the current entry replaced where the page is scrolled.
     pub fn navigate(&self, href: &str, replace: bool) {
         let url = Url::of(href);
-        if self.url.with_untracked(|u| *u == url) {
-            return;
+        // Where the tab is already: no new history entry, but a link still scrolls to the top.
+        if self.url.with_untracked(|u| *u != url) {
+            if let Ok(history) = window().history() {
+                let _ = if replace {
+                    history.replace_state_with_url(&JsValue::NULL, "", Some(href))
+                } else {
+                    history.push_state_with_url(&JsValue::NULL, "", Some(href))
+                };
+            }
+            self.url.set(url);
         }
-        if let Ok(history) = window().history() {
-            let _ = if replace {
-                history.replace_state_with_url(&JsValue::NULL, "", Some(href))
-            } else {
-                history.push_state_with_url(&JsValue::NULL, "", Some(href))
-            };
-        }
-        self.url.set(url);
         if !replace {
             window().scroll_to_with_x_and_y(0.0, 0.0);
         }
