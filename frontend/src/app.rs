@@ -4,11 +4,9 @@
 use std::time::Duration;
 
 use leptos::prelude::*;
-use leptos_router::components::{ParentRoute, Route, Router, Routes};
-use leptos_router::hooks::use_location;
-use leptos_router::path;
 
 use crate::pages::{BinPage, BinsPage, WebhooksPage};
+use crate::router::{Route, provide_router, use_location};
 
 /// Milliseconds since the epoch, updated every few seconds: relative times re-render from it.
 #[derive(Clone, Copy)]
@@ -29,23 +27,21 @@ pub fn App() -> impl IntoView {
         Duration::from_secs(5),
     );
     provide_context(Now(now));
+    let location = provide_router();
+    // Only a change of route builds another page: the bin page stays while the selected request
+    // (in its path) changes.
+    let route = Memo::new(move |_| Route::of(&location.path()));
 
     view! {
-        <Router>
-            <Header/>
-            <main id="main">
-                <Routes fallback=NotFound>
-                    <Route path=path!("/") view=BinsPage/>
-                    // One page for the bin and its selected request: choosing another request
-                    // changes the URL, not the page (the list and its live stream stay).
-                    <ParentRoute path=path!("/bins/:bin") view=BinPage>
-                        <Route path=path!("") view=|| ()/>
-                        <Route path=path!("requests/:seq") view=|| ()/>
-                    </ParentRoute>
-                    <Route path=path!("/webhooks") view=WebhooksPage/>
-                </Routes>
-            </main>
-        </Router>
+        <Header/>
+        <main id="main">
+            {move || match route.get() {
+                Route::Bins => view! { <BinsPage/> }.into_any(),
+                Route::Bin(bin) => view! { <BinPage bin=bin/> }.into_any(),
+                Route::Webhooks => view! { <WebhooksPage/> }.into_any(),
+                Route::NotFound => view! { <NotFound/> }.into_any(),
+            }}
+        </main>
     }
 }
 
@@ -53,7 +49,7 @@ pub fn App() -> impl IntoView {
 fn Header() -> impl IntoView {
     let location = use_location();
     let current = move |section: &'static str| {
-        let path = location.pathname.get();
+        let path = location.path();
         let on = match section {
             "bins" => path == "/" || path.starts_with("/bins/"),
             _ => path.starts_with("/webhooks"),
@@ -114,8 +110,8 @@ fn ThemeToggle() -> impl IntoView {
 
 #[component]
 fn NotFound() -> impl IntoView {
-    set_title(|| "Page not found".to_owned());
-    let path = use_location().pathname.get_untracked();
+    set_title("Page not found");
+    let path = use_location().path_untracked();
     view! {
         <section class="page not-found">
             <h1>"Page not found"</h1>
@@ -125,7 +121,8 @@ fn NotFound() -> impl IntoView {
     }
 }
 
-/// Sets the document's title while a page is shown.
-pub fn set_title(title: impl Fn() -> String + 'static) {
-    Effect::new(move |_| document().set_title(&format!("{} · Hookbin", title())));
+/// Sets the document's title as a page is shown (each page's title is fixed: not an effect,
+/// which would cost a copy of Leptos' effect machinery per page).
+pub fn set_title(title: &str) {
+    document().set_title(&format!("{title} · Hookbin"));
 }

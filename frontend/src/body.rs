@@ -79,6 +79,19 @@ pub fn is_json(text: &str) -> bool {
     !text.trim().is_empty() && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
 }
 
+/// Why `text` is not one JSON document (serde_json's message), or `None` when it is.
+pub fn json_error(text: &str) -> Option<String> {
+    serde_json::from_str::<serde::de::IgnoredAny>(text)
+        .err()
+        .map(|e| e.to_string())
+}
+
+/// Valid JSON text re-indented as [`pretty_json`] does it, as one string: two texts give the
+/// same one when they differ only in whitespace.
+pub fn pretty_json_text(text: &str) -> String {
+    pretty_json(text).into_iter().map(|(_, s)| s).collect()
+}
+
 /// What a token of pretty-printed JSON is, for colouring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JsonToken {
@@ -428,6 +441,19 @@ mod tests {
 
     fn render(tokens: &[(JsonToken, String)]) -> String {
         tokens.iter().map(|(_, s)| s.as_str()).collect()
+    }
+
+    #[test]
+    fn pretty_json_text_sees_through_whitespace_only() {
+        let a = pretty_json_text(r#"{"a": [1, 2.0], "b": "x y"}"#);
+        assert_eq!(a, pretty_json_text("{\n \"a\":[1,2.0],\"b\":\"x y\"}"));
+        assert_eq!(
+            a,
+            "{\n  \"a\": [\n    1,\n    2.0\n  ],\n  \"b\": \"x y\"\n}"
+        );
+        assert_ne!(a, pretty_json_text(r#"{"a": [1, 2], "b": "x y"}"#));
+        assert_eq!(json_error(" [1] "), None);
+        assert!(json_error("{nope").is_some());
     }
 
     #[test]

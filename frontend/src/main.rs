@@ -6,7 +6,9 @@
 //!
 //! Layout:
 //! - [`app`]: the shell (header, theme, routes) and the context every page shares.
-//! - [`server`]: the HTTP API through `fetch` and `EventSource`, over the `api` crate's wire types.
+//! - [`router`]: the routes over the browser's history (`pushState`, `popstate`, link clicks).
+//! - [`server`]: the HTTP API through `fetch` and `EventSource`, over the `api` crate's wire types
+//!   ([`wire`]: the few the UI reads its own way, free JSON kept as text).
 //! - [`pages`]: Bins, Bin (one bin's live requests), Webhooks.
 //! - [`components`]: pieces the pages share (copy button, JSON view, dialog).
 //! - [`body`], [`curl`], [`units`]: pure functions (body views, copy as cURL, sizes and times),
@@ -17,8 +19,10 @@ mod body;
 mod components;
 mod curl;
 mod pages;
+mod router;
 mod server;
 mod units;
+mod wire;
 
 fn main() {
     leptos::mount::mount_to_body(app::App);

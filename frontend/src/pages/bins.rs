@@ -3,19 +3,19 @@
 
 use std::time::Duration;
 
-use api::{BinIn, BinList, BinOut};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use leptos_router::hooks::use_navigate;
 use send_wrapper::SendWrapper;
 
 use crate::app::set_title;
-use crate::components::Ago;
+use crate::components::{Ago, KeyedRows};
+use crate::router::use_location;
 use crate::server::{self, ApiError, LiveStream};
+use crate::wire::{BinIn, BinList, BinOut};
 
 #[component]
 pub fn BinsPage() -> impl IntoView {
-    set_title(|| "Bins".to_owned());
+    set_title("Bins");
     let bins = RwSignal::new(None::<Result<Vec<BinOut>, ApiError>>);
     let reload = move || {
         spawn_local(async move {
@@ -92,7 +92,7 @@ enum Shape {
 /// "New bin" (random id) and "Create named bin" (a fixed URL for CI).
 #[component]
 fn CreateBins() -> impl IntoView {
-    let navigate = use_navigate();
+    let location = use_location();
     let (creating, set_creating) = signal(false);
     let (error, set_error) = signal(None::<String>);
     let (name, set_name) = signal(String::new());
@@ -100,17 +100,12 @@ fn CreateBins() -> impl IntoView {
     let (naming, set_naming) = signal(false);
 
     let new_bin = {
-        let navigate = navigate.clone();
         move |_| {
             set_creating.set(true);
             set_error.set(None);
-            let navigate = navigate.clone();
             spawn_local(async move {
                 match server::send::<_, BinOut>("POST", "/api/bins", &BinIn::default()).await {
-                    Ok(bin) => navigate(
-                        &format!("/bins/{}", server::enc(&bin.id)),
-                        Default::default(),
-                    ),
+                    Ok(bin) => location.navigate(&format!("/bins/{}", server::enc(&bin.id)), false),
                     Err(e) => set_error.set(Some(e.message)),
                 }
                 set_creating.set(false);
@@ -128,17 +123,13 @@ fn CreateBins() -> impl IntoView {
         }
         set_naming.set(true);
         set_name_error.set(None);
-        let navigate = navigate.clone();
         spawn_local(async move {
             let input = BinIn {
                 name: Some(wanted),
                 ..Default::default()
             };
             match server::send::<_, BinOut>("POST", "/api/bins", &input).await {
-                Ok(bin) => navigate(
-                    &format!("/bins/{}", server::enc(&bin.id)),
-                    Default::default(),
-                ),
+                Ok(bin) => location.navigate(&format!("/bins/{}", server::enc(&bin.id)), false),
                 Err(e) => set_name_error.set(Some(e.message)),
             }
             set_naming.set(false);
@@ -204,9 +195,8 @@ fn BinTable(
                 </thead>
                 <tbody>
                     // Keyed by id: a reload updates counts in place and keeps a pending "Confirm delete".
-                    <For each=ids key=|id| id.clone() let:id>
-                        <BinRow bins=bins id=id reload=reload/>
-                    </For>
+                    <KeyedRows keys=Signal::derive(ids)
+                        row=Callback::new(move |id| view! { <BinRow bins=bins id=id reload=reload/> }.into_any())/>
                 </tbody>
             </table>
         </div>

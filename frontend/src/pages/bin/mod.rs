@@ -22,21 +22,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use api::{
-    BinIn, BinOut, BinResponse, CapturedRequestOut, DeletedEvent, Header, ReplayIn, ReplayOut,
-    RequestPage,
+    BinResponse, CapturedRequestOut, DeletedEvent, Header, ReplayIn, ReplayOut, RequestPage,
 };
 use leptos::html::{Div, Input};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use leptos_router::NavigateOptions;
-use leptos_router::hooks::{use_location, use_navigate, use_params_map};
 use send_wrapper::SendWrapper;
 use wasm_bindgen::JsCast;
 
 use crate::app::{now, set_title};
 use crate::body::{self, View};
 use crate::components::{Ago, CopyButton, JsonView, KeyValueTable, copy_text, exact};
+use crate::router::{request_seq, use_location};
 use crate::server::{self, ApiError, Connection, LiveStream, StreamEvent, enc};
+use crate::wire::{BinIn, BinOut, Json};
 use crate::{curl, units};
 
 mod detail;
@@ -75,43 +74,32 @@ const DEFAULT_CAP: usize = 1000;
 type Row = Arc<CapturedRequestOut>;
 
 #[component]
-pub fn BinPage() -> impl IntoView {
-    let params = use_params_map();
-    let bin_id = Memo::new(move |_| params.read().get("bin").unwrap_or_default());
+pub fn BinPage(
+    /// The bin's id, from the path (`/bins/{bin}`); another bin is another page.
+    bin: String,
+) -> impl IntoView {
     // The selected request is in the URL (`/bins/{bin}/requests/{seq}`), so it can be shared.
-    // A new view per bin: state, stream and listeners start fresh when the id changes (or when
-    // a missing bin has just been created).
+    // State, stream and listeners start fresh when a missing bin has just been created.
     let remount = RwSignal::new(0u32);
     provide_context(Remount(remount));
     move || {
         remount.track();
-        let id = bin_id.get();
-        view! { <BinView id=id/> }
+        view! { <BinView id=bin.clone()/> }
     }
 }
 
 #[component]
 fn BinView(id: String) -> impl IntoView {
-    let title_id = id.clone();
-    set_title(move || format!("Bin {title_id}"));
+    set_title(&format!("Bin {id}"));
     let location = use_location();
-    let navigate = SendWrapper::new(use_navigate());
     let base = format!("/bins/{}", enc(&id));
     let navigate = Callback::new(move |seq: Option<u64>| {
         let path = match seq {
             Some(seq) => format!("{base}/requests/{seq}"),
             None => base.clone(),
         };
-        let here = location.pathname.get_untracked();
-        if here != path {
-            navigate(
-                &path,
-                NavigateOptions {
-                    replace: true,
-                    scroll: false,
-                    ..Default::default()
-                },
-            );
+        if location.path_untracked() != path {
+            location.navigate(&path, true);
         }
     });
     let state = BinState {
@@ -136,11 +124,7 @@ fn BinView(id: String) -> impl IntoView {
     state.load();
 
     // The URL says which request is selected; without one, the newest is.
-    let url_seq = Memo::new(move |_| {
-        let path = location.pathname.get();
-        path.split_once("/requests/")
-            .and_then(|(_, seq)| seq.trim_end_matches('/').parse::<u64>().ok())
-    });
+    let url_seq = Memo::new(move |_| request_seq(&location.path()));
     Effect::new(move |_| state.selected.set(url_seq.get()));
     Effect::new(move |_| {
         let newest = state.list.with(|l| l.first().map(|r| r.seq));
@@ -154,8 +138,7 @@ fn BinView(id: String) -> impl IntoView {
     // "View in bin" from a webhook: `?message=msg_…` selects the request that carried it (its
     // `webhook-id` header), now if it is stored, else when it arrives.
     let message = location
-        .query
-        .with_untracked(|q| q.get("message"))
+        .query_untracked("message")
         .filter(|m| !m.is_empty());
     if let Some(msg) = message {
         state.pending_message.set_value(Some(msg.clone()));

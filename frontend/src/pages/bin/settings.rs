@@ -5,7 +5,7 @@ use super::*;
 /// The bin's settings: its custom response, clear, delete.
 #[component]
 pub(super) fn BinSettings(state: BinState) -> impl IntoView {
-    let navigate = use_navigate();
+    let location = use_location();
     let loaded = Memo::new(move |_| state.bin.with(|b| matches!(b, Some(Ok(_)))));
     let (clearing, set_clearing) = signal(0u8);
     let (deleting, set_deleting) = signal(0u8);
@@ -37,10 +37,9 @@ pub(super) fn BinSettings(state: BinState) -> impl IntoView {
         }
         set_deleting.set(2);
         let url = state.api("");
-        let navigate = navigate.clone();
         spawn_local(async move {
             match server::delete(&url).await {
-                Ok(()) => navigate("/", Default::default()),
+                Ok(()) => location.navigate("/", false),
                 Err(e) => {
                     set_error.set(Some(e.message));
                     set_deleting.set(0);
@@ -89,7 +88,7 @@ pub(super) fn ChecksPanel(state: BinState, bin: BinOut) -> impl IntoView {
     let schema = RwSignal::new(
         bin.schema
             .as_ref()
-            .and_then(|s| serde_json::to_string_pretty(s).ok())
+            .map(|s| body::pretty_json_text(s.text()))
             .unwrap_or_default(),
     );
     let scheme = RwSignal::new(bin.signature_scheme.clone().unwrap_or_default());
@@ -110,8 +109,8 @@ pub(super) fn ChecksPanel(state: BinState, bin: BinOut) -> impl IntoView {
         let schema_v = if text.trim().is_empty() {
             None
         } else {
-            match serde_json::from_str::<serde_json::Value>(&text) {
-                Ok(v) => Some(v),
+            match serde_json::value::RawValue::from_string(text) {
+                Ok(v) => Some(Json(v)),
                 Err(e) => {
                     errs.push(("schema", format!("Not JSON: {e}")));
                     None

@@ -21,32 +21,28 @@ pub(super) fn WebhookCard(data: Data, id: String) -> impl IntoView {
     let composing = RwSignal::new(false);
     let chosen = RwSignal::new(String::new());
     let payload = RwSignal::new(String::new());
+    // The chosen event's example payload, re-indented.
     let example_of = move |slug: &str| {
         data.events.with(|e| match e {
             Some(Ok(list)) => list
                 .iter()
                 .find(|e| e.slug == slug)
-                .map(|e| e.example.clone()),
+                .map(|e| body::pretty_json_text(e.example.text())),
             _ => None,
         })
     };
-    // Edited: the text is not the catalog's example any more (as JSON, whitespace aside).
+    // Edited: the text is not the catalog's example any more (whitespace aside).
     let edited = move || {
         let slug = chosen.get();
-        let text = payload.get();
-        match (
-            example_of(&slug),
-            serde_json::from_str::<serde_json::Value>(&text),
-        ) {
-            (Some(example), Ok(v)) => v != example,
-            _ => true,
-        }
+        payload.with(|text| match example_of(&slug) {
+            Some(example) => {
+                body::json_error(text).is_some() || body::pretty_json_text(text) != example
+            }
+            None => true,
+        })
     };
     let pick = move |slug: String| {
-        let text = example_of(&slug)
-            .and_then(|v| serde_json::to_string_pretty(&v).ok())
-            .unwrap_or_default();
-        payload.set(text);
+        payload.set(example_of(&slug).unwrap_or_default());
         chosen.set(slug);
     };
     let open_dialog = move || {
@@ -132,8 +128,8 @@ pub(super) fn WebhookCard(data: Data, id: String) -> impl IntoView {
         }
     };
     let payload_error = move || {
-        serde_json::from_str::<serde_json::Value>(&payload.get())
-            .err()
+        payload
+            .with(|p| body::json_error(p))
             .map(|e| format!("Not JSON: {e}"))
     };
     let bin_link = move || webhook.with(|w| w.as_ref().and_then(|w| data.bin_of(&w.url)));

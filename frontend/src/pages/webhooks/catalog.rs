@@ -31,7 +31,7 @@ pub(super) fn EventCatalog(data: Data) -> impl IntoView {
                 Some(Ok(list)) => list
                     .into_iter()
                     .map(|ev| {
-                        let text = serde_json::to_string(&ev.example).unwrap_or_default();
+                        let text = ev.example.text().to_owned();
                         let anchor = format!("event-{}", ev.slug);
                         view! {
                             <article class="event card" id=anchor>

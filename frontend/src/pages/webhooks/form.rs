@@ -230,7 +230,7 @@ pub(super) fn WebhookForm(
                     .filter(|e| chosen.contains(&e.slug))
                     .enumerate()
                     .map(|(i, ev)| {
-                        let text = serde_json::to_string(&ev.example).unwrap_or_default();
+                        let text = ev.example.text().to_owned();
                         view! {
                             <details class="event-preview" open=i == 0>
                                 <summary>{ev.name.clone()}</summary>

@@ -111,9 +111,11 @@ pub(super) fn DeliveryLogView(data: Data, webhook_id: String) -> impl IntoView {
                         <thead><tr><th>"Created"</th><th>"Event"</th><th>"State"</th><th class="num">"Attempts"</th><th>"Next retry"</th><th>"Error"</th><th></th></tr></thead>
                         <tbody>
                             // Keyed by what the row shows: a message whose state changed is drawn anew.
-                            <For each=move || messages.get() key=message_key let:m>
-                                <MessageRow data=data m=m resend=resend/>
-                            </For>
+                            <KeyedRows keys=Signal::derive(move || messages.with(|ms| ms.iter().map(message_key).collect()))
+                                row=Callback::new(move |key: String| {
+                                    let m = messages.with_untracked(|ms| ms.iter().find(|m| message_key(m) == key).cloned());
+                                    m.map(|m| view! { <MessageRow data=data m=m resend=resend/> }).into_any()
+                                })/>
                         </tbody>
                     </table>
                 </div>
@@ -123,9 +125,11 @@ pub(super) fn DeliveryLogView(data: Data, webhook_id: String) -> impl IntoView {
                         <thead><tr><th>"Started"</th><th>"Event"</th><th class="num">"#"</th><th>"Trigger"</th><th>"Status"</th><th class="num">"Duration"</th><th>"Error / response"</th><th>"Next retry"</th><th></th></tr></thead>
                         <tbody>
                             // Keyed by id: an attempt never changes once logged.
-                            <For each=move || attempts.get() key=|a| a.id.clone() let:a>
-                                <AttemptRow data=data a=a open=open fresh=fresh/>
-                            </For>
+                            <KeyedRows keys=Signal::derive(move || attempts.with(|all| all.iter().map(|a| a.id.clone()).collect()))
+                                row=Callback::new(move |id: String| {
+                                    let a = attempts.with_untracked(|all| all.iter().find(|a| a.id == id).cloned());
+                                    a.map(|a| view! { <AttemptRow data=data a=a open=open fresh=fresh/> }).into_any()
+                                })/>
                         </tbody>
                     </table>
                 </div>

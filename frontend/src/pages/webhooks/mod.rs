@@ -15,9 +15,8 @@
 use std::collections::HashSet;
 
 use api::{
-    AttemptOut, BinIn, BinList, BinOut, DeliveryLog, EmitIn, EmitOut, EventList, EventOut,
-    MessageOut, MessageRef, MessageState, RotateSecretIn, TestOutcome, WebhookIn, WebhookList,
-    WebhookOut, WebhookPatch,
+    AttemptOut, DeliveryLog, EmitIn, EmitOut, MessageOut, MessageRef, MessageState, RotateSecretIn,
+    TestOutcome, WebhookIn, WebhookList, WebhookOut, WebhookPatch,
 };
 use leptos::html::Dialog;
 use leptos::prelude::*;
@@ -26,9 +25,10 @@ use send_wrapper::SendWrapper;
 use wasm_bindgen::JsCast;
 
 use crate::app::set_title;
-use crate::components::{Ago, CopyButton, JsonView, KeyValueTable, exact};
+use crate::components::{Ago, CopyButton, JsonView, KeyValueTable, KeyedRows, exact};
 use crate::server::{self, ApiError, LiveStream, enc};
-use crate::units;
+use crate::wire::{BinIn, BinList, BinOut, EventList, EventOut};
+use crate::{body, units};
 
 mod card;
 mod catalog;
@@ -108,7 +108,7 @@ impl Data {
 
 #[component]
 pub fn WebhooksPage() -> impl IntoView {
-    set_title(|| "Webhooks".to_owned());
+    set_title("Webhooks");
     let data = Data {
         events: RwSignal::new(None),
         webhooks: RwSignal::new(None),
@@ -186,9 +186,8 @@ pub fn WebhooksPage() -> impl IntoView {
             })}
             // Keyed by id: a reload updates each card in place and keeps its dialog, form and log.
             <div class="webhooks">
-                <For each=move || data.ids() key=|id| id.clone() let:id>
-                    <WebhookCard data=data id=id/>
-                </For>
+                <KeyedRows keys=Signal::derive(move || data.ids())
+                    row=Callback::new(move |id| view! { <WebhookCard data=data id=id/> }.into_any())/>
             </div>
             <EventCatalog data=data/>
         </section>
