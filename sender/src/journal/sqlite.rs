@@ -125,6 +125,23 @@ impl SqliteJournal {
             },
         );
     }
+
+    /// [`SqliteJournal::later`] for `f` that changes the file with one statement at most (no
+    /// savepoint: see [`Writer::submit_one`]).
+    fn later_one(
+        &self,
+        what: String,
+        f: impl FnOnce(&Connection) -> Result<(), rusqlite::Error> + Send + 'static,
+    ) {
+        self.writer.submit_one(
+            move |conn| f(conn).map_err(|e| e.to_string()),
+            move |r| {
+                if let Err(e) = r {
+                    tracing::warn!("sender store: {what}: {e}");
+                }
+            },
+        );
+    }
 }
 
 fn json_err(e: serde_json::Error) -> rusqlite::Error {
@@ -193,7 +210,8 @@ impl Journal for SqliteJournal {
         match serde_json::to_string(webhook) {
             Ok(json) => {
                 let id = webhook.id.clone();
-                self.later(format!("saving webhook {id}"), move |tx| {
+                // One change: an update, or (when it found no row) an insert.
+                self.later_one(format!("saving webhook {id}"), move |tx| {
                     upsert_webhook(tx, &id, &json)
                 });
             }
@@ -248,7 +266,7 @@ impl Journal for SqliteJournal {
 
     fn update_message(&self, id: &str, s: &MessageStateRecord) -> Result<(), JournalError> {
         let (id, s) = (id.to_owned(), s.clone());
-        self.later(format!("saving message {id}"), move |tx| {
+        self.later_one(format!("saving message {id}"), move |tx| {
             tx.prepare_cached(
                 "UPDATE messages SET state = ?2, attempts = ?3, next_at = ?4, error = ?5
                  WHERE id = ?1",
@@ -301,7 +319,7 @@ impl Journal for SqliteJournal {
     fn insert_attempt(&self, a: &api::AttemptOut) -> Result<(), JournalError> {
         let json = serde_json::to_string(a).map_err(err)?;
         let (id, webhook_id) = (a.id.clone(), a.webhook_id.clone());
-        self.later(format!("saving attempt {id}"), move |tx| {
+        self.later_one(format!("saving attempt {id}"), move |tx| {
             tx.prepare_cached("INSERT INTO attempts (id, webhook_id, json) VALUES (?1, ?2, ?3)")?
                 .execute(params![id, webhook_id, json])?;
             Ok(())
