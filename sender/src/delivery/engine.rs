@@ -1515,6 +1515,57 @@ mod tests {
         assert_eq!(hooks.get_webhook(&wh.id).unwrap().event_count, 1);
     }
 
+    /// The engine keeps each webhook's parsed URL and secrets between attempts: an edit or a
+    /// rotation must reach the very next attempt.
+    #[tokio::test]
+    async fn an_edited_url_and_a_rotated_secret_reach_the_next_attempt() {
+        let (first_url, first) = receiver().await;
+        let (second_url, second) = receiver().await;
+        let hooks = hooks(|_| {});
+        let wh = add(&hooks, "moving", &first_url);
+        let id = emit_one(&hooks).await;
+        wait_for(&hooks, &id, api::MessageState::Delivered).await;
+        assert_eq!((first.hits(), second.hits()), (1, 0));
+
+        hooks
+            .update_webhook(
+                &wh.id,
+                api::WebhookPatch {
+                    url: Some(second_url.clone()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let rotated = hooks
+            .rotate_secret(&wh.id, api::RotateSecretIn::default())
+            .unwrap();
+        let id = emit_one(&hooks).await;
+        wait_for(&hooks, &id, api::MessageState::Delivered).await;
+        assert_eq!((first.hits(), second.hits()), (1, 1));
+        let hit = second.0.lock().unwrap().hits.pop().unwrap();
+        // Signed with the new secret and, during the grace period, the one it replaced.
+        crate::verify(
+            &rotated.secret,
+            hit.headers.clone(),
+            &hit.body,
+            unix_now(),
+            300,
+        )
+        .unwrap();
+        crate::verify(&wh.secret, hit.headers.clone(), &hit.body, unix_now(), 300).unwrap();
+        let signature = hit
+            .headers
+            .iter()
+            .find(|(k, _)| k == "webhook-signature")
+            .map(|(_, v)| v.clone())
+            .unwrap();
+        assert_eq!(signature.split(' ').count(), 2, "{signature}");
+        let log = hooks.deliveries(&wh.id, 10).unwrap();
+        assert_eq!(log.attempts[0].url, second_url);
+        assert_eq!(log.attempts[1].url, first_url);
+    }
+
     #[tokio::test]
     async fn the_log_keeps_what_went_out_and_what_came_back_bounded() {
         let (url, rx) = receiver().await;
