@@ -144,7 +144,8 @@ async fn send(args: &[String]) {
     let delivered = |hooks: &sender::Hooks| -> u64 {
         healthy
             .iter()
-            .map(|id| hooks.registry().get(id).map_or(0, |w| w.event_count))
+            // Read in place: copying 100 webhooks every 5 ms would load the core it measures.
+            .map(|id| hooks.registry().with(id, |w| w.event_count).unwrap_or(0))
             .sum()
     };
     // Warm-up: connections opened, code paths hot.

@@ -493,7 +493,7 @@ impl Hooks {
         };
         let targets: Vec<_> = self
             .registry
-            .subscribers(slug)
+            .subscriber_ids(slug)
             .into_iter()
             .map(|webhook| {
                 let body = match webhook.envelope {
@@ -504,10 +504,10 @@ impl Hooks {
                         })
                         .clone(),
                 };
-                (webhook, body)
+                (webhook.id, body)
             })
             .collect();
-        let webhook_ids: Vec<String> = targets.iter().map(|(w, _)| w.id.clone()).collect();
+        let webhook_ids: Vec<String> = targets.iter().map(|(id, _)| id.clone()).collect();
         // One journal write and one queue call for every subscriber (see enqueue_many).
         let ids = self.delivery.enqueue_many(slug, targets).await?;
         for (id, webhook_id) in ids.into_iter().zip(webhook_ids) {

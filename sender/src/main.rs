@@ -667,12 +667,12 @@ impl Job {
                 delivered: result.verdict == Verdict::Delivered,
                 status: result.status,
                 duration_ms: u64::try_from(result.duration.as_millis()).unwrap_or(u64::MAX),
-                response_body: result.response_body,
+                response_body: result.response_text(),
                 error: result.error,
                 message_id: id,
                 event: self.event.clone(),
                 webhook_id: None,
-                request_headers: result.request_headers,
+                request_headers: result.request_headers.to_api(),
             };
         }
     }

@@ -214,6 +214,13 @@ impl Webhook {
     }
 }
 
+/// A webhook an event goes to: see [`Registry::subscriber_ids`].
+#[derive(Debug, Clone)]
+pub struct Subscriber {
+    pub id: String,
+    pub envelope: api::Envelope,
+}
+
 /// Thread-safe handle to the registry; clones share it.
 #[derive(Clone)]
 pub struct Registry {
@@ -398,6 +405,12 @@ impl Registry {
         self.state().webhooks.get(id).cloned()
     }
 
+    /// `f` of the webhook, read in place under the registry's lock (no copy: the delivery
+    /// engine's per-attempt look). `f` must be short and must not call the registry.
+    pub fn with<R>(&self, id: &str, f: impl FnOnce(&Webhook) -> R) -> Option<R> {
+        self.state().webhooks.get(id).map(f)
+    }
+
     /// By id, else by name.
     pub fn find(&self, id_or_name: &str) -> Option<Webhook> {
         let state = self.state();
@@ -410,15 +423,32 @@ impl Registry {
 
     /// Active webhooks subscribed to `slug`, oldest first.
     pub fn subscribers(&self, slug: &str) -> Vec<Webhook> {
-        let mut subs: Vec<Webhook> = self
-            .state()
+        let ids = self.subscriber_ids(slug);
+        let state = self.state();
+        ids.into_iter()
+            .filter_map(|s| state.webhooks.get(&s.id).cloned())
+            .collect()
+    }
+
+    /// [`Registry::subscribers`], only what an emit needs of each (no copy of the webhooks).
+    pub fn subscriber_ids(&self, slug: &str) -> Vec<Subscriber> {
+        let state = self.state();
+        let mut subs: Vec<(&Webhook, Subscriber)> = state
             .webhooks
             .values()
             .filter(|w| w.active && w.subscribes_to(slug))
-            .cloned()
+            .map(|w| {
+                (
+                    w,
+                    Subscriber {
+                        id: w.id.clone(),
+                        envelope: w.envelope,
+                    },
+                )
+            })
             .collect();
-        subs.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
-        subs
+        subs.sort_by(|(a, _), (b, _)| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        subs.into_iter().map(|(_, s)| s).collect()
     }
 
     /// Applies the fields given; validation happens before anything changes.

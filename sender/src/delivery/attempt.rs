@@ -8,7 +8,8 @@ use tokio::time::Instant;
 
 use super::schedule::parse_retry_after;
 use crate::outbound::{self, Outbound, OutboundClient};
-use crate::signing::{SignedHeaders, unix_now};
+use crate::signing::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, SignedHeaders, unix_now};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
 /// How much of a request or response body an attempt's log keeps (the rest is cut and
 /// flagged): enough to read any webhook payload or error page, bounded so a huge answer cannot
@@ -18,23 +19,104 @@ pub const LOGGED_BODY_BYTES: usize = 64 * 1024;
 /// Former name of [`LOGGED_BODY_BYTES`].
 pub const RESPONSE_EXCERPT_BYTES: usize = LOGGED_BODY_BYTES;
 
-/// What one attempt found, before it is logged.
+/// What one attempt found; the log keeps it as it is (see [`super::log`]) and spells it out
+/// for the API only when read.
 #[derive(Debug, Clone)]
 pub struct AttemptResult {
     pub started_at: DateTime<Utc>,
-    pub request_headers: Vec<api::Header>,
+    /// The signed headers sent (`content-type` and the three Standard Webhooks ones).
+    pub request_headers: HeaderList,
     pub request_body_size: u64,
-    /// The body sent (the log keeps its first [`LOGGED_BODY_BYTES`]).
+    /// The body sent, its first [`LOGGED_BODY_BYTES`] (shared with the message when it is no
+    /// longer; `request_body_size` is the whole size).
     pub request_body: Bytes,
     pub status: Option<u16>,
     pub duration: Duration,
-    pub response_headers: Vec<api::Header>,
-    pub response_body: Option<String>,
+    pub response_headers: HeaderList,
+    /// The answer's first [`LOGGED_BODY_BYTES`]; none when there was no answer.
+    pub response_body: Option<Bytes>,
     /// The answer went on past [`LOGGED_BODY_BYTES`].
     pub response_truncated: bool,
     pub error: Option<String>,
     pub retry_after: Option<Duration>,
     pub verdict: Verdict,
+}
+
+impl AttemptResult {
+    /// The answer's body as text (lossy UTF-8), as the API shows it.
+    pub fn response_text(&self) -> Option<String> {
+        self.response_body.as_deref().map(lossy)
+    }
+
+    /// True when the body sent was longer than the part kept.
+    pub fn request_body_truncated(&self) -> bool {
+        self.request_body_size > self.request_body.len() as u64
+    }
+}
+
+/// Text from bytes that are nearly always UTF-8 (JSON, HTTP answers): checked by the fast
+/// path, converted byte by byte only when they are not.
+pub(crate) fn lossy(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_owned(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
+/// Headers as an attempt's log keeps them: in order, names as the HTTP client gives them, the
+/// values copied into one buffer of their own (two allocations whatever the count; a value the
+/// client sliced from a connection's read buffer would keep that whole buffer alive).
+#[derive(Debug, Clone, Default)]
+pub struct HeaderList {
+    /// Each name with the end of its value in `values`.
+    names: Vec<(HeaderName, usize)>,
+    values: Vec<u8>,
+}
+
+impl HeaderList {
+    pub fn from_map(map: &HeaderMap) -> Self {
+        let mut names = Vec::with_capacity(map.len());
+        let size = map.iter().map(|(_, v)| v.len()).sum();
+        let mut values = Vec::with_capacity(size);
+        for (name, value) in map {
+            values.extend_from_slice(value.as_bytes());
+            names.push((name.clone(), values.len()));
+        }
+        Self { names, values }
+    }
+
+    /// `(name, value)` in order; values are bytes (HTTP allows any, the log shows them lossy).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        let mut start = 0;
+        self.names.iter().map(move |(name, end)| {
+            let value = &self.values[start..*end];
+            start = *end;
+            (name.as_str(), value)
+        })
+    }
+
+    /// The first value of `name` (lower case).
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// As the API shows them.
+    pub fn to_api(&self) -> Vec<api::Header> {
+        self.iter()
+            .map(|(name, value)| api::Header {
+                name: name.to_owned(),
+                value: lossy(value),
+            })
+            .collect()
+    }
 }
 
 /// What an attempt means for its message.
@@ -148,61 +230,111 @@ pub async fn send_checked(
 ) -> AttemptResult {
     // Saved URLs were parsed when saved, so a parse error cannot happen here; it would fail
     // the same way every time.
-    let refused = match reqwest::Url::parse(url) {
-        Err(e) => format!("url {url:?} is not a URL: {e}"),
-        Ok(parsed) => match client.prepare(parsed).await {
-            Ok(prepared) => {
-                let request = prepared.request(reqwest::Method::POST);
-                return attempt(request, timeout, secrets, message_id, body).await;
-            }
-            Err(refused) => refused.to_string(),
-        },
-    };
-    let mut result = attempt_result(secrets, message_id, &body);
-    result.error = Some(refused);
-    result.verdict = Verdict::Fail;
-    result
+    match reqwest::Url::parse(url) {
+        Ok(parsed) => send_checked_url(client, timeout, &parsed, secrets, message_id, body).await,
+        Err(e) => refused(
+            format!("url {url:?} is not a URL: {e}"),
+            secrets,
+            message_id,
+            &body,
+        ),
+    }
 }
 
-/// The start of an attempt's record: when, and the headers it sends.
-fn attempt_result(
+/// [`send_checked`] to a URL parsed already (the engine parses a webhook's URL once, not once
+/// per attempt).
+pub async fn send_checked_url(
+    client: &OutboundClient,
+    timeout: Duration,
+    url: &reqwest::Url,
+    secrets: &[&crate::signing::Secret],
+    message_id: &str,
+    body: Bytes,
+) -> AttemptResult {
+    match client.prepare(url.clone()).await {
+        Ok(prepared) => {
+            let request = prepared.request(reqwest::Method::POST);
+            attempt(request, timeout, secrets, message_id, body).await
+        }
+        Err(e) => refused(e.to_string(), secrets, message_id, &body),
+    }
+}
+
+/// An attempt that never went out: `error` says why, and it is not retried.
+fn refused(
+    error: String,
     secrets: &[&crate::signing::Secret],
     message_id: &str,
     body: &Bytes,
 ) -> AttemptResult {
-    AttemptResult {
+    let (mut result, _) = attempt_result(secrets, message_id, body);
+    result.error = Some(error);
+    result.verdict = Verdict::Fail;
+    result
+}
+
+/// The start of an attempt's record (when, what it sends) and the headers to send; no headers
+/// when the message id cannot be a header value (the record then says so, verdict
+/// [`Verdict::Fail`]: it would fail the same way again).
+fn attempt_result(
+    secrets: &[&crate::signing::Secret],
+    message_id: &str,
+    body: &Bytes,
+) -> (AttemptResult, Option<HeaderMap>) {
+    let kept = if body.len() > LOGGED_BODY_BYTES {
+        // Not a slice of the message: the log's bound holds after the message is gone.
+        Bytes::copy_from_slice(&body[..LOGGED_BODY_BYTES])
+    } else {
+        body.clone()
+    };
+    let mut result = AttemptResult {
         started_at: Utc::now(),
-        request_headers: signed_headers(secrets, message_id, body),
+        request_headers: HeaderList::default(),
         request_body_size: body.len() as u64,
-        request_body: body.clone(),
+        request_body: kept,
         status: None,
         duration: Duration::ZERO,
-        response_headers: Vec::new(),
+        response_headers: HeaderList::default(),
         response_body: None,
         response_truncated: false,
         error: None,
         retry_after: None,
         verdict: Verdict::Retry,
+    };
+    match signed_headers(secrets, message_id, body) {
+        Ok(headers) => {
+            result.request_headers = HeaderList::from_map(&headers);
+            (result, Some(headers))
+        }
+        Err(e) => {
+            result.error = Some(e);
+            result.verdict = Verdict::Fail;
+            (result, None)
+        }
     }
 }
 
+const WEBHOOK_ID: HeaderName = HeaderName::from_static(HEADER_ID);
+const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static(HEADER_TIMESTAMP);
+const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static(HEADER_SIGNATURE);
+
+/// `content-type` and the signed Standard Webhooks headers, in that order.
 fn signed_headers(
     secrets: &[&crate::signing::Secret],
     message_id: &str,
     body: &Bytes,
-) -> Vec<api::Header> {
+) -> Result<HeaderMap, String> {
     let signed = SignedHeaders::new(secrets, message_id, unix_now(), body);
-    let mut headers = vec![api::Header {
-        name: "content-type".into(),
-        value: "application/json".into(),
-    }];
-    for (name, value) in signed.pairs() {
-        headers.push(api::Header {
-            name: name.into(),
-            value,
-        });
-    }
-    headers
+    let bad = |e: reqwest::header::InvalidHeaderValue| format!("request failed: {e}");
+    let mut headers = HeaderMap::with_capacity(4);
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(WEBHOOK_ID, HeaderValue::from_str(&signed.id).map_err(bad)?);
+    headers.insert(WEBHOOK_TIMESTAMP, HeaderValue::from(signed.timestamp));
+    headers.insert(
+        WEBHOOK_SIGNATURE,
+        HeaderValue::try_from(signed.signature).map_err(bad)?,
+    );
+    Ok(headers)
 }
 
 async fn attempt(
@@ -212,11 +344,11 @@ async fn attempt(
     message_id: &str,
     body: Bytes,
 ) -> AttemptResult {
-    let mut result = attempt_result(secrets, message_id, &body);
-    let mut request = request.timeout(timeout);
-    for h in &result.request_headers {
-        request = request.header(h.name.as_str(), h.value.as_str());
-    }
+    let (mut result, headers) = attempt_result(secrets, message_id, &body);
+    let Some(headers) = headers else {
+        return result;
+    };
+    let request = request.timeout(timeout).headers(headers);
     let start = Instant::now();
     match request.body(body).send().await {
         Err(e) => match outbound::refusal(&e) {
@@ -235,14 +367,7 @@ async fn attempt(
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| parse_retry_after(v, Utc::now()));
-            result.response_headers = response
-                .headers()
-                .iter()
-                .map(|(name, value)| api::Header {
-                    name: name.as_str().to_owned(),
-                    value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                })
-                .collect();
+            result.response_headers = HeaderList::from_map(response.headers());
             let mut excerpt: Vec<u8> = Vec::new();
             let mut body_error = None;
             loop {
@@ -267,7 +392,7 @@ async fn attempt(
                     }
                 }
             }
-            result.response_body = Some(String::from_utf8_lossy(&excerpt).into_owned());
+            result.response_body = Some(Bytes::from(excerpt));
             if result.verdict != Verdict::Delivered {
                 result.error = Some(status_error(status));
             } else if let Some(e) = body_error {

@@ -14,13 +14,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::DeliveryConfig;
-use super::attempt::{Verdict, checked_client, send_checked};
+use super::attempt::{Verdict, checked_client, send_checked, send_checked_url};
 use super::decision::{Attempted, Decision, RetryPolicy, decide};
-use super::log::{AttemptTimes, EndpointLog, Message, attempt_out, millis};
+use super::log::{AttemptTimes, EndpointLog, Logged, Message, Sent, millis};
 use crate::journal::{Change, Journal};
 use crate::outbound::{Outbound, OutboundClient};
 use crate::queue::{DeliveryQueue, Leased, MemoryQueue, QueueError, Task};
-use crate::registry::{Registry, Webhook};
+use crate::registry::{PreviousSecret, Registry, Webhook};
+use crate::signing::Secret;
 use rand::Rng;
 
 /// Why the engine refused a request.
@@ -168,6 +169,38 @@ struct Endpoint {
     webhook_id: String,
     // std Mutex: every use is a short update with no `.await` inside.
     log: Mutex<EndpointLog>,
+    /// What its attempts need from the webhook, derived once per version of its URL and secrets
+    /// (see [`Delivery::target`]).
+    target: Mutex<Option<Arc<Target>>>,
+}
+
+/// What an attempt needs from its webhook: the URL, parsed once (not once per request), and
+/// the secrets that sign.
+struct Target {
+    /// As saved (the attempt log shows it).
+    url: Arc<str>,
+    parsed: Result<reqwest::Url, String>,
+    secret: Secret,
+    previous: Option<PreviousSecret>,
+}
+
+impl Target {
+    fn of(w: &Webhook) -> Self {
+        Self {
+            url: w.url.as_str().into(),
+            // Saved URLs were parsed when saved, so this cannot fail; it would fail the same
+            // way every time.
+            parsed: reqwest::Url::parse(&w.url)
+                .map_err(|e| format!("url {:?} is not a URL: {e}", w.url)),
+            secret: w.secret.clone(),
+            previous: w.previous_secret.clone(),
+        }
+    }
+
+    /// Still what `w` says (compared, not tracked: every way a webhook changes is covered).
+    fn matches(&self, w: &Webhook) -> bool {
+        *self.url == *w.url && self.secret == w.secret && self.previous == w.previous_secret
+    }
 }
 
 /// Gives a webhook's slot back (and wakes the dispatcher) however the attempt ends.
@@ -295,7 +328,7 @@ impl Delivery {
         }
         for attempt in snapshot.attempts {
             let endpoint = self.endpoint(&attempt.webhook_id);
-            lock(&endpoint.log).push_attempt(attempt, usize::MAX);
+            lock(&endpoint.log).push_attempt(Logged::Stored(Box::new(attempt)), usize::MAX);
         }
         for (webhook_id, (attempts, messages)) in snapshot.evicted {
             let endpoint = self.endpoint(&webhook_id);
@@ -372,8 +405,8 @@ impl Delivery {
             Change::AttemptAdded(attempt) => {
                 let endpoint = self.endpoint(&attempt.webhook_id);
                 let mut log = lock(&endpoint.log);
-                if !log.attempts.iter().any(|a| a.id == attempt.id) {
-                    log.push_attempt(*attempt, max_attempts);
+                if !log.attempts.iter().any(|a| a.id() == attempt.id) {
+                    log.push_attempt(Logged::Stored(attempt), max_attempts);
                 }
             }
         }
@@ -440,9 +473,10 @@ impl Delivery {
         }
     }
 
-    fn journal_attempt(&self, a: &api::AttemptOut) {
+    /// Writes an attempt through (in the API's form: spelled out only when there is a journal).
+    fn journal_attempt(&self, webhook_id: &str, a: &Sent) {
         if let Some(j) = &self.shared.journal
-            && let Err(e) = j.insert_attempt(a)
+            && let Err(e) = j.insert_attempt(&a.to_out(webhook_id))
         {
             tracing::warn!("saving attempt {} of {}: {e}", a.id, a.message_id);
         }
@@ -464,6 +498,7 @@ impl Delivery {
                 Arc::new(Endpoint {
                     webhook_id: webhook_id.to_owned(),
                     log: Mutex::new(EndpointLog::default()),
+                    target: Mutex::new(None),
                 })
             })
             .clone()
@@ -490,7 +525,7 @@ impl Delivery {
     pub async fn enqueue_many(
         &self,
         event: &str,
-        targets: Vec<(Webhook, Bytes)>,
+        targets: Vec<(String, Bytes)>,
     ) -> Result<Vec<String>, DeliveryError> {
         if self.shared.shutdown.is_cancelled() {
             return Err(DeliveryError::ShuttingDown);
@@ -499,8 +534,8 @@ impl Delivery {
         // Each message is decided first, its pending slot taken under the log's lock (so two
         // emits at once cannot both pass the bound).
         let mut planned = Vec::with_capacity(targets.len());
-        for (webhook, body) in targets {
-            let endpoint = self.endpoint(&webhook.id);
+        for (webhook_id, body) in targets {
+            let endpoint = self.endpoint(&webhook_id);
             let mut message = Message {
                 id: crate::random_id("msg_").into(),
                 event: event.into(),
@@ -526,13 +561,13 @@ impl Delivery {
                     config.max_pending_per_webhook
                 ));
             }
-            planned.push((webhook, endpoint, message, full));
+            planned.push((webhook_id, endpoint, message, full));
         }
         // In the journal before anything answers (and before the queue holds their tasks).
         if let Some(j) = &self.shared.journal {
             let records: Vec<_> = planned
                 .iter()
-                .map(|(webhook, _, message, _)| message.record(&webhook.id))
+                .map(|(webhook_id, _, message, _)| message.record(webhook_id))
                 .collect();
             if let Err(e) = j.insert_messages(&records) {
                 for (_, endpoint, _, full) in &planned {
@@ -547,19 +582,19 @@ impl Delivery {
         let mut ids = Vec::with_capacity(planned.len());
         let mut tasks = Vec::new();
         let mut queued = Vec::new();
-        for (webhook, endpoint, message, full) in planned {
+        for (webhook_id, endpoint, message, full) in planned {
             let id = message.id.clone();
             let evicted = lock(&endpoint.log).insert(message, config.max_messages_per_webhook);
-            self.journal_evict(&webhook.id, &evicted, &[]);
-            self.index_add(&id, &webhook.id, evicted);
+            self.journal_evict(&webhook_id, &evicted, &[]);
+            self.index_add(&id, &webhook_id, evicted);
             if full {
                 self.shared
                     .registry
-                    .note_failed_attempt(&webhook.id, "queue full");
+                    .note_failed_attempt(&webhook_id, "queue full");
             } else {
                 tasks.push(Task {
                     id: id.to_string(),
-                    webhook_id: webhook.id.clone(),
+                    webhook_id: webhook_id.clone(),
                     failed: 0,
                     trigger: api::AttemptTrigger::Scheduled,
                 });
@@ -744,24 +779,40 @@ impl Delivery {
         if delivered {
             self.shared.registry.note_test_delivered(&webhook.id);
         }
-        let attempt = attempt_out(
+        let outcome = api::TestOutcome {
+            delivered,
+            status: result.status,
+            duration_ms: millis(result.duration),
+            response_body: result.response_text(),
+            error: result.error.clone(),
+            message_id: id.to_string(),
+            event: event.to_owned(),
+            webhook_id: Some(webhook.id.clone()),
+            request_headers: result.request_headers.to_api(),
+        };
+        let started_at = result.started_at;
+        let event: Arc<str> = event.into();
+        let attempt = Sent::new(
             &id,
-            webhook,
-            event,
+            &event,
+            &webhook.url.as_str().into(),
             1,
             api::AttemptTrigger::Test,
-            &result,
+            result,
             AttemptTimes::default(),
         );
-        self.journal_attempt(&attempt);
+        self.journal_attempt(&webhook.id, &attempt);
         let (evicted, evicted_attempts) = {
             let mut log = lock(&endpoint.log);
-            let evicted_attempts = log.push_attempt(attempt, config.max_attempts_per_webhook);
+            let evicted_attempts = log.push_attempt(
+                Logged::Sent(Box::new(attempt)),
+                config.max_attempts_per_webhook,
+            );
             let message = Message {
                 id: id.clone(),
-                event: event.into(),
+                event,
                 body,
-                created_at: result.started_at,
+                created_at: started_at,
                 state: if delivered {
                     api::MessageState::Delivered
                 } else {
@@ -772,7 +823,7 @@ impl Delivery {
                 error: if delivered {
                     None
                 } else {
-                    result.error.clone()
+                    outcome.error.clone()
                 },
             };
             if let Some(j) = &self.shared.journal
@@ -788,17 +839,7 @@ impl Delivery {
         self.journal_evict(&webhook.id, &evicted, &evicted_attempts);
         self.index_add(&id, &webhook.id, evicted);
         self.shared.registry.touch();
-        api::TestOutcome {
-            delivered,
-            status: result.status,
-            duration_ms: millis(result.duration),
-            response_body: result.response_body,
-            error: result.error,
-            message_id: id.to_string(),
-            event: event.to_owned(),
-            webhook_id: Some(webhook.id.clone()),
-            request_headers: result.request_headers,
-        }
+        outcome
     }
 
     /// A webhook was disabled, re-enabled or edited: when it is now off, its queued messages
@@ -853,7 +894,13 @@ impl Delivery {
         };
         if let Some(endpoint) = self.existing_endpoint(webhook_id) {
             let log = lock(&endpoint.log);
-            out.attempts = log.attempts.iter().rev().take(limit).cloned().collect();
+            out.attempts = log
+                .attempts
+                .iter()
+                .rev()
+                .take(limit)
+                .map(|a| a.to_out(webhook_id))
+                .collect();
             out.messages = log
                 .messages
                 .values()
@@ -1062,16 +1109,9 @@ impl Delivery {
             ack().await;
             return;
         };
-        let webhook = match shared.registry.get(&endpoint.webhook_id) {
-            Some(w) if w.active => w,
-            other => {
-                let error = match other {
-                    None => "the webhook was deleted".to_owned(),
-                    Some(w) => format!(
-                        "webhook disabled: {}",
-                        w.disabled_reason.as_deref().unwrap_or("switched off")
-                    ),
-                };
+        let target = match self.target(&endpoint) {
+            Ok(target) => target,
+            Err(error) => {
                 ack().await;
                 let _ = self.finish(&endpoint, id, Some(error));
                 return;
@@ -1084,26 +1124,53 @@ impl Delivery {
                 message.state = api::MessageState::Pending;
                 message.next_attempt_at = None;
                 (
+                    message.id.clone(),
                     message.event.clone(),
                     message.body.clone(),
                     message.attempts,
                 )
             })
         };
-        let Some((event, body, number)) = taken else {
+        let Some((message_id, event, body, number)) = taken else {
             // Evicted while pending cannot happen (only finished messages are evicted).
             ack().await;
             return;
         };
-        let result = send_checked(
-            &shared.client,
-            config.request_timeout,
-            &webhook.url,
-            &webhook.signing_secrets(Utc::now()),
-            id,
-            body,
-        )
-        .await;
+        let result = match &target.parsed {
+            Ok(url) => {
+                let now = Utc::now();
+                let previous = target.previous.as_ref().filter(|p| now < p.until);
+                let current = [&target.secret];
+                let both;
+                let secrets: &[&Secret] = match previous {
+                    Some(p) => {
+                        both = [&target.secret, &p.secret];
+                        &both
+                    }
+                    None => &current,
+                };
+                send_checked_url(
+                    &shared.client,
+                    config.request_timeout,
+                    url,
+                    secrets,
+                    id,
+                    body,
+                )
+                .await
+            }
+            Err(_) => {
+                send_checked(
+                    &shared.client,
+                    config.request_timeout,
+                    &target.url,
+                    &[&target.secret],
+                    id,
+                    body,
+                )
+                .await
+            }
+        };
         // Slots are held for the request only, never while a retry waits.
         drop(permit);
         drop(guard);
@@ -1135,16 +1202,19 @@ impl Delivery {
             scheduled_at: (leased.task.failed > 0).then(|| at(leased.due_ms)),
             next_at,
         };
-        let attempt = attempt_out(
-            id,
-            &webhook,
+        let webhook_id = endpoint.webhook_id.as_str();
+        let verdict = result.verdict;
+        let error = result.error.clone();
+        let attempt = Sent::new(
+            &message_id,
             &event,
+            &target.url,
             number,
             leased.task.trigger,
-            &result,
+            result,
             times,
         );
-        self.journal_attempt(&attempt);
+        self.journal_attempt(webhook_id, &attempt);
         if matches!(decision, Decision::Retry { .. }) {
             // Queued (and so, on SQLite or Redis, stored) before the log says "scheduled": a
             // crash after anyone saw that finds the retry due, not held by a dead lease.
@@ -1158,19 +1228,22 @@ impl Delivery {
         }
         let evicted = {
             let mut log = lock(&endpoint.log);
-            let evicted = log.push_attempt(attempt, config.max_attempts_per_webhook);
+            let evicted = log.push_attempt(
+                Logged::Sent(Box::new(attempt)),
+                config.max_attempts_per_webhook,
+            );
             if let (Some(at), Some(m)) = (next_at, log.message_mut(id)) {
                 m.state = api::MessageState::Scheduled;
                 m.next_attempt_at = Some(at);
-                m.error = result.error.clone();
+                m.error = error.clone();
                 self.journal_state(m);
             }
             evicted
         };
-        self.journal_evict(&webhook.id, &[], &evicted);
+        self.journal_evict(webhook_id, &[], &evicted);
         let registry = &shared.registry;
-        if result.verdict != Verdict::Delivered {
-            registry.note_failed_attempt(&webhook.id, result.error.as_deref().unwrap_or("failed"));
+        if verdict != Verdict::Delivered {
+            registry.note_failed_attempt(webhook_id, error.as_deref().unwrap_or("failed"));
         }
         let disabled = match decision {
             Decision::Deliver => {
@@ -1178,7 +1251,7 @@ impl Delivery {
                 self.finish(&endpoint, id, None)
             }
             Decision::Disable { error, reason } => {
-                registry.disable(&webhook.id, &reason);
+                registry.disable(webhook_id, &reason);
                 ack().await;
                 let _ = self.finish(&endpoint, id, Some(error));
                 Some(reason)
@@ -1186,11 +1259,15 @@ impl Delivery {
             Decision::Retry { .. } => {
                 registry.touch();
                 // Disabled or deleted while this attempt ran: the retry just queued ends too.
-                match registry.get(&webhook.id) {
-                    Some(w) if w.active => None,
-                    Some(w) => Some(w.disabled_reason.unwrap_or_else(|| "switched off".into())),
-                    None => Some("the webhook was deleted".into()),
-                }
+                registry
+                    .with(webhook_id, |w| {
+                        (!w.active).then(|| {
+                            w.disabled_reason
+                                .clone()
+                                .unwrap_or_else(|| "switched off".into())
+                        })
+                    })
+                    .unwrap_or_else(|| Some("the webhook was deleted".into()))
             }
             Decision::Fail { error } => {
                 ack().await;
@@ -1198,8 +1275,34 @@ impl Delivery {
             }
         };
         if let Some(reason) = disabled {
-            self.end_webhook(&webhook.id, &reason).await;
+            self.end_webhook(webhook_id, &reason).await;
         }
+    }
+
+    /// What an attempt needs from its webhook, or why it must not be sent (the webhook was
+    /// disabled or deleted). Read under the registry's lock, without copying the webhook; the
+    /// endpoint's copy is reused while the webhook's URL and secrets are unchanged.
+    fn target(&self, endpoint: &Endpoint) -> Result<Arc<Target>, String> {
+        let mut cached = lock(&endpoint.target);
+        self.shared
+            .registry
+            .with(&endpoint.webhook_id, |w| {
+                if !w.active {
+                    return Err(format!(
+                        "webhook disabled: {}",
+                        w.disabled_reason.as_deref().unwrap_or("switched off")
+                    ));
+                }
+                match &*cached {
+                    Some(t) if t.matches(w) => Ok(Arc::clone(t)),
+                    _ => {
+                        let t = Arc::new(Target::of(w));
+                        *cached = Some(Arc::clone(&t));
+                        Ok(t)
+                    }
+                }
+            })
+            .unwrap_or_else(|| Err("the webhook was deleted".to_owned()))
     }
 }
 
@@ -1410,6 +1513,57 @@ mod tests {
         );
         assert_eq!((a.error.as_ref(), a.next_attempt_at.as_ref()), (None, None));
         assert_eq!(hooks.get_webhook(&wh.id).unwrap().event_count, 1);
+    }
+
+    /// The engine keeps each webhook's parsed URL and secrets between attempts: an edit or a
+    /// rotation must reach the very next attempt.
+    #[tokio::test]
+    async fn an_edited_url_and_a_rotated_secret_reach_the_next_attempt() {
+        let (first_url, first) = receiver().await;
+        let (second_url, second) = receiver().await;
+        let hooks = hooks(|_| {});
+        let wh = add(&hooks, "moving", &first_url);
+        let id = emit_one(&hooks).await;
+        wait_for(&hooks, &id, api::MessageState::Delivered).await;
+        assert_eq!((first.hits(), second.hits()), (1, 0));
+
+        hooks
+            .update_webhook(
+                &wh.id,
+                api::WebhookPatch {
+                    url: Some(second_url.clone()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let rotated = hooks
+            .rotate_secret(&wh.id, api::RotateSecretIn::default())
+            .unwrap();
+        let id = emit_one(&hooks).await;
+        wait_for(&hooks, &id, api::MessageState::Delivered).await;
+        assert_eq!((first.hits(), second.hits()), (1, 1));
+        let hit = second.0.lock().unwrap().hits.pop().unwrap();
+        // Signed with the new secret and, during the grace period, the one it replaced.
+        crate::verify(
+            &rotated.secret,
+            hit.headers.clone(),
+            &hit.body,
+            unix_now(),
+            300,
+        )
+        .unwrap();
+        crate::verify(&wh.secret, hit.headers.clone(), &hit.body, unix_now(), 300).unwrap();
+        let signature = hit
+            .headers
+            .iter()
+            .find(|(k, _)| k == "webhook-signature")
+            .map(|(_, v)| v.clone())
+            .unwrap();
+        assert_eq!(signature.split(' ').count(), 2, "{signature}");
+        let log = hooks.deliveries(&wh.id, 10).unwrap();
+        assert_eq!(log.attempts[0].url, second_url);
+        assert_eq!(log.attempts[1].url, first_url);
     }
 
     #[tokio::test]

@@ -8,8 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
-use super::attempt::{AttemptResult, Verdict};
-use crate::registry::Webhook;
+use super::attempt::{AttemptResult, Verdict, lossy};
 
 #[derive(Default)]
 pub(super) struct EndpointLog {
@@ -20,7 +19,7 @@ pub(super) struct EndpointLog {
     /// Messages not finished (pending or scheduled).
     pub(super) pending: usize,
     /// Oldest first.
-    pub(super) attempts: VecDeque<api::AttemptOut>,
+    pub(super) attempts: VecDeque<Logged>,
     pub(super) evicted_attempts: u64,
     pub(super) evicted_messages: u64,
 }
@@ -129,12 +128,12 @@ impl EndpointLog {
     }
 
     /// Adds an attempt; returns the ids of the oldest attempts evicted to stay in bound.
-    pub(super) fn push_attempt(&mut self, attempt: api::AttemptOut, max: usize) -> Vec<String> {
+    pub(super) fn push_attempt(&mut self, attempt: Logged, max: usize) -> Vec<String> {
         self.attempts.push_back(attempt);
         let mut evicted = Vec::new();
         while self.attempts.len() > max {
             if let Some(a) = self.attempts.pop_front() {
-                evicted.push(a.id);
+                evicted.push(a.into_id());
             }
             self.evicted_attempts += 1;
         }
@@ -142,48 +141,99 @@ impl EndpointLog {
     }
 }
 
-pub(super) fn attempt_out(
-    message_id: &str,
-    webhook: &Webhook,
-    event: &str,
-    number: u32,
-    trigger: api::AttemptTrigger,
-    result: &AttemptResult,
-    times: AttemptTimes,
-) -> api::AttemptOut {
-    api::AttemptOut {
-        id: crate::random_id("atm_"),
-        message_id: message_id.to_owned(),
-        webhook_id: webhook.id.clone(),
-        event: event.to_owned(),
-        attempt: number,
-        trigger,
-        started_at: crate::rfc3339(result.started_at),
-        scheduled_at: times.scheduled_at.map(crate::rfc3339),
-        url: webhook.url.clone(),
-        request_headers: result.request_headers.clone(),
-        request_body_size: result.request_body_size,
-        request_body: Some({
-            let kept = &result.request_body[..result
-                .request_body
-                .len()
-                .min(super::attempt::LOGGED_BODY_BYTES)];
-            // Valid UTF-8 (JSON, nearly always) is checked by the fast path; the lossy
-            // conversion walks it byte by byte.
-            match std::str::from_utf8(kept) {
-                Ok(text) => text.to_owned(),
-                Err(_) => String::from_utf8_lossy(kept).into_owned(),
-            }
-        }),
-        request_body_truncated: result.request_body.len() > super::attempt::LOGGED_BODY_BYTES,
-        delivered: result.verdict == Verdict::Delivered,
-        status: result.status,
-        duration_ms: millis(result.duration),
-        response_headers: result.response_headers.clone(),
-        response_body: result.response_body.clone(),
-        response_body_truncated: result.response_truncated,
-        error: result.error.clone(),
-        next_attempt_at: times.next_at.map(crate::rfc3339),
+/// One attempt in a webhook's log.
+pub(super) enum Logged {
+    /// Made by this instance: kept as the attempt found it, spelled out for the API when read
+    /// (most attempts are never read).
+    Sent(Box<Sent>),
+    /// Loaded from the journal or heard from another instance: already in the API's form.
+    Stored(Box<api::AttemptOut>),
+}
+
+/// An attempt this instance made.
+pub(super) struct Sent {
+    pub(super) id: String,
+    pub(super) message_id: Arc<str>,
+    pub(super) event: Arc<str>,
+    /// The webhook's URL as saved.
+    pub(super) url: Arc<str>,
+    pub(super) number: u32,
+    pub(super) trigger: api::AttemptTrigger,
+    pub(super) times: AttemptTimes,
+    pub(super) result: AttemptResult,
+}
+
+impl Logged {
+    pub(super) fn id(&self) -> &str {
+        match self {
+            Logged::Sent(a) => &a.id,
+            Logged::Stored(a) => &a.id,
+        }
+    }
+
+    fn into_id(self) -> String {
+        match self {
+            Logged::Sent(a) => a.id,
+            Logged::Stored(a) => a.id,
+        }
+    }
+
+    pub(super) fn to_out(&self, webhook_id: &str) -> api::AttemptOut {
+        match self {
+            Logged::Sent(a) => a.to_out(webhook_id),
+            Logged::Stored(a) => (**a).clone(),
+        }
+    }
+}
+
+impl Sent {
+    pub(super) fn new(
+        message_id: &Arc<str>,
+        event: &Arc<str>,
+        url: &Arc<str>,
+        number: u32,
+        trigger: api::AttemptTrigger,
+        result: AttemptResult,
+        times: AttemptTimes,
+    ) -> Self {
+        Self {
+            id: crate::random_id("atm_"),
+            message_id: message_id.clone(),
+            event: event.clone(),
+            url: url.clone(),
+            number,
+            trigger,
+            times,
+            result,
+        }
+    }
+
+    /// The API's form (and the journal's).
+    pub(super) fn to_out(&self, webhook_id: &str) -> api::AttemptOut {
+        let result = &self.result;
+        api::AttemptOut {
+            id: self.id.clone(),
+            message_id: self.message_id.to_string(),
+            webhook_id: webhook_id.to_owned(),
+            event: self.event.to_string(),
+            attempt: self.number,
+            trigger: self.trigger,
+            started_at: crate::rfc3339(result.started_at),
+            scheduled_at: self.times.scheduled_at.map(crate::rfc3339),
+            url: self.url.to_string(),
+            request_headers: result.request_headers.to_api(),
+            request_body_size: result.request_body_size,
+            request_body: Some(lossy(&result.request_body)),
+            request_body_truncated: result.request_body_truncated(),
+            delivered: result.verdict == Verdict::Delivered,
+            status: result.status,
+            duration_ms: millis(result.duration),
+            response_headers: result.response_headers.to_api(),
+            response_body: result.response_text(),
+            response_body_truncated: result.response_truncated,
+            error: result.error.clone(),
+            next_attempt_at: self.times.next_at.map(crate::rfc3339),
+        }
     }
 }
 

@@ -50,8 +50,8 @@ pub mod schedule;
 use std::time::Duration;
 
 pub use attempt::{
-    AttemptResult, LOGGED_BODY_BYTES, RESPONSE_EXCERPT_BYTES, Verdict, checked_client, http_client,
-    message_body, send_attempt, send_checked,
+    AttemptResult, HeaderList, LOGGED_BODY_BYTES, RESPONSE_EXCERPT_BYTES, Verdict, checked_client,
+    http_client, message_body, send_attempt, send_checked, send_checked_url,
 };
 pub use decision::{Attempted, Decision, RetryPolicy, decide};
 pub use engine::{Delivery, DeliveryError, ShutdownReport, Unfinished};

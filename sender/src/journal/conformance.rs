@@ -115,6 +115,34 @@ pub(crate) async fn webhooks_come_back_in_creation_order_with_their_changes(f: F
     assert_eq!(snap.webhooks, [edited, counted]);
 }
 
+/// Counters writes (one per delivery, not waited for) mixed with writes of the whole webhook
+/// and a deletion: the file ends with the last value given, and a deleted webhook stays gone.
+pub(crate) async fn the_last_webhook_write_wins_whatever_its_kind(f: Fixture) {
+    let j = f.journal;
+    j.put_webhook(&webhook("wh_a", "counted")).unwrap();
+    j.put_webhook(&webhook("wh_gone", "deleted")).unwrap();
+    let counted = |n: u64, name: &str| {
+        let mut w = webhook("wh_a", name);
+        w.event_count = n;
+        w
+    };
+    for n in 1..=50 {
+        j.put_webhook_later(&counted(n, "counted"));
+    }
+    // An edit after counters writes that may still be waiting: theirs must not come after it.
+    j.put_webhook(&counted(50, "renamed")).unwrap();
+    assert_eq!(load(&j).webhooks[0], counted(50, "renamed"));
+    for n in 51..=60 {
+        j.put_webhook_later(&counted(n, "renamed"));
+    }
+    let mut gone = webhook("wh_gone", "deleted");
+    gone.event_count = 3;
+    j.put_webhook_later(&gone);
+    j.delete_webhook("wh_gone").unwrap();
+    let snap = load(&j);
+    assert_eq!(snap.webhooks, [counted(60, "renamed")]);
+}
+
 pub(crate) async fn messages_keep_their_exact_bytes_and_latest_state(f: Fixture) {
     let j = f.journal;
     j.put_webhook(&webhook("wh_a", "a")).unwrap();
@@ -239,6 +267,7 @@ macro_rules! suite {
         $crate::journal::conformance::suite!(@tests $make;
             an_empty_journal_loads_empty,
             webhooks_come_back_in_creation_order_with_their_changes,
+            the_last_webhook_write_wins_whatever_its_kind,
             messages_keep_their_exact_bytes_and_latest_state,
             insert_messages_writes_each_in_the_order_given,
             attempts_come_back_in_order,

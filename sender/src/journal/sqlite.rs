@@ -1,7 +1,8 @@
 //! [`SqliteJournal`]: the journal in the sender's SQLite file.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use rusqlite::{Connection, params};
@@ -53,6 +54,10 @@ CREATE TABLE IF NOT EXISTS evictions (
 /// committed with the next group, in order, before any queue change submitted after them.
 pub struct SqliteJournal {
     writer: Arc<Writer>,
+    /// Counters writes not yet run, the latest per webhook (see
+    /// [`Journal::put_webhook_later`]): while one waits in the writer's queue, newer ones
+    /// replace its value instead of queueing a write each.
+    counters: Arc<Mutex<HashMap<String, String>>>,
     _lock: std::fs::File,
 }
 
@@ -91,6 +96,7 @@ impl SqliteJournal {
         conn.execute_batch(SCHEMA).map_err(err)?;
         Ok(Self {
             writer: Arc::new(Writer::start(conn)),
+            counters: Arc::default(),
             _lock: lock,
         })
     }
@@ -117,6 +123,23 @@ impl SqliteJournal {
         f: impl FnOnce(&Connection) -> Result<(), rusqlite::Error> + Send + 'static,
     ) {
         self.writer.submit(
+            move |conn| f(conn).map_err(|e| e.to_string()),
+            move |r| {
+                if let Err(e) = r {
+                    tracing::warn!("sender store: {what}: {e}");
+                }
+            },
+        );
+    }
+
+    /// [`SqliteJournal::later`] for `f` that changes the file with one statement at most (no
+    /// savepoint: see [`Writer::submit_one`]).
+    fn later_one(
+        &self,
+        what: String,
+        f: impl FnOnce(&Connection) -> Result<(), rusqlite::Error> + Send + 'static,
+    ) {
+        self.writer.submit_one(
             move |conn| f(conn).map_err(|e| e.to_string()),
             move |r| {
                 if let Err(e) = r {
@@ -186,23 +209,42 @@ impl Journal for SqliteJournal {
     fn put_webhook(&self, webhook: &api::WebhookOut) -> Result<(), JournalError> {
         let json = serde_json::to_string(webhook).map_err(err)?;
         let id = webhook.id.clone();
+        // Newer than any counters write still waiting (the registry calls in the order of its
+        // changes): that one has nothing left to write.
+        lock(&self.counters).remove(&id);
         self.with(move |tx| upsert_webhook(tx, &id, &json))
     }
 
+    /// One delivery after another changes a webhook's counters; when the writer is behind,
+    /// the writes waiting for the same webhook collapse into one of the latest value, run at
+    /// the first one's place in the queue (so never after a later change it would undo).
     fn put_webhook_later(&self, webhook: &api::WebhookOut) {
-        match serde_json::to_string(webhook) {
-            Ok(json) => {
-                let id = webhook.id.clone();
-                self.later(format!("saving webhook {id}"), move |tx| {
-                    upsert_webhook(tx, &id, &json)
-                });
+        let json = match serde_json::to_string(webhook) {
+            Ok(json) => json,
+            Err(e) => {
+                tracing::warn!("sender store: webhook {}: {e}", webhook.id);
+                return;
             }
-            Err(e) => tracing::warn!("sender store: webhook {}: {e}", webhook.id),
+        };
+        let id = webhook.id.clone();
+        if lock(&self.counters).insert(id.clone(), json).is_some() {
+            // A write of this webhook is waiting: it takes this value.
+            return;
         }
+        let counters = Arc::clone(&self.counters);
+        // One change: an update, or (when it found no row) an insert.
+        self.later_one(format!("saving webhook {id}"), move |tx| {
+            match lock(&counters).remove(&id) {
+                Some(json) => upsert_webhook(tx, &id, &json),
+                // Replaced by a write of the whole webhook, or the webhook was deleted.
+                None => Ok(()),
+            }
+        });
     }
 
     fn delete_webhook(&self, id: &str) -> Result<(), JournalError> {
         let id = id.to_owned();
+        lock(&self.counters).remove(&id);
         self.with(move |tx| {
             tx.execute("DELETE FROM webhooks WHERE id = ?1", [&id])?;
             tx.execute("DELETE FROM messages WHERE webhook_id = ?1", [&id])?;
@@ -248,7 +290,7 @@ impl Journal for SqliteJournal {
 
     fn update_message(&self, id: &str, s: &MessageStateRecord) -> Result<(), JournalError> {
         let (id, s) = (id.to_owned(), s.clone());
-        self.later(format!("saving message {id}"), move |tx| {
+        self.later_one(format!("saving message {id}"), move |tx| {
             tx.prepare_cached(
                 "UPDATE messages SET state = ?2, attempts = ?3, next_at = ?4, error = ?5
                  WHERE id = ?1",
@@ -301,13 +343,19 @@ impl Journal for SqliteJournal {
     fn insert_attempt(&self, a: &api::AttemptOut) -> Result<(), JournalError> {
         let json = serde_json::to_string(a).map_err(err)?;
         let (id, webhook_id) = (a.id.clone(), a.webhook_id.clone());
-        self.later(format!("saving attempt {id}"), move |tx| {
+        self.later_one(format!("saving attempt {id}"), move |tx| {
             tx.prepare_cached("INSERT INTO attempts (id, webhook_id, json) VALUES (?1, ?2, ?3)")?
                 .execute(params![id, webhook_id, json])?;
             Ok(())
         });
         Ok(())
     }
+}
+
+/// Locks a std Mutex (short map updates, never held across a write), going on after a panic
+/// elsewhere: every critical section assigns whole values.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn upsert_webhook(tx: &Connection, id: &str, json: &str) -> Result<(), rusqlite::Error> {

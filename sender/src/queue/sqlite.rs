@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
 use super::writer::Writer;
 use super::{
@@ -96,19 +96,37 @@ impl SqliteQueue {
             .await
             .map_err(unavailable)?
     }
+
+    /// [`SqliteQueue::run`] for a job of one statement (no savepoint: see
+    /// [`Writer::submit_one`]).
+    async fn run_one<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, QueueError> + Send + 'static,
+    ) -> Result<T, QueueError> {
+        self.writer
+            .call_one(move |conn| Ok(f(conn)))
+            .await
+            .map_err(unavailable)?
+    }
 }
 
-/// Fails with LeaseLost unless `leased` still holds its task.
-fn check_lease(tx: &Connection, leased: &Leased) -> Result<(), QueueError> {
-    let token: Option<Option<String>> = tx
-        .prepare_cached("SELECT token FROM delivery_queue WHERE id = ?1")
-        .and_then(|mut stmt| stmt.query_row([&leased.task.id], |r| r.get(0)))
-        .optional()
-        .map_err(unavailable)?;
-    match token {
-        Some(Some(t)) if t == leased.token => Ok(()),
-        _ => Err(QueueError::LeaseLost(leased.task.id.clone())),
+/// Runs `sql` (its `?1` the task's id, `?2` the lease's token, in its `WHERE`; `more` binds
+/// `?3`...) and fails with LeaseLost when it changed nothing: `leased` no longer holds its
+/// task. One statement, the lease checked by the change itself.
+fn with_lease(
+    tx: &Connection,
+    leased: &Leased,
+    sql: &str,
+    more: &[&dyn rusqlite::ToSql],
+) -> Result<(), QueueError> {
+    let mut stmt = tx.prepare_cached(sql).map_err(unavailable)?;
+    let mut args: Vec<&dyn rusqlite::ToSql> = vec![&leased.task.id, &leased.token];
+    args.extend_from_slice(more);
+    let changed = stmt.execute(&args[..]).map_err(unavailable)?;
+    if changed == 0 {
+        return Err(QueueError::LeaseLost(leased.task.id.clone()));
     }
+    Ok(())
 }
 
 #[async_trait::async_trait]
@@ -215,30 +233,28 @@ impl DeliveryQueue for SqliteQueue {
 
     async fn ack(&self, leased: &Leased) -> Result<(), QueueError> {
         let leased = leased.clone();
-        self.run(move |conn| {
-            let tx: &Connection = conn;
-            check_lease(tx, &leased)?;
-            tx.prepare_cached("DELETE FROM delivery_queue WHERE id = ?1")
-                .and_then(|mut stmt| stmt.execute([&leased.task.id]))
-                .map_err(unavailable)?;
-            Ok(())
+        self.run_one(move |tx| {
+            with_lease(
+                tx,
+                &leased,
+                "DELETE FROM delivery_queue WHERE id = ?1 AND token = ?2",
+                &[],
+            )
         })
         .await
     }
 
     async fn retry(&self, leased: &Leased, due_ms: i64, failed: u32) -> Result<(), QueueError> {
         let leased = leased.clone();
-        self.run(move |conn| {
-            let tx: &Connection = conn;
-            check_lease(tx, &leased)?;
-            tx.prepare_cached(
-                "UPDATE delivery_queue SET token = NULL, lease_until = NULL, due_ms = ?2,
-                     failed = ?3
-                 WHERE id = ?1",
+        self.run_one(move |tx| {
+            with_lease(
+                tx,
+                &leased,
+                "UPDATE delivery_queue SET token = NULL, lease_until = NULL, due_ms = ?3,
+                     failed = ?4
+                 WHERE id = ?1 AND token = ?2",
+                &[&due_ms, &failed],
             )
-            .and_then(|mut stmt| stmt.execute(params![leased.task.id, due_ms, failed]))
-            .map_err(unavailable)?;
-            Ok(())
         })
         .await
     }

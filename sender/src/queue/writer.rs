@@ -1,6 +1,7 @@
 //! One writer thread per sender SQLite file, committing in groups: every write waiting when a
 //! transaction starts (up to [`GROUP`]) goes into it, each in its own savepoint (a failing one
-//! is rolled back alone), and one sync to disk (`synchronous=FULL`) covers them all. A write's
+//! is rolled back alone; a job of one write needs none, see [`Writer::submit_one`]), and one
+//! sync to disk (`synchronous=FULL`) covers them all. A write's
 //! caller hears back only after that commit: answered = committed. Writes run in the order they
 //! were submitted.
 
@@ -44,6 +45,38 @@ impl Writer {
         f: impl FnOnce(&Connection) -> Result<T, String> + Send + 'static,
         reply: impl FnOnce(Result<T, String>) + Send + 'static,
     ) {
+        self.queue(f, reply, true);
+    }
+
+    /// [`Writer::submit`] for a job that changes the file with one statement at most (reads
+    /// before it are fine): it runs without a savepoint of its own, since SQLite undoes a
+    /// failed statement by itself and leaves the rest of the group as it was. The savepoint
+    /// and its release were two more statements per job, and their sub-journal a copy of every
+    /// page the job touched: most of a delivery's writes are such jobs.
+    pub(crate) fn submit_one<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, String> + Send + 'static,
+        reply: impl FnOnce(Result<T, String>) + Send + 'static,
+    ) {
+        self.queue(f, reply, false);
+    }
+
+    fn queue<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, String> + Send + 'static,
+        reply: impl FnOnce(Result<T, String>) + Send + 'static,
+        savepoint: bool,
+    ) {
+        if !savepoint {
+            let job: Job = Box::new(move |conn: &Connection| {
+                let result = f(conn);
+                Box::new(move |commit: Result<(), String>| reply(commit.and(result)))
+            });
+            if let Err(mpsc::SendError(job)) = self.jobs.send(job) {
+                drop(job);
+            }
+            return;
+        }
         let job: Job = Box::new(move |conn: &Connection| {
             let result = match run_cached(conn, "SAVEPOINT job") {
                 Err(e) => Err(e.to_string()),
@@ -74,10 +107,30 @@ impl Writer {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, String> + Send + 'static,
     ) -> Result<T, String> {
+        self.call_with(f, true).await
+    }
+
+    /// [`Writer::submit_one`] and wait for the answer, asynchronously.
+    pub(crate) async fn call_one<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, String> + Send + 'static,
+    ) -> Result<T, String> {
+        self.call_with(f, false).await
+    }
+
+    async fn call_with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, String> + Send + 'static,
+        savepoint: bool,
+    ) -> Result<T, String> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.submit(f, move |r| {
-            let _ = tx.send(r);
-        });
+        self.queue(
+            f,
+            move |r| {
+                let _ = tx.send(r);
+            },
+            savepoint,
+        );
         rx.await
             .unwrap_or_else(|_| Err("the SQLite writer stopped".into()))
     }
