@@ -15,6 +15,10 @@ local LIVE = P .. 'live'
 local function bkey(name) return P .. 'b:' .. name end
 local function rkey(id) return P .. 'r:' .. id end
 local function ikey(id) return P .. 'i:' .. id end
+-- Named by the bin's name, not its id: the capture writes into it with a plain command (the
+-- caller knows the name only). Request ids are random, and a bin created anew starts by
+-- deleting it, so a re-created bin never meets the old one's data.
+local function dkey(name) return P .. 'd:' .. name end
 
 -- The snapshot fields of a bin, in the order mod.rs reads them.
 local SNAP = {'id', 'created', 'act', 'settings', 'tok', 'maxr', 'maxb', 'seq', 'n', 'bytes',
@@ -39,6 +43,7 @@ local function touch(name, id)
     redis.call('PEXPIRE', bkey(name), ms)
     redis.call('PEXPIRE', rkey(id), ms)
     redis.call('PEXPIRE', ikey(id), ms)
+    redis.call('PEXPIRE', dkey(name), ms)
   end
 end
 
@@ -54,6 +59,7 @@ local function drop_bin(name)
     end
     redis.call('DEL', bk, rkey(id), ikey(id))
   end
+  redis.call('DEL', dkey(name))
   local acct = redis.call('HGET', ACCT, name)
   if acct then
     local n, bytes = string.match(acct, '^%d+:(%-?%d+):(%-?%d+)$')
@@ -91,14 +97,14 @@ local function alive(name)
   return true
 end
 
--- Removes one stored request's weight (its member was already taken out of the bin's set) and
--- counts it under `counter` ('evl', 'evb') when it was evicted.
-local function forget(name, id, member, seq, counter)
-  local uuid = string.sub(member, 2, 17)
+-- Removes one stored request, its data and its weight (its member, the request id, was already
+-- taken out of the bin's set) and counts it under `counter` ('evl', 'evb') when it was evicted.
+local function forget(name, id, uuid, seq, counter)
   local v = redis.call('HGET', ikey(id), uuid)
   local size = 0
   if v then size = tonumber(string.match(v, ':(%d+)$')) end
   redis.call('HDEL', ikey(id), uuid)
+  redis.call('HDEL', dkey(name), uuid)
   redis.call('ZREM', LEDGER, id .. ':' .. seq .. ':' .. name)
   local bk = bkey(name)
   redis.call('HINCRBY', bk, 'n', -1)
@@ -123,7 +129,7 @@ local function trim(name, id, max)
     if #popped == 0 then break end
     local uuids, entries = {}, {}
     for i = 1, #popped, 2 do
-      uuids[#uuids + 1] = string.sub(popped[i], 2, 17)
+      uuids[#uuids + 1] = popped[i]
       entries[#entries + 1] = id .. ':' .. popped[i + 1] .. ':' .. name
     end
     local bytes = 0
@@ -132,6 +138,7 @@ local function trim(name, id, max)
     end
     local count = #uuids
     redis.call('HDEL', ikey(id), unpack(uuids))
+    redis.call('HDEL', dkey(name), unpack(uuids))
     redis.call('ZREM', LEDGER, unpack(entries))
     redis.call('HINCRBY', bk, 'n', 0 - count)
     redis.call('HINCRBY', bk, 'bytes', 0 - bytes)
@@ -158,13 +165,4 @@ local function enforce_budget(max)
       bytes = tonumber(redis.call('HGET', STATS, 'bytes'))
     end
   end
-end
-
-local function le64(n)
-  local t = {}
-  for i = 1, 8 do
-    t[i] = string.char(n % 256)
-    n = math.floor(n / 256)
-  end
-  return table.concat(t)
 end
