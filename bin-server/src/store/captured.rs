@@ -318,7 +318,9 @@ impl CapturedRequest {
                 .as_ref()
                 .map(|s| serde_json::to_vec(s).expect("signature serialises")),
         );
-        let mut out = Vec::with_capacity(64 + validation.len() + signature.len() + self.data.len());
+        // The head: format, id, seq, time, address (1 + 16 at most), port, ends, flags and the
+        // two lengths: 77 bytes at most. Sized exactly, the request is never copied to grow.
+        let mut out = Vec::with_capacity(80 + validation.len() + signature.len() + self.data.len());
         out.push(FORMAT_V1);
         out.extend_from_slice(self.id.as_bytes());
         out.extend_from_slice(&self.seq.to_le_bytes());

@@ -14,8 +14,10 @@
 //! (for every capture of that batch: the script is atomic, so either all of it was applied or
 //! none, except when the answer was lost after Redis applied it, as with any single command).
 
+use std::io::Write;
 use std::sync::Arc;
 
+use redis::RedisWrite;
 use redis::aio::ConnectionManager;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
@@ -83,23 +85,57 @@ async fn run(target: Arc<Target>, mut rx: mpsc::Receiver<Pending>) {
 /// The live event that carries a batch's requests: `B`, the batch's token (8 bytes,
 /// little-endian), then per request the name's length (2 bytes LE), the name, the encoded
 /// request's length (4 bytes LE) and the encoded request (sequence number zero inside). The
-/// capture script's `q` event before it says which sequence number each one got.
-fn batch_event(token: u64, batch: &[Pending]) -> Vec<u8> {
+/// capture script's `q` event before it says which sequence number each one got. Written
+/// straight into the command's buffer (sized first: no copy to grow it).
+fn publish_batch(channel: &str, token: u64, batch: &[Pending]) -> redis::Cmd {
     let size: usize = batch
         .iter()
         .map(|p| 6 + p.name.len() + p.encoded.len())
         .sum();
-    let mut out = Vec::with_capacity(9 + size);
-    out.push(b'B');
-    out.extend_from_slice(&token.to_le_bytes());
-    for p in batch {
-        // Bin names and stored requests are bounded far below these widths.
-        out.extend_from_slice(&(p.name.len() as u16).to_le_bytes());
-        out.extend_from_slice(p.name.as_bytes());
-        out.extend_from_slice(&(p.encoded.len() as u32).to_le_bytes());
-        out.extend_from_slice(&p.encoded);
+    let mut cmd = redis::Cmd::with_capacity(3, 7 + channel.len() + 9 + size);
+    cmd.arg("PUBLISH").arg(channel);
+    {
+        let mut out = cmd.writer_for_next_arg();
+        let mut put = |b: &[u8]| out.write_all(b).expect("writes into memory");
+        put(b"B");
+        put(&token.to_le_bytes());
+        for p in batch {
+            // Bin names and stored requests are bounded far below these widths.
+            put(&(p.name.len() as u16).to_le_bytes());
+            put(p.name.as_bytes());
+            put(&(p.encoded.len() as u32).to_le_bytes());
+            put(&p.encoded);
+        }
     }
-    out
+    cmd
+}
+
+/// One `HSET d:{name}` per bin of the batch (in the order bins first appear; a batch is mostly
+/// one or a few bins) with its requests' bytes by id, each command's buffer sized first.
+fn write_data(prefix: &str, batch: &[Pending]) -> Vec<redis::Cmd> {
+    let mut cmds = Vec::new();
+    let mut done = vec![false; batch.len()];
+    for i in 0..batch.len() {
+        if done[i] {
+            continue;
+        }
+        let name = &batch[i].name;
+        let (mut args, mut bytes) = (2, 4 + prefix.len() + 2 + name.len());
+        for (j, p) in batch.iter().enumerate().skip(i) {
+            if p.name == *name {
+                args += 2;
+                bytes += 16 + p.encoded.len();
+                done[j] = true;
+            }
+        }
+        let mut cmd = redis::Cmd::with_capacity(args, bytes);
+        cmd.arg("HSET").arg(format!("{prefix}d:{name}"));
+        for p in batch[i..].iter().filter(|p| p.name == *name) {
+            cmd.arg(p.id.as_bytes()).arg(&p.encoded[..]);
+        }
+        cmds.push(cmd);
+    }
+    cmds
 }
 
 /// Stores `batch` in one `MULTI` and answers every capture in it.
@@ -118,26 +154,12 @@ async fn send(target: &Target, batch: Vec<Pending>) {
     }
     let mut pipe = redis::pipe();
     pipe.atomic();
-    // One HSET per bin, in the order bins first appear (a batch is mostly one or a few bins).
-    let mut done = vec![false; batch.len()];
-    for i in 0..batch.len() {
-        if done[i] {
-            continue;
-        }
-        let name = &batch[i].name;
-        let cmd = pipe.cmd("HSET").arg(format!("{}d:{name}", target.prefix));
-        for (j, p) in batch.iter().enumerate().skip(i) {
-            if !done[j] && p.name == *name {
-                cmd.arg(p.id.as_bytes()).arg(&p.encoded[..]);
-                done[j] = true;
-            }
-        }
-        cmd.ignore();
+    for cmd in write_data(&target.prefix, &batch) {
+        pipe.add_command(cmd).ignore();
     }
     pipe.invoke_script(&inv);
-    pipe.cmd("PUBLISH")
-        .arg(format!("{}live", target.prefix))
-        .arg(batch_event(token, &batch))
+    let channel = format!("{}live", target.prefix);
+    pipe.add_command(publish_batch(&channel, token, &batch))
         .ignore();
     let answer =
         transact(target, &pipe, &inv)

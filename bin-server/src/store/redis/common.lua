@@ -47,16 +47,26 @@ local function touch(name, id)
   end
 end
 
+-- A request's entry in the ledger: the bin's id and name and the request's id (16 bytes, last).
+-- Built from strings only: Lua formats a number with sprintf, a cost per request.
+local function entry(id, name, uuid) return id .. ':' .. name .. ':' .. uuid end
+
+-- Takes the ledger entries of the request ids `uuids` of a bin out, a thousand per command.
+local function unledger(id, name, uuids)
+  for s = 1, #uuids, 1000 do
+    local es = {}
+    for i = s, math.min(s + 999, #uuids) do es[#es + 1] = entry(id, name, uuids[i]) end
+    redis.call('ZREM', LEDGER, unpack(es))
+  end
+end
+
 -- Removes a bin, its requests, their ledger entries and their weight in the totals. Its
 -- counters come from ACCT, so this is exact even when Redis already expired the bin's keys.
 local function drop_bin(name)
   local bk = bkey(name)
   local id = redis.call('HGET', bk, 'id')
   if id then
-    local ms = redis.call('ZRANGE', rkey(id), 0, -1, 'WITHSCORES')
-    for i = 2, #ms, 2 do
-      redis.call('ZREM', LEDGER, id .. ':' .. ms[i] .. ':' .. name)
-    end
+    unledger(id, name, redis.call('ZRANGE', rkey(id), 0, -1))
     redis.call('DEL', bk, rkey(id), ikey(id))
   end
   redis.call('DEL', dkey(name))
@@ -99,13 +109,11 @@ end
 
 -- Removes one stored request, its data and its weight (its member, the request id, was already
 -- taken out of the bin's set) and counts it under `counter` ('evl', 'evb') when it was evicted.
-local function forget(name, id, uuid, seq, counter)
-  local v = redis.call('HGET', ikey(id), uuid)
-  local size = 0
-  if v then size = tonumber(string.match(v, ':(%d+)$')) end
+local function forget(name, id, uuid, counter)
+  local size = tonumber(redis.call('HGET', ikey(id), uuid) or '0')
   redis.call('HDEL', ikey(id), uuid)
   redis.call('HDEL', dkey(name), uuid)
-  redis.call('ZREM', LEDGER, id .. ':' .. seq .. ':' .. name)
+  redis.call('ZREM', LEDGER, entry(id, name, uuid))
   local bk = bkey(name)
   redis.call('HINCRBY', bk, 'n', -1)
   redis.call('HINCRBY', bk, 'bytes', 0 - size)
@@ -130,11 +138,11 @@ local function trim(name, id, max)
     local uuids, entries = {}, {}
     for i = 1, #popped, 2 do
       uuids[#uuids + 1] = popped[i]
-      entries[#entries + 1] = id .. ':' .. popped[i + 1] .. ':' .. name
+      entries[#entries + 1] = entry(id, name, popped[i])
     end
     local bytes = 0
     for _, v in ipairs(redis.call('HMGET', ikey(id), unpack(uuids))) do
-      if v then bytes = bytes + tonumber(string.match(v, ':(%d+)$')) end
+      if v then bytes = bytes + tonumber(v) end
     end
     local count = #uuids
     redis.call('HDEL', ikey(id), unpack(uuids))
@@ -157,11 +165,12 @@ local function enforce_budget(max)
   while bytes > max do
     local e = redis.call('ZPOPMIN', LEDGER)
     if #e == 0 then break end
-    local id, seq, name = string.match(e[1], '^(%d+):(%d+):(.+)$')
-    local m = redis.call('ZRANGEBYSCORE', rkey(id), seq, seq)
-    if #m > 0 then
-      redis.call('ZREMRANGEBYSCORE', rkey(id), seq, seq)
-      forget(name, id, m[1], seq, 'evb')
+    -- The request id is binary (it may hold ':'): it is the last 16 bytes.
+    local id = string.match(e[1], '^(%d+):')
+    local name = string.sub(e[1], #id + 2, -18)
+    local uuid = string.sub(e[1], -16)
+    if redis.call('ZREM', rkey(id), uuid) == 1 then
+      forget(name, id, uuid, 'evb')
       bytes = tonumber(redis.call('HGET', STATS, 'bytes'))
     end
   end

@@ -12,9 +12,10 @@
 //!   `HSET` in the capture's `MULTI` ([`batch`]), so no request-sized string passes through
 //!   Lua on the way in; named by the bin's name (which the capturing instance knows) and
 //!   deleted when a bin of that name is created, cleared or dropped;
-//! - `i:{id}`: a hash from request id to `seq:stored_bytes`;
+//! - `i:{id}`: a hash from request id to its stored bytes (what it weighs in the budget);
 //! - `bins`: a sorted set of bin names by last activity (listing, `--max-bins`, idle TTL);
-//! - `ledger`: a sorted set of every stored request (`id:seq:name`) in global arrival order:
+//! - `ledger`: a sorted set of every stored request (`id:name:` and the request id) in global
+//!   arrival order:
 //!   the byte budget evicts from its head, oldest first, across bins;
 //! - `acct`: a hash from bin name to `id:requests:bytes` (what the reaper subtracts from the
 //!   totals even when Redis already expired the bin's own keys);

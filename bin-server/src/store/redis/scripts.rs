@@ -102,7 +102,7 @@ const CAPTURE: &str = r#"
 reap()
 local cap = tonumber(ARGV[6])
 local k = tonumber(ARGV[7])
-local out, bins, order, ledger = {}, {}, {}, {}
+local out, shown, bins, order, ledger = {}, {}, {}, {}, {}
 local arrival = redis.call('HINCRBY', STATS, 'arrivals', k) - k
 local total, bytes, truncated = 0, 0, 0
 for i = 1, k do
@@ -127,26 +127,32 @@ for i = 1, k do
     local seq = b.seq + 1
     b.seq = seq
     arrival = arrival + 1
+    -- Numbers are formatted once each, as integers (a number handed to redis.call or
+    -- concatenated is formatted with sprintf's '%.17g' each time: a cost per request).
+    local s = string.format('%d', seq)
     local uuid = ARGV[a + 1]
-    local size = tonumber(ARGV[a + 2])
+    local size = ARGV[a + 2]
     local z, ix = b.z, b.ix
-    z[#z + 1] = seq
+    z[#z + 1] = s
     z[#z + 1] = uuid
     ix[#ix + 1] = uuid
-    ix[#ix + 1] = seq .. ':' .. size
-    ledger[#ledger + 1] = arrival
-    ledger[#ledger + 1] = b.id .. ':' .. seq .. ':' .. name
+    ix[#ix + 1] = size
+    ledger[#ledger + 1] = string.format('%d', arrival)
+    ledger[#ledger + 1] = entry(b.id, name, uuid)
+    size = tonumber(size)
     b.n = b.n + 1
     b.bytes = b.bytes + size
     total = total + 1
     bytes = bytes + size
     if ARGV[a + 3] == '1' then truncated = truncated + 1 end
     out[i] = seq
+    shown[i] = s
   else
     out[i] = 0
+    shown[i] = '0'
   end
 end
-redis.call('PUBLISH', LIVE, 'q' .. ARGV[8] .. ' ' .. table.concat(out, ' '))
+redis.call('PUBLISH', LIVE, 'q' .. ARGV[8] .. ' ' .. table.concat(shown, ' '))
 if total == 0 then return out end
 for _, name in ipairs(order) do
   local b = bins[name]
@@ -207,19 +213,16 @@ const DELETE_REQUEST: &str = r#"
 local name = ARGV[5]
 if not alive(name) then return {'nobin'} end
 local id = redis.call('HGET', bkey(name), 'id')
-local seq
+local uuid
 if ARGV[6] == 'seq' then
-  seq = ARGV[7]
-else
-  local v = redis.call('HGET', ikey(id), ARGV[7])
-  if not v then return {'noreq'} end
-  seq = string.match(v, '^(%d+):')
+  uuid = redis.call('ZRANGEBYSCORE', rkey(id), ARGV[7], ARGV[7])[1]
+elseif redis.call('ZSCORE', rkey(id), ARGV[7]) then
+  uuid = ARGV[7]
 end
-local m = redis.call('ZRANGEBYSCORE', rkey(id), seq, seq)
-if #m == 0 then return {'noreq'} end
-redis.call('ZREMRANGEBYSCORE', rkey(id), seq, seq)
-forget(name, id, m[1], seq, nil)
-redis.call('PUBLISH', LIVE, 'd' .. name .. '\n' .. m[1])
+if not uuid then return {'noreq'} end
+redis.call('ZREM', rkey(id), uuid)
+forget(name, id, uuid, nil)
+redis.call('PUBLISH', LIVE, 'd' .. name .. '\n' .. uuid)
 return {'ok'}
 "#;
 
@@ -230,10 +233,7 @@ if not alive(name) then return {'nobin'} end
 local bk = bkey(name)
 local b = redis.call('HMGET', bk, 'id', 'n', 'bytes')
 local id, n, bytes = b[1], tonumber(b[2]), tonumber(b[3])
-local ms = redis.call('ZRANGE', rkey(id), 0, -1, 'WITHSCORES')
-for i = 2, #ms, 2 do
-  redis.call('ZREM', LEDGER, id .. ':' .. ms[i] .. ':' .. name)
-end
+unledger(id, name, redis.call('ZRANGE', rkey(id), 0, -1))
 redis.call('DEL', rkey(id), ikey(id), dkey(name))
 redis.call('HSET', bk, 'n', 0, 'bytes', 0)
 redis.call('HINCRBY', STATS, 'requests', 0 - n)
@@ -267,13 +267,13 @@ elseif mode == 'page' then
   ms = redis.call('ZREVRANGEBYSCORE', r, ARGV[8], ARGV[7], 'WITHSCORES', 'LIMIT', 0,
     ARGV[9])
 else
-  local seq = ARGV[7]
   if mode == 'uuid' then
-    local v = redis.call('HGET', ikey(b[1]), ARGV[7])
-    if not v then return out end
-    seq = string.match(v, '^(%d+):')
+    local seq = redis.call('ZSCORE', r, ARGV[7])
+    ms = {}
+    if seq then ms = {ARGV[7], seq} end
+  else
+    ms = redis.call('ZRANGEBYSCORE', r, ARGV[7], ARGV[7], 'WITHSCORES')
   end
-  ms = redis.call('ZRANGEBYSCORE', r, seq, seq, 'WITHSCORES')
 end
 -- HMGET in slices: Lua unpacks at most a few thousand values at once.
 local d = dkey(name)
