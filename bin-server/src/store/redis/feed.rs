@@ -120,8 +120,9 @@ fn captured(shared: &Shared, numbers: Option<Numbers>, data: &[u8]) {
         return;
     };
     let Some(numbers) = numbers.filter(|n| n.token == u64::from_le_bytes(*token)) else {
-        // Its numbers were not heard (the feed subscribed in between): subscribers resync.
-        tracing::warn!("a batch event without its sequence numbers; skipped");
+        // Its script did not run (a Redis that lost its scripts answers NOSCRIPT; the batch
+        // goes again, numbers and all): nothing of it was stored.
+        tracing::debug!("a batch event without its sequence numbers; skipped");
         return;
     };
     for seq in numbers.seqs {

@@ -64,10 +64,10 @@ if alive(name) then
   if ARGV[11] == 'create' then return {'exists'} end
   -- Who may reach a bin is fixed when it is created: the token hash stays.
   redis.call('HSET', bk, 'settings', ARGV[6], 'maxr', ARGV[8], 'maxb', ARGV[9], 'act', NOW)
-  redis.call('HINCRBY', bk, 'sver', 1)
+  redis.call('HINCRBY', bk, 'sver', '1')
   local id = redis.call('HGET', bk, 'id')
   trim(name, id, maxr)
-  redis.call('ZADD', BINS, NOW, name)
+  redis.call('ZADD', BINS, NOWS, name)
   sync_acct(name)
   touch(name, id)
   redis.call('PUBLISH', LIVE, 's' .. name)
@@ -75,11 +75,11 @@ if alive(name) then
 end
 if redis.call('ZCARD', BINS) >= tonumber(ARGV[10]) then return {'full'} end
 redis.call('DEL', dkey(name))
-local id = redis.call('HINCRBY', STATS, 'ids', 1)
+local id = redis.call('HINCRBY', STATS, 'ids', '1')
 redis.call('HSET', bk, 'id', id, 'created', NOW, 'act', NOW, 'settings', ARGV[6],
   'tok', ARGV[7], 'maxr', ARGV[8], 'maxb', ARGV[9], 'seq', 0, 'n', 0, 'bytes', 0, 'evl', 0,
   'evb', 0, 'sver', 1)
-redis.call('ZADD', BINS, NOW, name)
+redis.call('ZADD', BINS, NOWS, name)
 sync_acct(name)
 touch(name, id)
 -- An instance that cached a bin of this name before it was deleted drops it.
@@ -103,7 +103,7 @@ reap()
 local cap = tonumber(ARGV[6])
 local k = tonumber(ARGV[7])
 local out, shown, bins, order, ledger = {}, {}, {}, {}, {}
-local arrival = redis.call('HINCRBY', STATS, 'arrivals', k) - k
+local arrival = redis.call('HINCRBY', STATS, 'arrivals', I(k)) - k
 local total, bytes, truncated = 0, 0, 0
 for i = 1, k do
   local a = 9 + (i - 1) * 4
@@ -159,21 +159,21 @@ for _, name in ipairs(order) do
   local bk = bkey(name)
   redis.call('ZADD', rkey(b.id), unpack(b.z))
   redis.call('HSET', ikey(b.id), unpack(b.ix))
-  redis.call('HSET', bk, 'seq', b.seq, 'act', NOW)
-  redis.call('HINCRBY', bk, 'n', b.n)
-  redis.call('HINCRBY', bk, 'bytes', b.bytes)
+  redis.call('HSET', bk, 'seq', I(b.seq), 'act', NOWS)
+  redis.call('HINCRBY', bk, 'n', I(b.n))
+  redis.call('HINCRBY', bk, 'bytes', I(b.bytes))
 end
 redis.call('ZADD', LEDGER, unpack(ledger))
-redis.call('HINCRBY', STATS, 'captures', total)
-redis.call('HINCRBY', STATS, 'requests', total)
-redis.call('HINCRBY', STATS, 'bytes', bytes)
-if truncated > 0 then redis.call('HINCRBY', STATS, 'truncated', truncated) end
+redis.call('HINCRBY', STATS, 'captures', I(total))
+redis.call('HINCRBY', STATS, 'requests', I(total))
+redis.call('HINCRBY', STATS, 'bytes', I(bytes))
+if truncated > 0 then redis.call('HINCRBY', STATS, 'truncated', I(truncated)) end
 for _, name in ipairs(order) do
   trim(name, bins[name].id, bins[name].maxr)
 end
 enforce_budget(tonumber(ARGV[5]))
 for _, name in ipairs(order) do
-  redis.call('ZADD', BINS, NOW, name)
+  redis.call('ZADD', BINS, NOWS, name)
   sync_acct(name)
   touch(name, bins[name].id)
 end
@@ -236,8 +236,8 @@ local id, n, bytes = b[1], tonumber(b[2]), tonumber(b[3])
 unledger(id, name, redis.call('ZRANGE', rkey(id), 0, -1))
 redis.call('DEL', rkey(id), ikey(id), dkey(name))
 redis.call('HSET', bk, 'n', 0, 'bytes', 0)
-redis.call('HINCRBY', STATS, 'requests', 0 - n)
-redis.call('HINCRBY', STATS, 'bytes', 0 - bytes)
+redis.call('HINCRBY', STATS, 'requests', I(0 - n))
+redis.call('HINCRBY', STATS, 'bytes', I(0 - bytes))
 sync_acct(name)
 redis.call('PUBLISH', LIVE, 'C' .. name)
 return {'ok', n}
