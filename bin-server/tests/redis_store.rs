@@ -240,6 +240,98 @@ async fn two_instances_share_streams_waits_settings_and_caps() {
     }
 }
 
+/// The `id:` lines of an SSE transcript, in order.
+fn event_ids(seen: &str) -> Vec<u64> {
+    seen.lines()
+        .filter_map(|l| l.strip_prefix("id: ")?.trim().parse().ok())
+        .collect()
+}
+
+/// A batch's requests reach every instance's feed as an event of their own right after the
+/// capture script's numbers: with two instances capturing into one bin at once (each batching
+/// its own captures), each instance's stream still shows every request once, in sequence order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_captures_on_two_instances_stream_in_sequence_order_on_both() {
+    let redis = RedisServer::start();
+    let url = redis.url("order:");
+    let a = Server::start(&url).await;
+    let b = Server::start(&url).await;
+    put_bin(&a, "order", json!({})).await;
+    let mut streams = [
+        Sse::open(&a, "/api/bins/order/stream").await,
+        Sse::open(&b, "/api/bins/order/stream").await,
+    ];
+    const PER_TASK: usize = 25;
+    const TASKS: usize = 16;
+    let mut tasks = Vec::new();
+    for t in 0..TASKS {
+        let url = if t % 2 == 0 { a.url("") } else { b.url("") };
+        tasks.push(tokio::spawn(async move {
+            let http = http();
+            for i in 0..PER_TASK {
+                let r = http
+                    .post(format!("{url}/b/order/c"))
+                    .body(format!("t{t}-{i}"))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+            }
+        }));
+    }
+    for t in tasks {
+        within("the captures", t).await.unwrap();
+    }
+    let total = (PER_TASK * TASKS) as u64;
+    for sse in &mut streams {
+        sse.until(&format!("id: {total}\n")).await;
+        assert_eq!(event_ids(&sse.seen), (1..=total).collect::<Vec<u64>>());
+    }
+}
+
+/// Layout 2 keeps request bytes out of the sorted sets: an instance must not misread what an
+/// older one wrote. It refuses to start on such a prefix and says what to do; a fresh prefix is
+/// claimed for its layout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_refuses_a_prefix_in_the_previous_layout_and_says_what_to_do() {
+    let redis = RedisServer::start();
+    // What bin-servers before layout 2 left: counters and bins, no layout key.
+    assert!(
+        redis
+            .command(&["HSET", "old:stats", "ids", "1"])
+            .starts_with(':')
+    );
+    assert!(
+        redis
+            .command(&["ZADD", "old:bins", "1", "x"])
+            .starts_with(':')
+    );
+    let out = within(
+        "the refusal",
+        Command::new(env!("CARGO_BIN_EXE_bin-server"))
+            .args(["serve", "--port", "0", "--store", &redis.url("old:")])
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("storage layout 1") && err.contains("--pattern 'old:*'"),
+        "{err}"
+    );
+    assert_eq!(redis.command(&["EXISTS", "old:layout"]), ":0\r\n");
+
+    let fresh = Server::start(&redis.url("new:")).await;
+    put_bin(&fresh, "kept", json!({})).await;
+    drop(fresh);
+    assert_eq!(redis.command(&["GET", "new:layout"]), "$1\r\n2\r\n");
+    let again = Server::start(&redis.url("new:")).await;
+    assert_eq!(get_json(&again, "/api/bins/kept").await.0, 200);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_server_keeps_bins_requests_and_counters() {
     let redis = RedisServer::start();

@@ -4,6 +4,10 @@
 -- (Redis frees them by itself if no instance reaps the bin first). Script arguments start at 5.
 local P = ARGV[1]
 local NOW = tonumber(ARGV[2])
+-- Numbers go to redis.call as text made here: a Lua number handed to redis.call is formatted
+-- with sprintf's '%.17g' (Redis 7.0), several times slower than '%d'.
+local NOWS = ARGV[2]
+local function I(n) return string.format('%d', n) end
 local TTL = tonumber(ARGV[3])
 local GRACE = tonumber(ARGV[4])
 local STATS = P .. 'stats'
@@ -15,6 +19,10 @@ local LIVE = P .. 'live'
 local function bkey(name) return P .. 'b:' .. name end
 local function rkey(id) return P .. 'r:' .. id end
 local function ikey(id) return P .. 'i:' .. id end
+-- Named by the bin's name, not its id: the capture writes into it with a plain command (the
+-- caller knows the name only). Request ids are random, and a bin created anew starts by
+-- deleting it, so a re-created bin never meets the old one's data.
+local function dkey(name) return P .. 'd:' .. name end
 
 -- The snapshot fields of a bin, in the order mod.rs reads them.
 local SNAP = {'id', 'created', 'act', 'settings', 'tok', 'maxr', 'maxb', 'seq', 'n', 'bytes',
@@ -35,10 +43,24 @@ end
 -- Every key of a bin expires TTL + GRACE after its last activity.
 local function touch(name, id)
   if TTL > 0 then
-    local ms = TTL + GRACE
+    local ms = I(TTL + GRACE)
     redis.call('PEXPIRE', bkey(name), ms)
     redis.call('PEXPIRE', rkey(id), ms)
     redis.call('PEXPIRE', ikey(id), ms)
+    redis.call('PEXPIRE', dkey(name), ms)
+  end
+end
+
+-- A request's entry in the ledger: the bin's id and name and the request's id (16 bytes, last).
+-- Built from strings only: Lua formats a number with sprintf, a cost per request.
+local function entry(id, name, uuid) return id .. ':' .. name .. ':' .. uuid end
+
+-- Takes the ledger entries of the request ids `uuids` of a bin out, a thousand per command.
+local function unledger(id, name, uuids)
+  for s = 1, #uuids, 1000 do
+    local es = {}
+    for i = s, math.min(s + 999, #uuids) do es[#es + 1] = entry(id, name, uuids[i]) end
+    redis.call('ZREM', LEDGER, unpack(es))
   end
 end
 
@@ -48,17 +70,15 @@ local function drop_bin(name)
   local bk = bkey(name)
   local id = redis.call('HGET', bk, 'id')
   if id then
-    local ms = redis.call('ZRANGE', rkey(id), 0, -1, 'WITHSCORES')
-    for i = 2, #ms, 2 do
-      redis.call('ZREM', LEDGER, id .. ':' .. ms[i] .. ':' .. name)
-    end
+    unledger(id, name, redis.call('ZRANGE', rkey(id), 0, -1))
     redis.call('DEL', bk, rkey(id), ikey(id))
   end
+  redis.call('DEL', dkey(name))
   local acct = redis.call('HGET', ACCT, name)
   if acct then
     local n, bytes = string.match(acct, '^%d+:(%-?%d+):(%-?%d+)$')
-    redis.call('HINCRBY', STATS, 'requests', 0 - tonumber(n))
-    redis.call('HINCRBY', STATS, 'bytes', 0 - tonumber(bytes))
+    redis.call('HINCRBY', STATS, 'requests', I(0 - tonumber(n)))
+    redis.call('HINCRBY', STATS, 'bytes', I(0 - tonumber(bytes)))
     redis.call('HDEL', ACCT, name)
   end
   redis.call('ZREM', BINS, name)
@@ -91,23 +111,21 @@ local function alive(name)
   return true
 end
 
--- Removes one stored request's weight (its member was already taken out of the bin's set) and
--- counts it under `counter` ('evl', 'evb') when it was evicted.
-local function forget(name, id, member, seq, counter)
-  local uuid = string.sub(member, 2, 17)
-  local v = redis.call('HGET', ikey(id), uuid)
-  local size = 0
-  if v then size = tonumber(string.match(v, ':(%d+)$')) end
+-- Removes one stored request, its data and its weight (its member, the request id, was already
+-- taken out of the bin's set) and counts it under `counter` ('evl', 'evb') when it was evicted.
+local function forget(name, id, uuid, counter)
+  local size = tonumber(redis.call('HGET', ikey(id), uuid) or '0')
   redis.call('HDEL', ikey(id), uuid)
-  redis.call('ZREM', LEDGER, id .. ':' .. seq .. ':' .. name)
+  redis.call('HDEL', dkey(name), uuid)
+  redis.call('ZREM', LEDGER, entry(id, name, uuid))
   local bk = bkey(name)
-  redis.call('HINCRBY', bk, 'n', -1)
-  redis.call('HINCRBY', bk, 'bytes', 0 - size)
-  redis.call('HINCRBY', STATS, 'requests', -1)
-  redis.call('HINCRBY', STATS, 'bytes', 0 - size)
+  redis.call('HINCRBY', bk, 'n', '-1')
+  redis.call('HINCRBY', bk, 'bytes', I(0 - size))
+  redis.call('HINCRBY', STATS, 'requests', '-1')
+  redis.call('HINCRBY', STATS, 'bytes', I(0 - size))
   if counter then
-    redis.call('HINCRBY', bk, counter, 1)
-    redis.call('HINCRBY', STATS, counter, 1)
+    redis.call('HINCRBY', bk, counter, '1')
+    redis.call('HINCRBY', STATS, counter, '1')
   end
   sync_acct(name)
 end
@@ -119,26 +137,26 @@ local function trim(name, id, max)
   local bk = bkey(name)
   local over = tonumber(redis.call('HGET', bk, 'n')) - max
   while over > 0 do
-    local popped = redis.call('ZPOPMIN', rkey(id), math.min(over, 1000))
-    if #popped == 0 then break end
-    local uuids, entries = {}, {}
-    for i = 1, #popped, 2 do
-      uuids[#uuids + 1] = string.sub(popped[i], 2, 17)
-      entries[#entries + 1] = id .. ':' .. popped[i + 1] .. ':' .. name
-    end
+    -- The ids alone: ZPOPMIN would answer each score too, formatted as a double.
+    local uuids = redis.call('ZRANGE', rkey(id), '0', I(math.min(over, 1000) - 1))
+    if #uuids == 0 then break end
+    redis.call('ZREMRANGEBYRANK', rkey(id), '0', I(#uuids - 1))
+    local entries = {}
+    for i = 1, #uuids do entries[i] = entry(id, name, uuids[i]) end
     local bytes = 0
     for _, v in ipairs(redis.call('HMGET', ikey(id), unpack(uuids))) do
-      if v then bytes = bytes + tonumber(string.match(v, ':(%d+)$')) end
+      if v then bytes = bytes + tonumber(v) end
     end
     local count = #uuids
     redis.call('HDEL', ikey(id), unpack(uuids))
+    redis.call('HDEL', dkey(name), unpack(uuids))
     redis.call('ZREM', LEDGER, unpack(entries))
-    redis.call('HINCRBY', bk, 'n', 0 - count)
-    redis.call('HINCRBY', bk, 'bytes', 0 - bytes)
-    redis.call('HINCRBY', bk, 'evl', count)
-    redis.call('HINCRBY', STATS, 'requests', 0 - count)
-    redis.call('HINCRBY', STATS, 'bytes', 0 - bytes)
-    redis.call('HINCRBY', STATS, 'evl', count)
+    redis.call('HINCRBY', bk, 'n', I(0 - count))
+    redis.call('HINCRBY', bk, 'bytes', I(0 - bytes))
+    redis.call('HINCRBY', bk, 'evl', I(count))
+    redis.call('HINCRBY', STATS, 'requests', I(0 - count))
+    redis.call('HINCRBY', STATS, 'bytes', I(0 - bytes))
+    redis.call('HINCRBY', STATS, 'evl', I(count))
     over = over - count
   end
 end
@@ -150,21 +168,13 @@ local function enforce_budget(max)
   while bytes > max do
     local e = redis.call('ZPOPMIN', LEDGER)
     if #e == 0 then break end
-    local id, seq, name = string.match(e[1], '^(%d+):(%d+):(.+)$')
-    local m = redis.call('ZRANGEBYSCORE', rkey(id), seq, seq)
-    if #m > 0 then
-      redis.call('ZREMRANGEBYSCORE', rkey(id), seq, seq)
-      forget(name, id, m[1], seq, 'evb')
+    -- The request id is binary (it may hold ':'): it is the last 16 bytes.
+    local id = string.match(e[1], '^(%d+):')
+    local name = string.sub(e[1], #id + 2, -18)
+    local uuid = string.sub(e[1], -16)
+    if redis.call('ZREM', rkey(id), uuid) == 1 then
+      forget(name, id, uuid, 'evb')
       bytes = tonumber(redis.call('HGET', STATS, 'bytes'))
     end
   end
-end
-
-local function le64(n)
-  local t = {}
-  for i = 1, 8 do
-    t[i] = string.char(n % 256)
-    n = math.floor(n / 256)
-  end
-  return table.concat(t)
 end

@@ -71,12 +71,14 @@ pub(super) async fn run(
             },
         };
         let (mut sink, mut messages) = ps.split();
+        // A batch's numbers, until its requests come (the next message, same transaction).
+        let mut numbers = None;
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 msg = messages.next() => match msg {
-                    Some(msg) => dispatch(&shared, msg.get_payload_bytes()),
+                    Some(msg) => dispatch(&shared, &mut numbers, msg.get_payload_bytes()),
                     None => break,
                 },
                 _ = ping.tick() => {
@@ -97,14 +99,89 @@ pub(super) async fn run(
     }
 }
 
-/// One message of the channel: a kind byte, the bin's name, and for some kinds `\n` and a
-/// payload (`c`: the sequence number, 8 bytes little-endian, then the request as stored; `d`:
-/// the request id's 16 bytes). `C` cleared, `x` bin
-/// deleted, `s` settings changed.
-fn dispatch(shared: &Shared, payload: &[u8]) {
+/// The `q` event of a batch: its token and each request's sequence number (0: not stored).
+pub(super) struct Numbers {
+    token: u64,
+    seqs: Vec<u64>,
+}
+
+/// Parses `q{token} {seq} {seq}...`.
+fn numbers(data: &[u8]) -> Option<Numbers> {
+    let mut words = std::str::from_utf8(data).ok()?.split(' ');
+    let token = words.next()?.parse().ok()?;
+    let seqs = words.map(str::parse).collect::<Result<_, _>>().ok()?;
+    Some(Numbers { token, seqs })
+}
+
+/// The `B` event of a batch (`batch.rs` writes it) with the numbers of its `q` event: every
+/// stored request of a watched bin goes to the hub, in the batch's order.
+fn captured(shared: &Shared, numbers: Option<Numbers>, data: &[u8]) {
+    let Some((token, mut rest)) = data.split_first_chunk::<8>() else {
+        return;
+    };
+    let Some(numbers) = numbers.filter(|n| n.token == u64::from_le_bytes(*token)) else {
+        // Its script did not run (a Redis that lost its scripts answers NOSCRIPT; the batch
+        // goes again, numbers and all): nothing of it was stored.
+        tracing::debug!("a batch event without its sequence numbers; skipped");
+        return;
+    };
+    for seq in numbers.seqs {
+        let Some((len, after)) = rest.split_first_chunk::<2>() else {
+            break;
+        };
+        let len = u16::from_le_bytes(*len) as usize;
+        let Some((name, after)) = after.split_at_checked(len) else {
+            break;
+        };
+        let Some((len, after)) = after.split_first_chunk::<4>() else {
+            break;
+        };
+        let len = u32::from_le_bytes(*len) as usize;
+        let Some((encoded, after)) = after.split_at_checked(len) else {
+            break;
+        };
+        rest = after;
+        if seq == 0 {
+            continue;
+        }
+        let Some(bin) = std::str::from_utf8(name)
+            .ok()
+            .filter(|n| shared.live.watched(n))
+            .and_then(|n| BinName::parse(n).ok())
+        else {
+            continue;
+        };
+        let Some(mut request) = CapturedRequest::decode(encoded) else {
+            tracing::warn!("a live event of bin {bin:?} does not decode; skipped");
+            continue;
+        };
+        request.seq = seq;
+        let request = Arc::new(request);
+        shared.live.publish(bin.as_str(), || LiveEvent::Captured {
+            bin: bin.clone(),
+            request,
+            rendered: Arc::default(),
+        });
+    }
+}
+
+/// One message of the channel. A batch of captures is two: `q` (from the capture script: the
+/// batch's token and sequence numbers) and right after it `B` (the requests, see
+/// [`captured`]). Every other is a kind byte, the bin's name, and for some kinds `\n` and a
+/// payload (`d`: the request id's 16 bytes). `C` cleared, `x` bin deleted, `s` settings
+/// changed.
+fn dispatch(shared: &Shared, pending: &mut Option<Numbers>, payload: &[u8]) {
     let Some((&kind, rest)) = payload.split_first() else {
         return;
     };
+    match kind {
+        b'q' => {
+            *pending = numbers(rest);
+            return;
+        }
+        b'B' => return captured(shared, pending.take(), rest),
+        _ => {}
+    }
     let (name, data) = match rest.iter().position(|&b| b == b'\n') {
         Some(nl) => (&rest[..nl], &rest[nl + 1..]),
         None => (rest, &[][..]),
@@ -117,27 +194,6 @@ fn dispatch(shared: &Shared, payload: &[u8]) {
     };
     let name = bin.as_str();
     match kind {
-        b'c' => {
-            if !shared.live.watched(name) {
-                return;
-            }
-            // The sequence number (8 bytes, little-endian), then the request as stored.
-            let decoded = data.split_first_chunk::<8>().and_then(|(seq, encoded)| {
-                let mut request = CapturedRequest::decode(encoded)?;
-                request.seq = u64::from_le_bytes(*seq);
-                Some(request)
-            });
-            let Some(request) = decoded else {
-                tracing::warn!("a live event of bin {name:?} does not decode; skipped");
-                return;
-            };
-            let request = Arc::new(request);
-            shared.live.publish(name, || LiveEvent::Captured {
-                bin: bin.clone(),
-                request,
-                rendered: Arc::default(),
-            });
-        }
         b'd' => {
             let Ok(id) = uuid::Uuid::from_slice(data) else {
                 return;

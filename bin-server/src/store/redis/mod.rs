@@ -6,20 +6,28 @@
 //!   meets the old one's leftovers), times, settings JSON, token hash, limits, the sequence
 //!   counter and its own counters;
 //! - `r:{id}`: a sorted set of the bin's requests, scored by sequence number, each member the
-//!   request as [`CapturedRequest::encode`] writes it (byte-exact) with sequence number zero
-//!   (the score is the number: the capture script stores the bytes it was given, without
-//!   making a copy to number them);
-//! - `i:{id}`: a hash from request id (16 bytes) to `seq:stored_bytes`;
+//!   request's id (16 bytes: small members keep the set's hashing and Lua's copies cheap);
+//! - `d:{name}`: a hash from request id to the request as [`CapturedRequest::encode`] writes it
+//!   (byte-exact) with sequence number zero (the score is the number). Written by a plain
+//!   `HSET` in the capture's `MULTI` ([`batch`]), so no request-sized string passes through
+//!   Lua on the way in; named by the bin's name (which the capturing instance knows) and
+//!   deleted when a bin of that name is created, cleared or dropped;
+//! - `i:{id}`: a hash from request id to its stored bytes (what it weighs in the budget);
 //! - `bins`: a sorted set of bin names by last activity (listing, `--max-bins`, idle TTL);
-//! - `ledger`: a sorted set of every stored request (`id:seq:name`) in global arrival order:
+//! - `ledger`: a sorted set of every stored request (`id:name:` and the request id) in global
+//!   arrival order:
 //!   the byte budget evicts from its head, oldest first, across bins;
 //! - `acct`: a hash from bin name to `id:requests:bytes` (what the reaper subtracts from the
 //!   totals even when Redis already expired the bin's own keys);
-//! - `stats`: a hash of global counters; `live`: the pub/sub channel of live events.
+//! - `stats`: a hash of global counters; `live`: the pub/sub channel of live events;
+//! - `layout`: the layout version ([`scripts::LAYOUT`], 2). An instance refuses to start on a
+//!   prefix that holds another one, or data from before the key existed (layout 1, whose
+//!   sorted sets held the requests themselves), naming what to do: it does not migrate.
 //!
-//! Every change is one Lua script ([`scripts`]): a capture is one round trip that numbers,
-//! stores, trims the bin, enforces the byte budget, counts, refreshes the TTL of the bin's keys
-//! and publishes the event, atomically. Idle bins are deleted by the first operation past
+//! Every change is one Lua script ([`scripts`]); a batch of captures is one `MULTI` (one round
+//! trip) of the requests' `HSET`, the capture script (numbers, indexes, trims the bin, enforces
+//! the byte budget, counts, refreshes the TTL of the bin's keys) and the `PUBLISH` of the
+//! requests, atomically. Idle bins are deleted by the first operation past
 //! their TTL (every script reaps; the sweeper calls [`Store::expire_idle`]), and every key of a
 //! bin also carries a Redis expiry a little beyond the TTL, so Redis frees them by itself if
 //! no instance runs.
@@ -227,6 +235,35 @@ async fn invoke(
     }
 }
 
+/// Refuses a prefix that holds another layout than this build's ([`scripts::LAYOUT`]); an
+/// empty one is claimed for it.
+async fn check_layout(
+    conn: &ConnectionManager,
+    prefix: &str,
+    shown: &str,
+) -> Result<(), StoreError> {
+    let script = redis::Script::new(scripts::CLAIM_LAYOUT);
+    let mut inv = script.prepare_invoke();
+    inv.key(format!("{prefix}layout"))
+        .key(format!("{prefix}stats"))
+        .key(format!("{prefix}bins"))
+        .arg(scripts::LAYOUT);
+    let found = invoke(conn, &inv, shown).await?;
+    match found.first().map(int) {
+        Some(v) if v == i64::from(scripts::LAYOUT) => Ok(()),
+        Some(v) => Err(unavailable_at(
+            shown,
+            format!(
+                "the keys under prefix {prefix:?} are in storage layout {v}, this bin-server \
+                 reads layout {}; it does not migrate them: delete them (redis-cli --scan \
+                 --pattern '{prefix}*' | xargs redis-cli del) or use another ?prefix=",
+                scripts::LAYOUT
+            ),
+        )),
+        None => Err(unavailable_at(shown, "no answer about the storage layout")),
+    }
+}
+
 impl RedisStore {
     /// Connects to the server `url` names (`redis://HOST:PORT[/DB][?prefix=P]`) and subscribes
     /// this instance's live feed. Fails when the server cannot be reached now.
@@ -249,6 +286,7 @@ impl RedisStore {
         .await
         .map_err(|_| unavailable(&"no answer within the deadline"))?
         .map_err(|e| unavailable(&e))?;
+        check_layout(&conn, &prefix, &shown).await?;
         let shared = Arc::new(Shared {
             live: LiveHub::default(),
             cache: DashMap::new(),
@@ -569,6 +607,7 @@ impl Store for RedisStore {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let pending = batch::Pending {
             name: name.to_owned(),
+            id: request.id,
             encoded: request.encode(),
             stored_bytes: request.stored_bytes(),
             truncated,

@@ -37,6 +37,20 @@ impl Scripts {
     }
 }
 
+/// The layout this build reads and writes (see mod.rs); kept in `{prefix}layout`.
+pub const LAYOUT: u32 = 2;
+
+/// Claims an empty prefix for [`LAYOUT`], or tells which layout it holds. KEYS: 1 the layout
+/// key, 2 `stats`, 3 `bins`; ARGV: 1 the layout. Returns the layout found or claimed: `1` for
+/// data without a layout key (what bin-servers before layout 2 wrote).
+pub const CLAIM_LAYOUT: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if v then return tonumber(v) end
+if redis.call('EXISTS', KEYS[2], KEYS[3]) > 0 then return 1 end
+redis.call('SET', KEYS[1], ARGV[1])
+return tonumber(ARGV[1])
+"#;
+
 /// Creates (`create`) or creates-or-updates (`put`) a bin. ARGV: 5 name, 6 settings JSON
 /// (without the token hash), 7 token hash (hex, or empty), 8 max requests, 9 max body bytes,
 /// 10 max bins, 11 mode. Returns `{status, snapshot}` with status `created`, `updated`,
@@ -50,21 +64,22 @@ if alive(name) then
   if ARGV[11] == 'create' then return {'exists'} end
   -- Who may reach a bin is fixed when it is created: the token hash stays.
   redis.call('HSET', bk, 'settings', ARGV[6], 'maxr', ARGV[8], 'maxb', ARGV[9], 'act', NOW)
-  redis.call('HINCRBY', bk, 'sver', 1)
+  redis.call('HINCRBY', bk, 'sver', '1')
   local id = redis.call('HGET', bk, 'id')
   trim(name, id, maxr)
-  redis.call('ZADD', BINS, NOW, name)
+  redis.call('ZADD', BINS, NOWS, name)
   sync_acct(name)
   touch(name, id)
   redis.call('PUBLISH', LIVE, 's' .. name)
   return {'updated', snap(name)}
 end
 if redis.call('ZCARD', BINS) >= tonumber(ARGV[10]) then return {'full'} end
-local id = redis.call('HINCRBY', STATS, 'ids', 1)
+redis.call('DEL', dkey(name))
+local id = redis.call('HINCRBY', STATS, 'ids', '1')
 redis.call('HSET', bk, 'id', id, 'created', NOW, 'act', NOW, 'settings', ARGV[6],
   'tok', ARGV[7], 'maxr', ARGV[8], 'maxb', ARGV[9], 'seq', 0, 'n', 0, 'bytes', 0, 'evl', 0,
   'evb', 0, 'sver', 1)
-redis.call('ZADD', BINS, NOW, name)
+redis.call('ZADD', BINS, NOWS, name)
 sync_acct(name)
 touch(name, id)
 -- An instance that cached a bin of this name before it was deleted drops it.
@@ -72,23 +87,26 @@ redis.call('PUBLISH', LIVE, 's' .. name)
 return {'created', snap(name)}
 "#;
 
-/// Stores a batch of requests, in the order given: each gets the next sequence number of its
-/// bin (its score; the stored bytes keep the zero they came with), its ledger entry, the counters, both caps,
-/// the TTL and its live event, atomically. Per bin, not per request, it writes the requests in
-/// one command, trims the bin in a few and refreshes activity and TTL once; so a batch costs a
-/// handful of commands per bin plus one `PUBLISH` per request. ARGV: 5 byte budget, 6 the
-/// server's requests per bin, 7 how many requests, then four per request: name, encoded request
-/// (sequence number zero), stored bytes, truncated (0/1). Returns one number per request: its
-/// sequence number, or 0 when its bin does not exist.
+/// Numbers and indexes a batch of requests, in the order given: each gets the next sequence
+/// number of its bin (its score in `r:{id}`, whose member is the request id), its index and
+/// ledger entries, the counters, both caps, the TTL, atomically. The request bytes are not
+/// here: the caller writes them into `d:{name}` with `HSET` before this script and publishes
+/// them after it, in the same `MULTI` (mod.rs, `batch.rs`), so Lua never copies or hashes a
+/// request-sized string. Per bin, not per request, it writes in one command, trims the bin
+/// in a few and refreshes activity and TTL once. ARGV: 5 byte budget, 6 the server's requests
+/// per bin, 7 how many requests, 8 the batch's token, then four per request: name, request id
+/// (16 bytes), stored bytes, truncated (0/1). Publishes `q{token} {seq} {seq}...` (what the
+/// caller's batch event that follows is numbered with) and returns one number per request:
+/// its sequence number, or 0 when its bin does not exist (its data is deleted then).
 const CAPTURE: &str = r#"
 reap()
 local cap = tonumber(ARGV[6])
 local k = tonumber(ARGV[7])
-local out, bins, order, ledger, events = {}, {}, {}, {}, {}
-local arrival = redis.call('HINCRBY', STATS, 'arrivals', k) - k
+local out, shown, bins, order, ledger = {}, {}, {}, {}, {}
+local arrival = redis.call('HINCRBY', STATS, 'arrivals', I(k)) - k
 local total, bytes, truncated = 0, 0, 0
 for i = 1, k do
-  local a = 8 + (i - 1) * 4
+  local a = 9 + (i - 1) * 4
   local name = ARGV[a]
   local b = bins[name]
   if b == nil then
@@ -99,6 +117,9 @@ for i = 1, k do
       b = {id = h[1], maxr = math.min(tonumber(h[2]), cap), seq = tonumber(h[3]), z = {},
         ix = {}, n = 0, bytes = 0}
       order[#order + 1] = name
+    else
+      -- The data the caller wrote for a bin that is not there.
+      redis.call('DEL', dkey(name))
     end
     bins[name] = b
   end
@@ -106,53 +127,56 @@ for i = 1, k do
     local seq = b.seq + 1
     b.seq = seq
     arrival = arrival + 1
-    -- Stored as given (sequence number zero inside; the score is the number): each string of
-    -- a request's size made here costs a copy and a hash, so the only one is the live event.
-    local data = ARGV[a + 1]
-    local size = tonumber(ARGV[a + 2])
+    -- Numbers are formatted once each, as integers (a number handed to redis.call or
+    -- concatenated is formatted with sprintf's '%.17g' each time: a cost per request).
+    local s = string.format('%d', seq)
+    local uuid = ARGV[a + 1]
+    local size = ARGV[a + 2]
     local z, ix = b.z, b.ix
-    z[#z + 1] = seq
-    z[#z + 1] = data
-    ix[#ix + 1] = string.sub(data, 2, 17)
-    ix[#ix + 1] = seq .. ':' .. size
-    ledger[#ledger + 1] = arrival
-    ledger[#ledger + 1] = b.id .. ':' .. seq .. ':' .. name
-    events[#events + 1] = 'c' .. name .. '\n' .. le64(seq) .. data
+    z[#z + 1] = s
+    z[#z + 1] = uuid
+    ix[#ix + 1] = uuid
+    ix[#ix + 1] = size
+    ledger[#ledger + 1] = string.format('%d', arrival)
+    ledger[#ledger + 1] = entry(b.id, name, uuid)
+    size = tonumber(size)
     b.n = b.n + 1
     b.bytes = b.bytes + size
     total = total + 1
     bytes = bytes + size
     if ARGV[a + 3] == '1' then truncated = truncated + 1 end
     out[i] = seq
+    shown[i] = s
   else
     out[i] = 0
+    shown[i] = '0'
   end
 end
+redis.call('PUBLISH', LIVE, 'q' .. ARGV[8] .. ' ' .. table.concat(shown, ' '))
 if total == 0 then return out end
 for _, name in ipairs(order) do
   local b = bins[name]
   local bk = bkey(name)
   redis.call('ZADD', rkey(b.id), unpack(b.z))
   redis.call('HSET', ikey(b.id), unpack(b.ix))
-  redis.call('HSET', bk, 'seq', b.seq, 'act', NOW)
-  redis.call('HINCRBY', bk, 'n', b.n)
-  redis.call('HINCRBY', bk, 'bytes', b.bytes)
+  redis.call('HSET', bk, 'seq', I(b.seq), 'act', NOWS)
+  redis.call('HINCRBY', bk, 'n', I(b.n))
+  redis.call('HINCRBY', bk, 'bytes', I(b.bytes))
 end
 redis.call('ZADD', LEDGER, unpack(ledger))
-redis.call('HINCRBY', STATS, 'captures', total)
-redis.call('HINCRBY', STATS, 'requests', total)
-redis.call('HINCRBY', STATS, 'bytes', bytes)
-if truncated > 0 then redis.call('HINCRBY', STATS, 'truncated', truncated) end
+redis.call('HINCRBY', STATS, 'captures', I(total))
+redis.call('HINCRBY', STATS, 'requests', I(total))
+redis.call('HINCRBY', STATS, 'bytes', I(bytes))
+if truncated > 0 then redis.call('HINCRBY', STATS, 'truncated', I(truncated)) end
 for _, name in ipairs(order) do
   trim(name, bins[name].id, bins[name].maxr)
 end
 enforce_budget(tonumber(ARGV[5]))
 for _, name in ipairs(order) do
-  redis.call('ZADD', BINS, NOW, name)
+  redis.call('ZADD', BINS, NOWS, name)
   sync_acct(name)
   touch(name, bins[name].id)
 end
-for _, e in ipairs(events) do redis.call('PUBLISH', LIVE, e) end
 return out
 "#;
 
@@ -189,19 +213,16 @@ const DELETE_REQUEST: &str = r#"
 local name = ARGV[5]
 if not alive(name) then return {'nobin'} end
 local id = redis.call('HGET', bkey(name), 'id')
-local seq
+local uuid
 if ARGV[6] == 'seq' then
-  seq = ARGV[7]
-else
-  local v = redis.call('HGET', ikey(id), ARGV[7])
-  if not v then return {'noreq'} end
-  seq = string.match(v, '^(%d+):')
+  uuid = redis.call('ZRANGEBYSCORE', rkey(id), ARGV[7], ARGV[7])[1]
+elseif redis.call('ZSCORE', rkey(id), ARGV[7]) then
+  uuid = ARGV[7]
 end
-local m = redis.call('ZRANGEBYSCORE', rkey(id), seq, seq)
-if #m == 0 then return {'noreq'} end
-redis.call('ZREMRANGEBYSCORE', rkey(id), seq, seq)
-forget(name, id, m[1], seq, nil)
-redis.call('PUBLISH', LIVE, 'd' .. name .. '\n' .. string.sub(m[1], 2, 17))
+if not uuid then return {'noreq'} end
+redis.call('ZREM', rkey(id), uuid)
+forget(name, id, uuid, nil)
+redis.call('PUBLISH', LIVE, 'd' .. name .. '\n' .. uuid)
 return {'ok'}
 "#;
 
@@ -212,14 +233,11 @@ if not alive(name) then return {'nobin'} end
 local bk = bkey(name)
 local b = redis.call('HMGET', bk, 'id', 'n', 'bytes')
 local id, n, bytes = b[1], tonumber(b[2]), tonumber(b[3])
-local ms = redis.call('ZRANGE', rkey(id), 0, -1, 'WITHSCORES')
-for i = 2, #ms, 2 do
-  redis.call('ZREM', LEDGER, id .. ':' .. ms[i] .. ':' .. name)
-end
-redis.call('DEL', rkey(id), ikey(id))
+unledger(id, name, redis.call('ZRANGE', rkey(id), 0, -1))
+redis.call('DEL', rkey(id), ikey(id), dkey(name))
 redis.call('HSET', bk, 'n', 0, 'bytes', 0)
-redis.call('HINCRBY', STATS, 'requests', 0 - n)
-redis.call('HINCRBY', STATS, 'bytes', 0 - bytes)
+redis.call('HINCRBY', STATS, 'requests', I(0 - n))
+redis.call('HINCRBY', STATS, 'bytes', I(0 - bytes))
 sync_acct(name)
 redis.call('PUBLISH', LIVE, 'C' .. name)
 return {'ok', n}
@@ -231,7 +249,8 @@ return {'ok', n}
 ///   first, with the count of the range; limit -1: the whole range;
 /// - `seq` (7 seq) / `uuid` (7 the id's 16 bytes): one request.
 ///
-/// Returns `{'ok', n, evl, evb, matched, member, seq, member, seq...}` or `{'nobin'}`.
+/// Returns `{'ok', n, evl, evb, matched, request, seq, request, seq...}` (each request's bytes
+/// from `d:{name}`, by the ids the index gives) or `{'nobin'}`.
 const READ: &str = r#"
 local name = ARGV[5]
 if not alive(name) then return {'nobin'} end
@@ -248,15 +267,25 @@ elseif mode == 'page' then
   ms = redis.call('ZREVRANGEBYSCORE', r, ARGV[8], ARGV[7], 'WITHSCORES', 'LIMIT', 0,
     ARGV[9])
 else
-  local seq = ARGV[7]
   if mode == 'uuid' then
-    local v = redis.call('HGET', ikey(b[1]), ARGV[7])
-    if not v then return out end
-    seq = string.match(v, '^(%d+):')
+    local seq = redis.call('ZSCORE', r, ARGV[7])
+    ms = {}
+    if seq then ms = {ARGV[7], seq} end
+  else
+    ms = redis.call('ZRANGEBYSCORE', r, ARGV[7], ARGV[7], 'WITHSCORES')
   end
-  ms = redis.call('ZRANGEBYSCORE', r, seq, seq, 'WITHSCORES')
 end
-for _, m in ipairs(ms) do out[#out + 1] = m end
+-- HMGET in slices: Lua unpacks at most a few thousand values at once.
+local d = dkey(name)
+for s = 1, #ms, 2000 do
+  local ids = {}
+  for i = s, math.min(s + 1999, #ms), 2 do ids[#ids + 1] = ms[i] end
+  local data = redis.call('HMGET', d, unpack(ids))
+  for j = 1, #ids do
+    out[#out + 1] = data[j]
+    out[#out + 1] = ms[s + 2 * j - 1]
+  end
+end
 return out
 "#;
 
