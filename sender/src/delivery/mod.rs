@@ -30,7 +30,8 @@
 //! - `max_attempts_per_webhook`: attempts kept in a webhook's log; oldest dropped first and
 //!   counted in `evicted_attempts`.
 //! - `max_in_flight` and `max_in_flight_per_webhook`: concurrent requests.
-//! - Response excerpts are cut at 4 KiB.
+//! - The bodies an attempt logs (the request sent, the answer) are cut at
+//!   [`LOGGED_BODY_BYTES`] (64 KiB), with a truncated flag.
 
 //!
 //! # Layout
