@@ -42,6 +42,13 @@ pub use outbound::{Outbound, OutboundConfig, OutboundPolicy};
 pub use registry::{Registry, RegistryError, Webhook};
 pub use signing::{Secret, VerifyError, verify};
 
+/// Locks a std Mutex, going on after a panic elsewhere: every critical section of the crate
+/// assigns whole values and holds no lock across an `.await` or a write, so a poisoned lock
+/// holds consistent data.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// RFC 3339 in UTC with milliseconds, as every timestamp of the API.
 pub(crate) fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)

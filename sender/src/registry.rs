@@ -111,6 +111,42 @@ pub struct PreviousSecret {
     pub until: DateTime<Utc>,
 }
 
+/// The secrets a message sent at some time is signed with: the current one first, then the
+/// previous one while its grace period runs (Standard Webhooks: a receiver accepts when any
+/// `v1,` entry matches). A slice of one or two, without an allocation (one per attempt).
+#[derive(Debug, Clone, Copy)]
+pub struct SigningSecrets<'a> {
+    secrets: [&'a Secret; 2],
+    len: usize,
+}
+
+impl<'a> SigningSecrets<'a> {
+    pub fn at(
+        current: &'a Secret,
+        previous: Option<&'a PreviousSecret>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        match previous.filter(|p| now < p.until) {
+            Some(p) => Self {
+                secrets: [current, &p.secret],
+                len: 2,
+            },
+            None => Self {
+                secrets: [current, current],
+                len: 1,
+            },
+        }
+    }
+}
+
+impl<'a> std::ops::Deref for SigningSecrets<'a> {
+    type Target = [&'a Secret];
+
+    fn deref(&self) -> &[&'a Secret] {
+        &self.secrets[..self.len]
+    }
+}
+
 /// One webhook, as configured and as it is doing.
 #[derive(Debug, Clone)]
 pub struct Webhook {
@@ -181,13 +217,9 @@ impl Webhook {
         self.previous_secret.as_ref().filter(|p| now < p.until)
     }
 
-    /// The secrets a message sent at `now` is signed with: the current one first, then the
-    /// previous one while its grace period runs (Standard Webhooks: a receiver accepts when any
-    /// `v1,` entry matches).
-    pub fn signing_secrets(&self, now: DateTime<Utc>) -> Vec<&Secret> {
-        std::iter::once(&self.secret)
-            .chain(self.previous_secret_at(now).map(|p| &p.secret))
-            .collect()
+    /// The secrets a message sent at `now` is signed with (see [`SigningSecrets`]).
+    pub fn signing_secrets(&self, now: DateTime<Utc>) -> SigningSecrets<'_> {
+        SigningSecrets::at(&self.secret, self.previous_secret.as_ref(), now)
     }
 
     pub fn to_out(&self) -> api::WebhookOut {
@@ -239,6 +271,17 @@ struct Shared {
     /// channel keeps only the latest value: a slow watcher costs nothing and misses nothing but
     /// intermediate counts.
     changes: tokio::sync::watch::Sender<u64>,
+}
+
+/// The active webhooks subscribed to `slug`, oldest first (ties by id).
+fn subscribed<'a>(state: &'a State, slug: &str) -> Vec<&'a Webhook> {
+    let mut subs: Vec<&Webhook> = state
+        .webhooks
+        .values()
+        .filter(|w| w.active && w.subscribes_to(slug))
+        .collect();
+    subs.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+    subs
 }
 
 #[derive(Default)]
@@ -423,32 +466,21 @@ impl Registry {
 
     /// Active webhooks subscribed to `slug`, oldest first.
     pub fn subscribers(&self, slug: &str) -> Vec<Webhook> {
-        let ids = self.subscriber_ids(slug);
-        let state = self.state();
-        ids.into_iter()
-            .filter_map(|s| state.webhooks.get(&s.id).cloned())
+        subscribed(&self.state(), slug)
+            .into_iter()
+            .cloned()
             .collect()
     }
 
     /// [`Registry::subscribers`], only what an emit needs of each (no copy of the webhooks).
     pub fn subscriber_ids(&self, slug: &str) -> Vec<Subscriber> {
-        let state = self.state();
-        let mut subs: Vec<(&Webhook, Subscriber)> = state
-            .webhooks
-            .values()
-            .filter(|w| w.active && w.subscribes_to(slug))
-            .map(|w| {
-                (
-                    w,
-                    Subscriber {
-                        id: w.id.clone(),
-                        envelope: w.envelope,
-                    },
-                )
+        subscribed(&self.state(), slug)
+            .into_iter()
+            .map(|w| Subscriber {
+                id: w.id.clone(),
+                envelope: w.envelope,
             })
-            .collect();
-        subs.sort_by(|(a, _), (b, _)| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
-        subs.into_iter().map(|(_, s)| s).collect()
+            .collect()
     }
 
     /// Applies the fields given; validation happens before anything changes.

@@ -18,9 +18,10 @@ use super::attempt::{Verdict, checked_client, send_checked, send_checked_url};
 use super::decision::{Attempted, Decision, RetryPolicy, decide};
 use super::log::{AttemptTimes, EndpointLog, Logged, Message, Sent, millis};
 use crate::journal::{Change, Journal};
+use crate::lock;
 use crate::outbound::{Outbound, OutboundClient};
 use crate::queue::{DeliveryQueue, Leased, MemoryQueue, QueueError, Task};
-use crate::registry::{PreviousSecret, Registry, Webhook};
+use crate::registry::{PreviousSecret, Registry, SigningSecrets, Webhook};
 use crate::signing::Secret;
 use rand::Rng;
 
@@ -179,7 +180,8 @@ struct Endpoint {
 struct Target {
     /// As saved (the attempt log shows it).
     url: Arc<str>,
-    parsed: Result<reqwest::Url, String>,
+    /// None when it does not parse (it cannot: saved URLs were parsed when saved).
+    parsed: Option<reqwest::Url>,
     secret: Secret,
     previous: Option<PreviousSecret>,
 }
@@ -188,10 +190,7 @@ impl Target {
     fn of(w: &Webhook) -> Self {
         Self {
             url: w.url.as_str().into(),
-            // Saved URLs were parsed when saved, so this cannot fail; it would fail the same
-            // way every time.
-            parsed: reqwest::Url::parse(&w.url)
-                .map_err(|e| format!("url {:?} is not a URL: {e}", w.url)),
+            parsed: reqwest::Url::parse(&w.url).ok(),
             secret: w.secret.clone(),
             previous: w.previous_secret.clone(),
         }
@@ -1136,40 +1135,12 @@ impl Delivery {
             ack().await;
             return;
         };
+        let secrets = SigningSecrets::at(&target.secret, target.previous.as_ref(), Utc::now());
+        let timeout = config.request_timeout;
         let result = match &target.parsed {
-            Ok(url) => {
-                let now = Utc::now();
-                let previous = target.previous.as_ref().filter(|p| now < p.until);
-                let current = [&target.secret];
-                let both;
-                let secrets: &[&Secret] = match previous {
-                    Some(p) => {
-                        both = [&target.secret, &p.secret];
-                        &both
-                    }
-                    None => &current,
-                };
-                send_checked_url(
-                    &shared.client,
-                    config.request_timeout,
-                    url,
-                    secrets,
-                    id,
-                    body,
-                )
-                .await
-            }
-            Err(_) => {
-                send_checked(
-                    &shared.client,
-                    config.request_timeout,
-                    &target.url,
-                    &[&target.secret],
-                    id,
-                    body,
-                )
-                .await
-            }
+            Some(url) => send_checked_url(&shared.client, timeout, url, &secrets, id, body).await,
+            // Refused with the parse error, as it would be every time.
+            None => send_checked(&shared.client, timeout, &target.url, &secrets, id, body).await,
         };
         // Slots are held for the request only, never while a retry waits.
         drop(permit);
@@ -1304,12 +1275,6 @@ impl Delivery {
             })
             .unwrap_or_else(|| Err("the webhook was deleted".to_owned()))
     }
-}
-
-/// Locks a std Mutex, going on after a panic elsewhere: every critical section here assigns
-/// whole values, so a poisoned lock holds consistent data.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use crate::lock;
+
 use bytes::Bytes;
 use rusqlite::{Connection, params};
 
@@ -350,12 +352,6 @@ impl Journal for SqliteJournal {
         });
         Ok(())
     }
-}
-
-/// Locks a std Mutex (short map updates, never held across a write), going on after a panic
-/// elsewhere: every critical section assigns whole values.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn upsert_webhook(tx: &Connection, id: &str, json: &str) -> Result<(), rusqlite::Error> {

@@ -67,37 +67,17 @@ impl Writer {
         reply: impl FnOnce(Result<T, String>) + Send + 'static,
         savepoint: bool,
     ) {
-        if !savepoint {
-            let job: Job = Box::new(move |conn: &Connection| {
-                let result = f(conn);
-                Box::new(move |commit: Result<(), String>| reply(commit.and(result)))
-            });
-            if let Err(mpsc::SendError(job)) = self.jobs.send(job) {
-                drop(job);
-            }
-            return;
-        }
         let job: Job = Box::new(move |conn: &Connection| {
-            let result = match run_cached(conn, "SAVEPOINT job") {
-                Err(e) => Err(e.to_string()),
-                Ok(()) => {
-                    let r = f(conn);
-                    let end = if r.is_ok() {
-                        run_cached(conn, "RELEASE job")
-                    } else {
-                        run_cached(conn, "ROLLBACK TO job")
-                            .and_then(|()| run_cached(conn, "RELEASE job"))
-                    };
-                    match end {
-                        Ok(()) => r,
-                        Err(e) => Err(e.to_string()),
-                    }
-                }
+            let result = if savepoint {
+                in_savepoint(conn, f)
+            } else {
+                f(conn)
             };
             Box::new(move |commit: Result<(), String>| reply(commit.and(result)))
         });
         if let Err(mpsc::SendError(job)) = self.jobs.send(job) {
-            // The writer is gone (it cannot be while a handle lives); answer the job anyway.
+            // The writer is gone (it cannot be while a handle lives): dropping the job drops
+            // its reply, which a caller waiting on it hears as the writer stopped.
             drop(job);
         }
     }
@@ -191,4 +171,21 @@ fn run(conn: &Connection, rx: &mpsc::Receiver<Job>) {
             finish(committed.clone());
         }
     }
+}
+
+/// Runs `f` in a savepoint of its own: a failing job is rolled back alone, the rest of the group
+/// stays.
+fn in_savepoint<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T, String>,
+) -> Result<T, String> {
+    run_cached(conn, "SAVEPOINT job").map_err(|e| e.to_string())?;
+    let r = f(conn);
+    let end = if r.is_ok() {
+        run_cached(conn, "RELEASE job")
+    } else {
+        run_cached(conn, "ROLLBACK TO job").and_then(|()| run_cached(conn, "RELEASE job"))
+    };
+    end.map_err(|e| e.to_string())?;
+    r
 }

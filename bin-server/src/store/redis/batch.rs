@@ -4,8 +4,9 @@
 //! (keyed by request id), the capture script numbers and indexes them with small arguments
 //! only (the bytes never pass through Lua) and publishes the batch's sequence numbers, and
 //! one `PUBLISH` carries the requests themselves to every instance's feed ([`super::feed`]),
-//! right after the numbers, so each bin's events stay in sequence order on every feed. Under load a batch forms while the previous one is in
-//! Redis; alone, a capture goes at once (a batch of one). At most [`IN_FLIGHT`] batches are in
+//! right after the numbers, so each bin's events stay in sequence order on every feed. Under
+//! load a batch forms while the previous one is in Redis; alone, a capture goes at once (a
+//! batch of one). At most [`IN_FLIGHT`] batches are in
 //! Redis at a time; the queue in front of them holds [`QUEUE`] captures, and a capture that
 //! finds it full waits for room (back-pressure on the HTTP request, which is bounded itself).
 //!
@@ -113,29 +114,28 @@ fn publish_batch(channel: &str, token: u64, batch: &[Pending]) -> redis::Cmd {
 /// One `HSET d:{name}` per bin of the batch (in the order bins first appear; a batch is mostly
 /// one or a few bins) with its requests' bytes by id, each command's buffer sized first.
 fn write_data(prefix: &str, batch: &[Pending]) -> Vec<redis::Cmd> {
-    let mut cmds = Vec::new();
-    let mut done = vec![false; batch.len()];
-    for i in 0..batch.len() {
-        if done[i] {
-            continue;
+    let mut bins: Vec<(&str, Vec<&Pending>)> = Vec::new();
+    for p in batch {
+        match bins.iter_mut().find(|(name, _)| *name == p.name) {
+            Some((_, requests)) => requests.push(p),
+            None => bins.push((&p.name, vec![p])),
         }
-        let name = &batch[i].name;
-        let (mut args, mut bytes) = (2, 4 + prefix.len() + 2 + name.len());
-        for (j, p) in batch.iter().enumerate().skip(i) {
-            if p.name == *name {
-                args += 2;
-                bytes += 16 + p.encoded.len();
-                done[j] = true;
-            }
-        }
-        let mut cmd = redis::Cmd::with_capacity(args, bytes);
-        cmd.arg("HSET").arg(format!("{prefix}d:{name}"));
-        for p in batch[i..].iter().filter(|p| p.name == *name) {
-            cmd.arg(p.id.as_bytes()).arg(&p.encoded[..]);
-        }
-        cmds.push(cmd);
     }
-    cmds
+    bins.into_iter()
+        .map(|(name, requests)| {
+            let bytes = 4
+                + prefix.len()
+                + 2
+                + name.len()
+                + requests.iter().map(|p| 16 + p.encoded.len()).sum::<usize>();
+            let mut cmd = redis::Cmd::with_capacity(2 + 2 * requests.len(), bytes);
+            cmd.arg("HSET").arg(format!("{prefix}d:{name}"));
+            for p in requests {
+                cmd.arg(p.id.as_bytes()).arg(&p.encoded[..]);
+            }
+            cmd
+        })
+        .collect()
 }
 
 /// Stores `batch` in one `MULTI` and answers every capture in it.
